@@ -1,0 +1,24 @@
+# CareLine: `make run` serves the line locally, `make test` runs every test.
+# Both create .venv from requirements.txt when it is missing or older than requirements.txt.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+READY := $(VENV)/.installed
+
+.PHONY: run test lint
+
+$(READY): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $(READY)
+
+run: $(READY)
+	$(PY) -m ivr
+
+test: $(READY)
+	$(PY) -m ruff check ivr tests bench
+	$(PY) -m pytest
+
+lint: $(READY)
+	$(PY) -m ruff check ivr tests bench

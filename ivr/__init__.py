@@ -1,0 +1,77 @@
+"""CareLine: a phone and text-message information line for people living with recurring or advanced cancer.
+
+`create_app()` is the WSGI entry (`ivr:create_app()`): it reads the configuration, loads and checks
+every prompt once, opens (and migrates) the database, and registers the webhooks.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from ivr.config import DEFAULTS, ConfigError, default_database_url, parse_settings, settings_from_environment
+from ivr.content import PROMPTS_DIR, load_content
+from ivr.hours import StaffHours
+from ivr.security import local_mode
+from ivr.services import Services
+from ivr.storage import Storage
+from ivr.twiml import Renderer, VoiceSettings
+
+log = logging.getLogger("ivr")
+
+#: Twilio's webhook bodies are a few kilobytes; anything far larger is not Twilio.
+MAX_REQUEST_BYTES = 64 * 1024
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the line: configuration from defaults, then the environment, then `test_config`."""
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.update(DEFAULTS)
+    app.config.update(settings_from_environment())
+    if test_config:
+        app.config.update(parse_settings(test_config))
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    if not app.config["SECRET_KEY"]:
+        if not local_mode(app.config):
+            raise ConfigError("SECRET_KEY must be set when TWILIO_AUTH_TOKEN is set (outside local mode)")
+        app.config["SECRET_KEY"] = _local_secret(Path(app.instance_path))
+    if not app.config["DATABASE_URL"]:
+        app.config["DATABASE_URL"] = default_database_url(app.instance_path)
+
+    content = load_content(app.config["PROMPTS_DIR"] or PROMPTS_DIR)
+    renderer = Renderer(
+        content,
+        VoiceSettings(
+            voices={"en": app.config["VOICE_EN"], "es": app.config["VOICE_ES"]},
+            speech_rate=app.config["SPEECH_RATE"],
+            slow_speech_rate=app.config["SLOW_SPEECH_RATE"],
+            gather_timeout=app.config["GATHER_TIMEOUT"],
+        ),
+    )
+    hours = StaffHours.parse(app.config["STAFF_HOURS"], app.config["STAFF_TIMEZONE"], app.config["STAFF_HOLIDAYS"])
+    storage = Storage(app.config["DATABASE_URL"], app.config["SECRET_KEY"])
+    storage.migrate()
+    app.extensions["careline"] = Services(content=content, renderer=renderer, storage=storage, hours=hours)
+
+    from ivr import voice
+
+    app.register_blueprint(voice.bp)
+
+    if local_mode(app.config):
+        log.warning("Local mode: no TWILIO_AUTH_TOKEN, so only requests from this machine are answered.")
+    return app
+
+
+def _local_secret(instance: Path) -> str:
+    """A secret kept in the instance folder, so local phone-number hashes survive a restart."""
+    path = instance / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()

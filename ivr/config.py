@@ -1,0 +1,125 @@
+"""The line's settings: every environment variable, parsed and checked in one place.
+
+`settings_from_environment` turns os.environ into Flask config keys; `create_app` lets a test
+override any of them. A bad value stops start-up with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+#: Defaults for every setting; the README's configuration table documents each one.
+DEFAULTS: dict[str, Any] = {
+    "TWILIO_AUTH_TOKEN": "",
+    "TWILIO_ACCOUNT_SID": "",
+    "PUBLIC_BASE_URL": "",
+    "DATABASE_URL": "",  # empty: SQLite file under the instance folder
+    "VOICE_EN": "Polly.Joanna-Neural",
+    "VOICE_ES": "Polly.Lupe-Neural",
+    "SPEECH_RATE": "90%",
+    "SLOW_SPEECH_RATE": "70%",
+    "GATHER_TIMEOUT": 8,
+    "STAFF_NUMBERS": (),
+    "STAFF_HOURS": "Mon-Fri 08:30-17:00",
+    "STAFF_TIMEZONE": "America/Los_Angeles",
+    "STAFF_HOLIDAYS": (),
+    "STAFF_RING_SECONDS": 20,
+    "VOICEMAIL_MAX_SECONDS": 120,
+    "SECRET_KEY": "",
+    "PROMPTS_DIR": "",  # empty: the prompts/ folder beside the package
+}
+
+_RATE = re.compile(r"^(\d{2,3})%$")
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+class ConfigError(ValueError):
+    """An environment variable has a value the line cannot use."""
+
+
+def settings_from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Read every known variable from `environ` (default os.environ) into checked config values."""
+    environ = os.environ if environ is None else environ
+    raw = {name: environ[name] for name in DEFAULTS if environ.get(name, "") != ""}
+    return parse_settings(raw)
+
+
+def parse_settings(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Check and convert settings given as strings (from the environment) or as Python values (tests)."""
+    settings: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name not in DEFAULTS:
+            settings[name] = value
+            continue
+        settings[name] = _PARSERS.get(name, _text)(name, value)
+    return settings
+
+
+def _text(name: str, value: Any) -> str:
+    return str(value).strip()
+
+
+def _whole_number(low: int, high: int):
+    def parse(name: str, value: Any) -> int:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a whole number, not {value!r}") from None
+        if not low <= number <= high:
+            raise ConfigError(f"{name} must be between {low} and {high}, not {number}")
+        return number
+
+    return parse
+
+
+def _rate(name: str, value: Any) -> str:
+    match = _RATE.match(str(value).strip())
+    if not match or not 20 <= int(match.group(1)) <= 200:
+        raise ConfigError(f"{name} must be a percentage such as 90%, not {value!r}")
+    return str(value).strip()
+
+
+def _staff_numbers(name: str, value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    numbers = tuple(str(item).strip() for item in items if str(item).strip())
+    for number in numbers:
+        if not (_E164.match(number) or number.startswith("sip:")):
+            raise ConfigError(f"{name}: {number!r} is neither an E.164 number like +15551234567 nor a sip: URI")
+    return numbers
+
+
+def _date_list(name: str, value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    dates = tuple(str(item).strip() for item in items if str(item).strip())
+    for date in dates:
+        if not re.match(r"^\d{4}-\d{2}-\d{2}$", date):
+            raise ConfigError(f"{name}: {date!r} is not a date like 2026-12-25")
+    return dates
+
+
+def _base_url(name: str, value: Any) -> str:
+    url = str(value).strip().rstrip("/")
+    if url and not re.match(r"^https?://[^/\s]+(/\S*)?$", url):
+        raise ConfigError(f"{name} must look like https://line.example.org, not {value!r}")
+    return url
+
+
+_PARSERS = {
+    "GATHER_TIMEOUT": _whole_number(6, 30),
+    "STAFF_RING_SECONDS": _whole_number(5, 60),
+    "VOICEMAIL_MAX_SECONDS": _whole_number(10, 600),
+    "SPEECH_RATE": _rate,
+    "SLOW_SPEECH_RATE": _rate,
+    "STAFF_NUMBERS": _staff_numbers,
+    "STAFF_HOLIDAYS": _date_list,
+    "PUBLIC_BASE_URL": _base_url,
+}
+
+
+def default_database_url(instance_path: str) -> str:
+    """The SQLite file `make run` uses when DATABASE_URL is not set."""
+    return f"sqlite:///{Path(instance_path) / 'careline.sqlite3'}"

@@ -1,0 +1,409 @@
+"""Load every word the line says or texts from ``prompts/`` and check it before the line starts.
+
+The content is data (YAML files edited by people who are not programmers), so it is validated once,
+when the app starts: a broken file stops start-up with a message naming the file and the problem,
+instead of a caller meeting a dead end later. The result is a tree of frozen dataclasses that the
+rest of the line reads but never changes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from ivr.matching import Vocabulary, normalize
+
+PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+
+#: Spoken at 150 words a minute, a part of this many words takes at most 60 seconds.
+MAX_WORDS_PER_SPOKEN_PART = 150
+MAX_TOPICS = 6
+
+#: Commands the dialog understands, by the name used in menu.yaml and in voice.yaml's `commands`.
+GLOBAL_COMMANDS = frozenset({"staff", "repeat", "main_menu", "slower", "language"})
+SECTION_COMMANDS = frozenset({"more", "text_me"})
+MESSAGE_COMMANDS = frozenset({"leave_message"})
+ALL_COMMANDS = GLOBAL_COMMANDS | SECTION_COMMANDS | MESSAGE_COMMANDS
+
+#: Every spoken prompt the line uses, with the placeholders it may contain.
+VOICE_PROMPTS: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        "greeting": frozenset(),
+        "text_offer": frozenset(),
+        "intro": frozenset(),
+        "menu_heading": frozenset(),
+        "menu_option": frozenset({"title", "key"}),
+        "menu_say_topic": frozenset(),
+        "menu_person": frozenset(),
+        "menu_slower": frozenset(),
+        "menu_normal_speed": frozenset(),
+        "language_offer": frozenset(),
+        "section_more": frozenset({"title"}),
+        "section_text": frozenset(),
+        "section_again": frozenset(),
+        "section_main": frozenset(),
+        "section_person": frozenset(),
+        "section_no_more": frozenset({"title"}),
+        "section_from_transfer": frozenset({"title"}),
+        "text_sent": frozenset(),
+        "text_failed": frozenset(),
+        "text_opted_out": frozenset(),
+        "text_no_number": frozenset(),
+        "no_input": frozenset(),
+        "no_input_warning": frozenset(),
+        "more_time": frozenset(),
+        "no_input_goodbye": frozenset(),
+        "way_out": frozenset(),
+        "goodbye": frozenset(),
+        "invalid_key": frozenset(),
+        "not_understood": frozenset(),
+        "offer_person": frozenset(),
+        "slower_on": frozenset(),
+        "slower_off": frozenset(),
+        "language_switched": frozenset(),
+        "staff_connecting": frozenset(),
+        "staff_closed": frozenset({"hours"}),
+        "staff_unavailable": frozenset(),
+        "emergency_reminder": frozenset(),
+        "message_offer": frozenset(),
+        "record_instructions": frozenset(),
+        "record_saved": frozenset(),
+        "record_empty": frozenset(),
+        "after_staff_call": frozenset(),
+        "error_apology": frozenset(),
+        "whisper_topic": frozenset({"title"}),
+        "whisper_no_topic": frozenset(),
+    }
+)
+
+#: Every texted prompt the line uses, with its placeholders. Empty until the text line exists.
+SMS_PROMPTS: Mapping[str, frozenset[str]] = MappingProxyType({})
+
+_KEY_PATTERN = re.compile(r"^[0-9*#]$")
+_KEYWORD_PATTERN = re.compile(r"^[A-Z]{2,20}$")
+_SECTION_ID_PATTERN = re.compile(r"^[a-z][a-z_]{1,30}$")
+
+
+class ContentError(ValueError):
+    """A prompt file is missing, malformed or inconsistent; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Section:
+    """One topic of the line, in one language."""
+
+    id: str
+    key: str
+    title: str
+    keyword: str
+    synonyms: tuple[str, ...]
+    voice: tuple[str, ...]
+    sms: tuple[str, ...]
+    reviewed_by: str
+    reviewed_on: dt.date
+    source: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class Language:
+    """Everything the line says or texts in one language."""
+
+    code: str
+    locale: str
+    voice: Mapping[str, str]
+    sms: Mapping[str, str]
+    commands: Mapping[str, tuple[str, ...]]
+    sections: Mapping[str, Section]
+    #: Spoken phrases and their meaning, 'command:<name>' or 'section:<id>'.
+    vocabulary: Vocabulary
+    #: Phrases worth telling the speech recogniser about: commands and topic names.
+    hints: tuple[str, ...]
+
+    def say(self, prompt: str, **values: str) -> str:
+        """The spoken prompt `prompt`, with its placeholders filled in."""
+        return self.voice[prompt].format_map(values)
+
+    def text(self, prompt: str, **values: str) -> str:
+        """The texted prompt `prompt`, with its placeholders filled in."""
+        return self.sms[prompt].format_map(values)
+
+
+@dataclass(frozen=True)
+class Content:
+    """The whole line: its languages, its topics in menu order, and its keys."""
+
+    default_language: str
+    languages: Mapping[str, Language]
+    section_ids: tuple[str, ...]
+    topic_keys: Mapping[str, str]
+    global_keys: Mapping[str, str]
+    section_keys: Mapping[str, str]
+    message_keys: Mapping[str, str]
+
+    def language(self, code: str) -> Language:
+        """The language `code`, or the default one when `code` is not offered."""
+        return self.languages.get(code) or self.languages[self.default_language]
+
+    def other_language(self, code: str) -> str | None:
+        """The language the language key switches to from `code`, or None with only one language."""
+        codes = list(self.languages)
+        if len(codes) < 2:
+            return None
+        return codes[(codes.index(code) + 1) % len(codes)] if code in codes else codes[0]
+
+
+def load_content(prompts_dir: Path | str = PROMPTS_DIR) -> Content:
+    """Read and validate every prompt file under `prompts_dir`; raise ContentError naming the file."""
+    root = Path(prompts_dir)
+    menu_path = root / "menu.yaml"
+    menu = _read_yaml(menu_path)
+    languages_spec = _require(menu, "languages", dict, menu_path)
+    default_language = _require(menu, "default_language", str, menu_path)
+    if default_language not in languages_spec:
+        _fail(menu_path, f"default_language {default_language!r} is not one of the languages")
+
+    section_entries = _require(menu, "sections", list, menu_path)
+    if not 1 <= len(section_entries) <= MAX_TOPICS:
+        _fail(menu_path, f"the main menu must have 1 to {MAX_TOPICS} topics, not {len(section_entries)}")
+    global_keys = _key_map(menu, "global_keys", GLOBAL_COMMANDS, menu_path)
+    section_keys = _key_map(menu, "section_keys", SECTION_COMMANDS, menu_path)
+    message_keys = _key_map(menu, "message_keys", MESSAGE_COMMANDS, menu_path)
+    if set(global_keys.values()) != GLOBAL_COMMANDS:
+        _fail(menu_path, f"global_keys must give a key to each of {sorted(GLOBAL_COMMANDS)}")
+
+    topic_keys: dict[str, str] = {}
+    for index, entry in enumerate(section_entries):
+        if not isinstance(entry, dict):
+            _fail(menu_path, f"sections[{index}] must be a mapping with id and key")
+        section_id = str(entry.get("id", ""))
+        key = str(entry.get("key", ""))
+        if not _SECTION_ID_PATTERN.match(section_id):
+            _fail(menu_path, f"sections[{index}] has a bad id {section_id!r}")
+        if section_id in topic_keys.values():
+            _fail(menu_path, f"section {section_id!r} is listed twice")
+        if not _KEY_PATTERN.match(key):
+            _fail(menu_path, f"section {section_id!r} has a bad key {key!r}")
+        if key in topic_keys or key in global_keys:
+            _fail(menu_path, f"key {key!r} of section {section_id!r} is already used")
+        topic_keys[key] = section_id
+    for name, keys in (("section_keys", section_keys), ("message_keys", message_keys)):
+        clash = set(keys) & set(global_keys)
+        if clash:
+            _fail(menu_path, f"{name} reuse global keys {sorted(clash)}")
+    section_ids = tuple(topic_keys.values())
+    key_of = {section_id: key for key, section_id in topic_keys.items()}
+
+    languages: dict[str, Language] = {}
+    for code, spec in languages_spec.items():
+        if not isinstance(spec, dict) or not isinstance(spec.get("locale"), str):
+            _fail(menu_path, f"language {code!r} needs a locale such as en-US")
+        languages[code] = _load_language(root / code, code, spec["locale"], section_ids, key_of)
+    _check_languages_alike(languages, default_language)
+
+    return Content(
+        default_language=default_language,
+        languages=MappingProxyType(languages),
+        section_ids=section_ids,
+        topic_keys=MappingProxyType(topic_keys),
+        global_keys=MappingProxyType(global_keys),
+        section_keys=MappingProxyType(section_keys),
+        message_keys=MappingProxyType(message_keys),
+    )
+
+
+def _load_language(
+    folder: Path, code: str, locale: str, section_ids: tuple[str, ...], key_of: Mapping[str, str]
+) -> Language:
+    voice_path = folder / "voice.yaml"
+    voice_raw = _read_yaml(voice_path)
+    commands_raw = voice_raw.pop("commands", None)
+    voice = _prompt_map(voice_raw, VOICE_PROMPTS, voice_path)
+    commands = _commands(commands_raw, voice_path)
+
+    sms_path = folder / "sms.yaml"
+    sms_raw = _read_yaml(sms_path) if sms_path.exists() else {}
+    sms = _prompt_map(sms_raw, SMS_PROMPTS, sms_path)
+
+    sections_dir = folder / "sections"
+    present = {p.stem for p in sections_dir.glob("*.yaml")} if sections_dir.is_dir() else set()
+    orphans = present - set(section_ids)
+    if orphans:
+        _fail(sections_dir, f"files {sorted(orphans)} are not topics in menu.yaml, so no caller can reach them")
+    sections = {sid: _load_section(sections_dir / f"{sid}.yaml", sid, key_of[sid]) for sid in section_ids}
+
+    # A phrase that names two things would make speech and texts ambiguous.
+    owner: dict[str, str] = {}
+    for command, phrases in commands.items():
+        for phrase in phrases:
+            owner.setdefault(normalize(phrase), f"command {command}")
+    for section in sections.values():
+        for phrase in (section.title, section.keyword, *section.synonyms):
+            folded = normalize(phrase)
+            if folded in owner and owner[folded] != f"section {section.id}":
+                _fail(section.path, f"{phrase!r} already belongs to {owner[folded]}")
+            owner[folded] = f"section {section.id}"
+
+    meanings: list[tuple[str, str]] = []
+    for command, phrases in commands.items():
+        meanings.extend((phrase, f"command:{command}") for phrase in phrases)
+    for section in sections.values():
+        names = (section.title, section.keyword, *section.synonyms)
+        meanings.extend((phrase, f"section:{section.id}") for phrase in names)
+    hints = tuple(dict.fromkeys(phrase.lower() for phrase, _ in meanings))
+
+    return Language(
+        code=code,
+        locale=locale,
+        voice=MappingProxyType(voice),
+        sms=MappingProxyType(sms),
+        commands=MappingProxyType(commands),
+        sections=MappingProxyType(sections),
+        vocabulary=Vocabulary.build(meanings),
+        hints=hints,
+    )
+
+
+def _load_section(path: Path, section_id: str, key: str) -> Section:
+    if not path.exists():
+        _fail(path, f"missing: every language needs a file for topic {section_id!r}")
+    raw = _read_yaml(path)
+    title = _require(raw, "title", str, path).strip()
+    keyword = _require(raw, "keyword", str, path).strip()
+    if not _KEYWORD_PATTERN.match(keyword):
+        _fail(path, f"keyword {keyword!r} must be 2 to 20 capital letters A-Z")
+    voice = _string_list(raw, "voice", path)
+    for number, part in enumerate(voice, start=1):
+        words = len(part.split())
+        if words > MAX_WORDS_PER_SPOKEN_PART:
+            _fail(path, f"voice part {number} has {words} words; at most {MAX_WORDS_PER_SPOKEN_PART} fit in 60 seconds")
+    reviewed_on = raw.get("reviewed_on")
+    if not isinstance(reviewed_on, dt.date):
+        _fail(path, "reviewed_on must be a date such as 2026-11-26")
+    return Section(
+        id=section_id,
+        key=key,
+        title=title,
+        keyword=keyword,
+        synonyms=tuple(s.strip().lower() for s in _string_list(raw, "synonyms", path)),
+        voice=voice,
+        sms=_string_list(raw, "sms", path),
+        reviewed_by=_require(raw, "reviewed_by", str, path),
+        reviewed_on=reviewed_on,
+        source=_require(raw, "source", str, path),
+        path=path,
+    )
+
+
+def _check_languages_alike(languages: Mapping[str, Language], default: str) -> None:
+    """Every language must offer what the default one offers, with the same placeholders."""
+    base = languages[default]
+    for code, language in languages.items():
+        if code == default:
+            continue
+        for kind in ("voice", "sms"):
+            mine, theirs = getattr(language, kind), getattr(base, kind)
+            missing = set(theirs) - set(mine)
+            if missing:
+                _fail(PROMPTS_DIR / code / f"{kind}.yaml", f"missing prompts {sorted(missing)} that {default} has")
+        for section in language.sections.values():
+            if not section.voice or not section.sms:
+                _fail(section.path, "needs at least one voice part and one sms message")
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except FileNotFoundError:
+        _fail(path, "missing")
+    except yaml.YAMLError as error:
+        _fail(path, f"is not valid YAML: {error}")
+    except UnicodeDecodeError:
+        _fail(path, "is not UTF-8 text")
+    if not isinstance(data, dict):
+        _fail(path, "must be a YAML mapping of names to values")
+    return data
+
+
+def _prompt_map(raw: dict[str, Any], expected: Mapping[str, frozenset[str]], path: Path) -> dict[str, str]:
+    missing = set(expected) - set(raw)
+    if missing:
+        _fail(path, f"missing prompts {sorted(missing)}")
+    prompts: dict[str, str] = {}
+    for name, text in raw.items():
+        if not isinstance(text, str) or not text.strip():
+            _fail(path, f"prompt {name!r} must be non-empty text")
+        allowed = expected.get(name, frozenset())
+        used = {field for _, field, _, _ in string.Formatter().parse(text) if field is not None}
+        if any(not field.isidentifier() for field in used):
+            _fail(path, f"prompt {name!r} has a malformed placeholder")
+        unknown = used - allowed
+        if unknown:
+            _fail(path, f"prompt {name!r} uses unknown placeholders {sorted(unknown)}")
+        prompts[name] = " ".join(text.split())
+    return prompts
+
+
+def _commands(raw: Any, path: Path) -> dict[str, tuple[str, ...]]:
+    if not isinstance(raw, dict):
+        _fail(path, "needs a `commands` mapping of command names to spoken phrases")
+    unknown = set(raw) - ALL_COMMANDS
+    if unknown:
+        _fail(path, f"unknown commands {sorted(unknown)}")
+    missing = ALL_COMMANDS - set(raw)
+    if missing:
+        _fail(path, f"commands {sorted(missing)} need spoken phrases")
+    commands: dict[str, tuple[str, ...]] = {}
+    seen: dict[str, str] = {}
+    for name, phrases in raw.items():
+        if not isinstance(phrases, list) or not phrases or not all(isinstance(p, str) and p.strip() for p in phrases):
+            _fail(path, f"command {name!r} needs a list of phrases")
+        for phrase in phrases:
+            folded = normalize(phrase)
+            if folded in seen and seen[folded] != name:
+                _fail(path, f"phrase {phrase!r} is given to both {seen[folded]!r} and {name!r}")
+            seen[folded] = name
+        commands[name] = tuple(p.strip().lower() for p in phrases)
+    return commands
+
+
+def _key_map(menu: dict[str, Any], name: str, commands: frozenset[str], path: Path) -> dict[str, str]:
+    raw = _require(menu, name, dict, path)
+    result: dict[str, str] = {}
+    for key, command in raw.items():
+        key = str(key)
+        if not _KEY_PATTERN.match(key):
+            _fail(path, f"{name} has a bad key {key!r}")
+        if command not in commands:
+            _fail(path, f"{name}: {command!r} is not one of {sorted(commands)}")
+        if command in result.values():
+            _fail(path, f"{name}: {command!r} has two keys")
+        result[key] = command
+    return result
+
+
+def _string_list(raw: dict[str, Any], name: str, path: Path) -> tuple[str, ...]:
+    value = raw.get(name)
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+        _fail(path, f"{name} must be a non-empty list of texts")
+    return tuple(" ".join(v.split()) for v in value)
+
+
+def _require(raw: dict[str, Any], name: str, kind: type, path: Path) -> Any:
+    value = raw.get(name)
+    if not isinstance(value, kind):
+        _fail(path, f"needs {name!r} ({kind.__name__})")
+    return value
+
+
+def _fail(path: Path, problem: str) -> Any:
+    raise ContentError(f"{path}: {problem}")

@@ -1,0 +1,472 @@
+"""The phone line's conversation, as pure functions: (where the caller is, what they did) -> Reply.
+
+Nothing here imports Flask or Twilio, touches a database or reads a clock: the web layer turns
+Twilio's form into an Event, asks `step` for a Reply, performs the Reply's effects and renders it
+as TwiML. Everything about the caller that must survive to the next request is in CallState, which
+travels in the TwiML action URLs, so any app process can take the next key press.
+
+The promises kept here: the same keys everywhere (0 a person, * repeat, # main menu), speech
+works wherever keys do, a kind word for every mistake, a person offered after three misses, and
+silence answered with a reprompt, then a warning with a way to get more time, then a way out and a
+spoken goodbye. Never a silent hang-up, never an endless loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Literal
+
+from ivr.content import Content, Language, Section
+from ivr.matching import normalize
+
+MAIN = "main"
+SECTION = "section"
+STAFF = "staff"
+OFFER = "offer"
+RECORD = "record"
+NODES = frozenset({MAIN, SECTION, STAFF, OFFER, RECORD})
+
+#: Silences in a row: the first gets a reprompt, the second a warning, the third ends the call.
+SILENCES_BEFORE_WARNING = 2
+SILENCES_BEFORE_GOODBYE = 3
+#: Misses in a row after which a person is offered with every retry.
+MISSES_BEFORE_OFFERING_PERSON = 3
+#: Counters are capped so a state URL never grows and a replayed URL stays valid.
+_COUNTER_CAP = 9
+
+
+@dataclass(frozen=True)
+class CallState:
+    """Where the caller is. Small, immutable, and safe to put in a URL."""
+
+    node: str = MAIN
+    lang: str = "en"
+    slow: bool = False
+    section: str = ""
+    part: int = 0
+    misses: int = 0
+    silences: int = 0
+
+
+# Events: what the caller (or Twilio on their behalf) just did.
+
+
+@dataclass(frozen=True)
+class CallStarted:
+    """A new call reached the line's number."""
+
+
+@dataclass(frozen=True)
+class Heard:
+    """The caller pressed keys or spoke; both empty means they were silent until the timeout."""
+
+    digits: str = ""
+    speech: str = ""
+
+
+@dataclass(frozen=True)
+class TransferredIn:
+    """A staff member sent the caller straight to a section."""
+
+    section: str
+
+
+@dataclass(frozen=True)
+class DialEnded:
+    """The attempt to reach staff ended; `accepted` is true when a staff member pressed 1 to take it."""
+
+    status: str
+    accepted: bool
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """The caller's voice message ended; `has_audio` is false when nothing was said."""
+
+    has_audio: bool
+
+
+@dataclass(frozen=True)
+class TextOutcome:
+    """What became of the caller's request to get the section by text."""
+
+    result: Literal["sent", "failed", "opted_out", "no_number"]
+
+
+Event = CallStarted | Heard | TransferredIn | DialEnded | Recorded | TextOutcome
+
+
+@dataclass(frozen=True)
+class Circumstances:
+    """Facts from outside the call that the dialog needs, gathered by the web layer."""
+
+    staff_open: bool = False
+    #: Spoken description of staff hours, per language ("Monday to Friday, ...").
+    staff_hours: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+# Effects: things the web layer must do for a reply (storage, texts). The dialog only asks.
+
+
+@dataclass(frozen=True)
+class SendSectionText:
+    """Text `section` to the caller; the outcome comes back as a TextOutcome event."""
+
+    section: str
+    lang: str
+
+
+@dataclass(frozen=True)
+class OpenVoicemail:
+    """Record that the caller is leaving a message, before the beep, so a hang-up loses nothing."""
+
+    topic: str
+    lang: str
+
+
+@dataclass(frozen=True)
+class CountSectionPlay:
+    """Count one hearing of a section, for the staff usage panel."""
+
+    section: str
+
+
+Effect = SendSectionText | OpenVoicemail | CountSectionPlay
+
+
+# What the line does next.
+
+
+@dataclass(frozen=True)
+class Line:
+    """One thing said, in one language; `pause_before` leaves a beat after long content."""
+
+    text: str
+    lang: str
+    pause_before: bool = False
+
+
+@dataclass(frozen=True)
+class Listen:
+    """Say the lines while listening for a key or speech, then go on in `state`."""
+
+    state: CallState
+    hints: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Connect:
+    """Ring staff; the outcome comes back as DialEnded in `state`; `topic` is the section last heard."""
+
+    state: CallState
+    topic: str
+
+
+@dataclass(frozen=True)
+class RecordMessage:
+    """Record a voice message; the outcome comes back as Recorded in `state`."""
+
+    state: CallState
+
+
+@dataclass(frozen=True)
+class HangUp:
+    """Say the lines, then end the call."""
+
+
+@dataclass(frozen=True)
+class AwaitOutcome:
+    """Perform the effects, then call `step` again in `state` with the outcome as the event."""
+
+    state: CallState
+
+
+Next = Listen | Connect | RecordMessage | HangUp | AwaitOutcome
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the line says, at which rate, and what happens next."""
+
+    lines: tuple[Line, ...]
+    slow: bool
+    next: Next
+    effects: tuple[Effect, ...] = ()
+
+
+def step(content: Content, state: CallState, event: Event, world: Circumstances | None = None) -> Reply:
+    """The line's answer to `event` from a caller in `state`."""
+    world = world or Circumstances()
+    state = sanitize(content, state)
+    talk = _Talk(content, state, world)
+    if isinstance(event, CallStarted):
+        return talk.welcome()
+    if isinstance(event, TransferredIn):
+        return talk.transferred_in(event.section)
+    if isinstance(event, DialEnded):
+        return talk.dial_ended(event)
+    if isinstance(event, Recorded):
+        return talk.recorded(event)
+    if isinstance(event, TextOutcome):
+        return talk.text_outcome(event)
+    return talk.heard(event)
+
+
+def sanitize(content: Content, state: CallState) -> CallState:
+    """Make any state (perhaps from a tampered or stale URL) one the dialog can answer."""
+    node = state.node if state.node in NODES else MAIN
+    lang = state.lang if state.lang in content.languages else content.default_language
+    section = state.section if state.section in content.section_ids else ""
+    if node == SECTION and not section:
+        node = MAIN
+    parts = len(content.language(lang).sections[section].voice) if section else 1
+    part = min(max(state.part, 0), parts - 1)
+    return CallState(
+        node=node,
+        lang=lang,
+        slow=bool(state.slow),
+        section=section,
+        part=part,
+        misses=min(max(state.misses, 0), _COUNTER_CAP),
+        silences=min(max(state.silences, 0), _COUNTER_CAP),
+    )
+
+
+def whisper_text(content: Content, topic: str) -> str:
+    """What a staff member hears before taking a call, in the line's default language."""
+    staff_language = content.language(content.default_language)
+    section = staff_language.sections.get(topic)
+    if section:
+        return staff_language.say("whisper_topic", title=section.title)
+    return staff_language.say("whisper_no_topic")
+
+
+class _Talk:
+    """The replies for one step; a helper object so each reply reads as a short method."""
+
+    def __init__(self, content: Content, state: CallState, world: Circumstances) -> None:
+        self.content = content
+        self.state = state
+        self.world = world
+
+    # -- small builders -------------------------------------------------------------------------
+
+    @property
+    def language(self) -> Language:
+        return self.content.language(self.state.lang)
+
+    def line(self, prompt: str, pause_before: bool = False, **values: str) -> Line:
+        return Line(self.language.say(prompt, **values), self.state.lang, pause_before)
+
+    def listen(self, lines: list[Line], state: CallState, effects: tuple[Effect, ...] = ()) -> Reply:
+        return Reply(tuple(lines), state.slow, Listen(state, self.content.language(state.lang).hints), effects)
+
+    def section(self) -> Section:
+        return self.language.sections[self.state.section]
+
+    def menu_lines(self, first_time: bool = False) -> list[Line]:
+        lines = [self.line("menu_heading")]
+        for section in self.language.sections.values():
+            lines.append(self.line("menu_option", title=section.title, key=section.key))
+        lines.append(self.line("menu_say_topic"))
+        lines.append(self.line("menu_person"))
+        if self.state.slow:
+            lines.append(self.line("menu_normal_speed"))
+        elif first_time:
+            lines.append(self.line("menu_slower"))
+        other = self.content.other_language(self.state.lang)
+        if other:
+            lines.append(Line(self.content.language(other).say("language_offer"), other))
+        return lines
+
+    def section_option_lines(self) -> list[Line]:
+        section = self.section()
+        lines = []
+        if self.state.part + 1 < len(section.voice):
+            lines.append(self.line("section_more", pause_before=True, title=section.title))
+        lines.append(self.line("section_text", pause_before=not lines))
+        lines += [self.line("section_again"), self.line("section_main"), self.line("section_person")]
+        return lines
+
+    def options(self) -> list[Line]:
+        """The choices at the caller's current place, as heard after a reprompt or a repeat."""
+        if self.state.node == SECTION:
+            return self.section_option_lines()
+        if self.state.node in (OFFER, RECORD, STAFF):
+            return [self.line("message_offer"), self.line("menu_person")]
+        return self.menu_lines()
+
+    def at(self, **changes: object) -> CallState:
+        """The current state with `changes`, and the miss and silence counts reset."""
+        return replace(self.state, misses=0, silences=0, **changes)  # type: ignore[arg-type]
+
+    # -- the replies ----------------------------------------------------------------------------
+
+    def welcome(self) -> Reply:
+        lines = [self.line("greeting")]
+        other = self.content.other_language(self.state.lang)
+        if other:
+            lines.append(Line(self.content.language(other).say("language_offer"), other))
+        lines += [self.line("text_offer"), self.line("intro")]
+        lines += self.menu_lines(first_time=True)
+        return self.listen(lines, self.at(node=MAIN, section="", part=0))
+
+    def main_menu(self, before: list[Line] | None = None) -> Reply:
+        self.state = self.at(node=MAIN, part=0)
+        return self.listen([*(before or []), *self.menu_lines()], self.state)
+
+    def play_section(self, section_id: str, part: int = 0, before: list[Line] | None = None) -> Reply:
+        self.state = self.at(node=SECTION, section=section_id, part=part)
+        section = self.section()
+        lines = [*(before or []), Line(section.voice[part], self.state.lang)]
+        lines += self.section_option_lines()
+        effects: tuple[Effect, ...] = (CountSectionPlay(section_id),) if part == 0 else ()
+        return self.listen(lines, self.state, effects)
+
+    def transferred_in(self, section_id: str) -> Reply:
+        if section_id not in self.content.section_ids:
+            return self.welcome()
+        title = self.language.sections[section_id].title
+        return self.play_section(section_id, 0, [self.line("section_from_transfer", title=title)])
+
+    def heard(self, event: Heard) -> Reply:
+        digits = event.digits.strip()
+        speech = event.speech.strip()
+        if not digits and not speech:
+            return self.silence()
+        meaning = self.meaning_of_key(digits) if digits else self.meaning_of_speech(speech)
+        if meaning is None:
+            return self.miss(spoken=not digits)
+        return self.act(meaning)
+
+    def meaning_of_key(self, digits: str) -> str | None:
+        key = digits[0] if len(digits) == 1 else ""
+        if key in self.content.global_keys:
+            return f"command:{self.content.global_keys[key]}"
+        if self.state.node == MAIN and key in self.content.topic_keys:
+            return f"section:{self.content.topic_keys[key]}"
+        if self.state.node == SECTION and key in self.content.section_keys:
+            return f"command:{self.content.section_keys[key]}"
+        if self.state.node in (OFFER, RECORD, STAFF) and key in self.content.message_keys:
+            return f"command:{self.content.message_keys[key]}"
+        return None
+
+    def meaning_of_speech(self, speech: str) -> str | None:
+        # A recogniser may hear a pressed or spoken key as "5.": treat a lone key as that key.
+        tokens = normalize(speech).split()
+        if len(tokens) == 1 and len(tokens[0]) == 1:
+            return self.meaning_of_key(tokens[0])
+        return self.language.vocabulary.match(speech)
+
+    def act(self, meaning: str) -> Reply:
+        kind, _, name = meaning.partition(":")
+        if kind == "section":
+            return self.play_section(name)
+        node = self.state.node
+        if name == "staff":
+            return self.staff()
+        if name == "repeat":
+            return self.repeat()
+        if name == "main_menu":
+            return self.main_menu()
+        if name == "slower":
+            self.state = self.at(slow=not self.state.slow)
+            return self.repeat([self.line("slower_on" if self.state.slow else "slower_off")])
+        if name == "language":
+            other = self.content.other_language(self.state.lang)
+            if other is None:
+                return self.miss(spoken=False)
+            self.state = self.at(lang=other)
+            return self.repeat([self.line("language_switched")])
+        if name == "more" and node == SECTION:
+            if self.state.part + 1 < len(self.section().voice):
+                return self.play_section(self.state.section, self.state.part + 1)
+            self.state = self.at()
+            return self.listen(
+                [self.line("section_no_more", title=self.section().title), *self.section_option_lines()], self.state
+            )
+        if name == "text_me" and node == SECTION:
+            self.state = self.at()
+            effect = SendSectionText(self.state.section, self.state.lang)
+            return Reply((), self.state.slow, AwaitOutcome(self.state), (effect,))
+        if name == "leave_message" and node in (OFFER, RECORD, STAFF):
+            return self.record()
+        return self.miss(spoken=True)
+
+    def repeat(self, before: list[Line] | None = None) -> Reply:
+        self.state = self.at()
+        if self.state.node == SECTION:
+            return self.play_section(self.state.section, self.state.part, before)
+        if self.state.node == MAIN:
+            return self.main_menu(before)
+        return self.listen([*(before or []), *self.options()], self.state)
+
+    def miss(self, spoken: bool) -> Reply:
+        if self.state.silences >= SILENCES_BEFORE_WARNING:
+            # After "press any key for more time", any key is the caller saying "I'm here".
+            self.state = self.at()
+            return self.listen([self.line("more_time"), *self.options()], self.state)
+        self.state = replace(self.state, misses=min(self.state.misses + 1, _COUNTER_CAP), silences=0)
+        lines = [self.line("not_understood" if spoken else "invalid_key")]
+        if self.state.misses >= MISSES_BEFORE_OFFERING_PERSON:
+            lines.append(self.line("offer_person"))
+        return self.listen([*lines, *self.options()], self.state)
+
+    def silence(self) -> Reply:
+        silences = min(self.state.silences + 1, _COUNTER_CAP)
+        self.state = replace(self.state, silences=silences)
+        if silences < SILENCES_BEFORE_WARNING:
+            return self.listen([self.line("no_input"), *self.options()], self.state)
+        if silences < SILENCES_BEFORE_GOODBYE:
+            return self.listen([self.line("no_input_warning")], self.state)
+        if self.world.staff_open:
+            # A caller who stays silent may be unable to speak: a person is the kindest way out.
+            return self.staff(before=[self.line("no_input_goodbye")])
+        lines = [self.line("no_input_goodbye"), self.line("way_out")]
+        lines += [*self.hours_lines(), self.line("emergency_reminder"), self.line("goodbye")]
+        return Reply(tuple(lines), self.state.slow, HangUp())
+
+    def hours_lines(self) -> list[Line]:
+        hours = self.world.staff_hours.get(self.state.lang)
+        return [self.line("staff_closed", hours=hours)] if hours else []
+
+    def staff(self, before: list[Line] | None = None) -> Reply:
+        lines = list(before or [])
+        if self.world.staff_open:
+            self.state = self.at(node=STAFF)
+            lines.append(self.line("staff_connecting"))
+            return Reply(tuple(lines), self.state.slow, Connect(self.state, self.state.section))
+        self.state = self.at(node=OFFER)
+        lines += self.hours_lines() or [self.line("staff_unavailable")]
+        lines += [self.line("emergency_reminder"), self.line("message_offer")]
+        return self.listen(lines, self.state)
+
+    def dial_ended(self, event: DialEnded) -> Reply:
+        if event.status == "completed" and event.accepted:
+            return self.main_menu([self.line("after_staff_call")])
+        self.state = self.at(node=OFFER)
+        lines = [self.line("staff_unavailable"), self.line("emergency_reminder"), self.line("message_offer")]
+        return self.listen(lines, self.state)
+
+    def record(self) -> Reply:
+        self.state = self.at(node=RECORD)
+        effect = OpenVoicemail(topic=self.state.section, lang=self.state.lang)
+        return Reply((self.line("record_instructions"),), self.state.slow, RecordMessage(self.state), (effect,))
+
+    def recorded(self, event: Recorded) -> Reply:
+        if event.has_audio:
+            return self.main_menu([self.line("record_saved")])
+        self.state = self.at(node=OFFER)
+        return self.listen([self.line("record_empty"), self.line("message_offer")], self.state)
+
+    def text_outcome(self, event: TextOutcome) -> Reply:
+        prompt = {
+            "sent": "text_sent",
+            "failed": "text_failed",
+            "opted_out": "text_opted_out",
+            "no_number": "text_no_number",
+        }[event.result]
+        self.state = self.at(node=SECTION) if self.state.section else self.at(node=MAIN)
+        return self.listen([self.line(prompt), *self.options()], self.state)

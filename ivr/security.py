@@ -1,0 +1,66 @@
+"""Only Twilio may drive the line: check X-Twilio-Signature on every webhook.
+
+With TWILIO_AUTH_TOKEN set, a request must carry a signature that the `twilio` library's
+RequestValidator accepts for the URL Twilio used. Behind a proxy that URL is not the one Flask
+sees, so PUBLIC_BASE_URL (e.g. https://line.example.org) replaces scheme and host. Without a token
+the line runs in local mode and answers only the loopback address.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Request, abort, current_app, request
+from twilio.request_validator import RequestValidator
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def local_mode(app_config: dict[str, Any]) -> bool:
+    """True when no Twilio auth token is configured: the line then trusts only this machine."""
+    return not app_config.get("TWILIO_AUTH_TOKEN")
+
+
+def public_url(req: Request, base_url: str) -> str:
+    """The URL Twilio requested: the configured public base plus the path and query Flask received."""
+    if not base_url:
+        return req.url
+    path = req.full_path if req.query_string else req.path
+    return base_url.rstrip("/") + path
+
+
+def is_loopback(address: str | None) -> bool:
+    """Whether `address` is this machine (127.0.0.0/8 or ::1)."""
+    try:
+        return ipaddress.ip_address(address or "").is_loopback
+    except ValueError:
+        return False
+
+
+def request_is_from_twilio(req: Request) -> bool:
+    """Check the request's signature (or, in local mode, that it comes from this machine)."""
+    config = current_app.config
+    if local_mode(config):
+        return is_loopback(req.remote_addr)
+    signature = req.headers.get("X-Twilio-Signature", "")
+    if not signature:
+        return False
+    validator = RequestValidator(config["TWILIO_AUTH_TOKEN"])
+    url = public_url(req, config.get("PUBLIC_BASE_URL", ""))
+    params = req.form if req.method == "POST" else {}
+    return bool(validator.validate(url, params, signature))
+
+
+def twilio_only(view: F) -> F:
+    """Decorate a webhook so that anything not signed by Twilio gets 403 and nothing else happens."""
+
+    @functools.wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        if not request_is_from_twilio(request):
+            abort(403)
+        return view(*args, **kwargs)
+
+    return guarded  # type: ignore[return-value]

@@ -1,0 +1,34 @@
+"""The parts of the line built once per process and shared by every request."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from flask import current_app
+
+from ivr.content import Content
+from ivr.hours import StaffHours
+from ivr.storage import Storage
+from ivr.twiml import Renderer
+
+
+@dataclass(frozen=True)
+class Services:
+    """Content, renderer, storage and staff hours for one app."""
+
+    content: Content
+    renderer: Renderer
+    storage: Storage
+    hours: StaffHours
+
+
+def services() -> Services:
+    """The running app's services."""
+    return current_app.extensions["careline"]
+
+
+def now() -> dt.datetime:
+    """The current time; tests freeze it through the app's NOW setting."""
+    frozen = current_app.config.get("NOW")
+    return frozen if isinstance(frozen, dt.datetime) else dt.datetime.now(dt.UTC)

@@ -1,0 +1,183 @@
+"""Turn dialog Replies into TwiML: the one place that knows voices, languages, speech rate,
+Gather defaults, and how a caller's state is written into (and read back from) action URLs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from twilio.twiml.voice_response import Dial, Gather, Say, VoiceResponse
+
+from ivr.content import Content
+from ivr.dialog import AwaitOutcome, CallState, Connect, HangUp, Line, Listen, RecordMessage, Reply
+
+#: Seconds a caller has to start speaking or pressing a key.
+DEFAULT_GATHER_TIMEOUT = 8
+
+
+def state_to_query(state: CallState) -> dict[str, str]:
+    """The caller's state as short URL query parameters."""
+    query = {"n": state.node, "l": state.lang}
+    if state.slow:
+        query["sl"] = "1"
+    if state.section:
+        query["s"] = state.section
+        query["p"] = str(state.part)
+    if state.misses:
+        query["m"] = str(state.misses)
+    if state.silences:
+        query["q"] = str(state.silences)
+    return query
+
+
+def state_from_query(query: Mapping[str, str]) -> CallState:
+    """Read a state back from URL query parameters; anything odd falls back to a safe default."""
+
+    def number(name: str) -> int:
+        value = str(query.get(name, "0"))
+        return int(value) if value.isdigit() and len(value) <= 2 else 0
+
+    return CallState(
+        node=str(query.get("n", "main"))[:16],
+        lang=str(query.get("l", "en"))[:8],
+        slow=query.get("sl") == "1",
+        section=str(query.get("s", ""))[:32],
+        part=number("p"),
+        misses=number("m"),
+        silences=number("q"),
+    )
+
+
+@dataclass(frozen=True)
+class VoiceSettings:
+    """How the line sounds and listens."""
+
+    voices: Mapping[str, str]
+    speech_rate: str = "90%"
+    slow_speech_rate: str = "70%"
+    gather_timeout: int = DEFAULT_GATHER_TIMEOUT
+
+
+@dataclass(frozen=True)
+class Links:
+    """URLs the TwiML points Twilio to; built by the web layer, which knows the routes."""
+
+    step: Callable[[CallState], str]
+    whisper: Callable[[str], str]
+    recording_status: Callable[[CallState], str]
+
+
+@dataclass(frozen=True)
+class StaffDial:
+    """Who to ring when a caller asks for a person."""
+
+    numbers: tuple[str, ...]
+    caller_id: str
+    ring_seconds: int = 20
+
+
+class Renderer:
+    """Renders Replies for one app: voices and rates are fixed when the app starts."""
+
+    def __init__(self, content: Content, settings: VoiceSettings) -> None:
+        self.content = content
+        self.settings = settings
+
+    def say(self, line: Line, slow: bool) -> Say:
+        """One <Say> with an explicit voice and language, slowed down through SSML prosody."""
+        locale = self.content.language(line.lang).locale
+        voice = self.settings.voices.get(line.lang) or next(iter(self.settings.voices.values()))
+        say = Say(voice=voice, language=locale)
+        say.prosody(line.text, rate=self.settings.slow_speech_rate if slow else self.settings.speech_rate)
+        return say
+
+    def _speak(self, target: VoiceResponse | Gather, reply: Reply) -> None:
+        for line in reply.lines:
+            if line.pause_before:
+                target.pause(length=1)
+            target.append(self.say(line, reply.slow))
+
+    def voice(self, reply: Reply, links: Links, staff: StaffDial | None = None, max_message_seconds: int = 120) -> str:
+        """The TwiML document for `reply`."""
+        response = VoiceResponse()
+        nxt = reply.next
+        if isinstance(nxt, Listen):
+            action = links.step(nxt.state)
+            gather = Gather(
+                input="dtmf speech",
+                action=action,
+                method="POST",
+                num_digits=1,
+                finish_on_key="",  # "#" is a menu key here, not "end of input"
+                timeout=self.settings.gather_timeout,
+                speech_timeout="auto",
+                action_on_empty_result=True,
+                language=self.content.language(nxt.state.lang).locale,
+                hints=", ".join(nxt.hints),
+            )
+            self._speak(gather, reply)
+            response.append(gather)
+            # Should Twilio ever fall through the Gather, the same URL hears it as silence.
+            response.redirect(action, method="POST")
+        elif isinstance(nxt, Connect):
+            if not staff or not staff.numbers:
+                raise ValueError("a Connect reply needs staff numbers; the web layer checks before rendering")
+            self._speak(response, reply)
+            dial = Dial(
+                action=links.step(nxt.state),
+                method="POST",
+                timeout=staff.ring_seconds,
+                caller_id=staff.caller_id or None,
+                hangup_on_star=True,
+            )
+            whisper_url = links.whisper(nxt.topic)
+            for number in staff.numbers:
+                if number.startswith("sip:"):
+                    dial.sip(number, url=whisper_url, method="POST")
+                else:
+                    dial.number(number, url=whisper_url, method="POST")
+            response.append(dial)
+        elif isinstance(nxt, RecordMessage):
+            self._speak(response, reply)
+            response.record(
+                action=links.step(nxt.state),
+                method="POST",
+                max_length=max_message_seconds,
+                play_beep=True,
+                finish_on_key="#*",
+                timeout=10,
+                recording_status_callback=links.recording_status(nxt.state),
+                recording_status_callback_method="POST",
+                recording_status_callback_event="completed absent",
+            )
+        elif isinstance(nxt, HangUp):
+            self._speak(response, reply)
+            response.hangup()
+        elif isinstance(nxt, AwaitOutcome):  # pragma: no cover - the web layer resolves these first
+            raise ValueError("an AwaitOutcome reply must be resolved before rendering")
+        return str(response)
+
+    def whisper(self, text: str, action: str) -> str:
+        """What a staff member hears on picking up: who is calling, and press 1 to take the call."""
+        response = VoiceResponse()
+        gather = Gather(input="dtmf", action=action, method="POST", num_digits=1, timeout=10, finish_on_key="")
+        line = Line(text, self.content.default_language)
+        gather.append(self.say(line, slow=False))
+        gather.append(self.say(line, slow=False))
+        response.append(gather)
+        # No key: hang up the staff leg, so a staff voicemail never takes the patient's call.
+        response.hangup()
+        return str(response)
+
+    @staticmethod
+    def hangup() -> str:
+        """A TwiML document that ends the call (or this leg of it)."""
+        response = VoiceResponse()
+        response.hangup()
+        return str(response)
+
+    @staticmethod
+    def empty() -> str:
+        """An empty TwiML document."""
+        return str(VoiceResponse())

@@ -1,0 +1,102 @@
+"""Test helpers: requests signed like Twilio's, and a caller who follows the line's TwiML."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask.testing import FlaskClient
+from twilio.request_validator import RequestValidator
+
+AUTH_TOKEN = "test-auth-token"
+PUBLIC_BASE_URL = "https://line.example.org"
+CALLER = "+15551230001"
+LINE_NUMBER = "+15559870000"
+
+
+def sign(url: str, params: dict[str, str], token: str = AUTH_TOKEN) -> str:
+    """The X-Twilio-Signature Twilio would send for a POST of `params` to `url`."""
+    return RequestValidator(token).compute_signature(url, params)
+
+
+def twilio_post(client: FlaskClient, path: str, params: dict[str, str], token: str = AUTH_TOKEN) -> Any:
+    """POST `params` to `path` as Twilio would, with a valid signature for the public URL."""
+    signature = sign(PUBLIC_BASE_URL + path, params, token)
+    return client.post(path, data=params, headers={"X-Twilio-Signature": signature})
+
+
+def parse_twiml(body: bytes | str) -> ET.Element:
+    """Parse a TwiML document, checking it is one."""
+    root = ET.fromstring(body)
+    assert root.tag == "Response", f"TwiML root must be Response, not {root.tag}"
+    return root
+
+
+def spoken(root: ET.Element) -> list[str]:
+    """Every sentence a <Say> in the document speaks, in order."""
+    return [" ".join("".join(say.itertext()).split()) for say in root.iter("Say")]
+
+
+@dataclass
+class Call:
+    """One phone call to the line, driven like Twilio drives it: follow each action URL."""
+
+    client: FlaskClient
+    call_sid: str = "CA00000000000000000000000000000001"
+    caller: str = CALLER
+    last: ET.Element | None = None
+    heard: list[str] = field(default_factory=list)
+
+    def form(self, **extra: str) -> dict[str, str]:
+        base = {
+            "CallSid": self.call_sid,
+            "AccountSid": "AC00000000000000000000000000000000",
+            "From": self.caller,
+            "To": LINE_NUMBER,
+            "CallStatus": "in-progress",
+            "Direction": "inbound",
+        }
+        base.update(extra)
+        return base
+
+    def post(self, path: str, **extra: str) -> ET.Element:
+        response = twilio_post(self.client, path, self.form(**extra))
+        assert response.status_code == 200, response.data
+        assert response.mimetype == "text/xml"
+        self.last = parse_twiml(response.data)
+        self.heard = spoken(self.last)
+        return self.last
+
+    def start(self, path: str = "/voice") -> list[str]:
+        self.post(path)
+        return self.heard
+
+    def action(self) -> str:
+        """Where Twilio goes next: the Gather/Dial/Record action of the last document."""
+        assert self.last is not None
+        for tag in ("Gather", "Dial", "Record"):
+            node = self.last.find(tag)
+            if node is not None:
+                return node.attrib["action"]
+        redirect = self.last.find("Redirect")
+        assert redirect is not None, "no action to follow: the call ended"
+        return redirect.text or ""
+
+    def press(self, digits: str) -> list[str]:
+        self.post(self.action(), Digits=digits)
+        return self.heard
+
+    def say(self, speech: str) -> list[str]:
+        self.post(self.action(), SpeechResult=speech, Confidence="0.9")
+        return self.heard
+
+    def silence(self) -> list[str]:
+        self.post(self.action())
+        return self.heard
+
+    def ended(self) -> bool:
+        return self.last is not None and self.last.find("Hangup") is not None
+
+    def text(self) -> str:
+        return " ".join(self.heard)
