@@ -46,6 +46,7 @@ VOICE_PROMPTS: Mapping[str, frozenset[str]] = MappingProxyType(
         "menu_slower": frozenset(),
         "menu_normal_speed": frozenset(),
         "language_offer": frozenset(),
+        "language_back": frozenset(),
         "section_more": frozenset({"title"}),
         "section_text": frozenset(),
         "section_again": frozenset(),

@@ -276,10 +276,18 @@ class _Talk:
             lines.append(self.line("menu_normal_speed"))
         elif first_time:
             lines.append(self.line("menu_slower"))
-        other = self.content.other_language(self.state.lang)
-        if other:
-            lines.append(Line(self.content.language(other).say("language_offer"), other))
+        lines.extend(self.language_switch_lines())
         return lines
+
+    def language_switch_lines(self) -> list[Line]:
+        """How to switch language, said in the language the caller would switch to or is in now."""
+        other = self.content.other_language(self.state.lang)
+        if other is None:
+            return []
+        if self.state.lang != self.content.default_language:
+            # A caller who chose another language never hears the default language again.
+            return [self.line("language_back")]
+        return [Line(self.content.language(other).say("language_offer"), other)]
 
     def section_option_lines(self) -> list[Line]:
         section = self.section()
@@ -305,11 +313,7 @@ class _Talk:
     # -- the replies ----------------------------------------------------------------------------
 
     def welcome(self) -> Reply:
-        lines = [self.line("greeting")]
-        other = self.content.other_language(self.state.lang)
-        if other:
-            lines.append(Line(self.content.language(other).say("language_offer"), other))
-        lines += [self.line("text_offer"), self.line("intro")]
+        lines = [self.line("greeting"), *self.language_switch_lines(), self.line("text_offer"), self.line("intro")]
         lines += self.menu_lines(first_time=True)
         return self.listen(lines, self.at(node=MAIN, section="", part=0))
 
