@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 READY := $(VENV)/.installed
 
-.PHONY: run test lint
+.PHONY: run test lint transcripts
 
 $(READY): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,3 +22,7 @@ test: $(READY)
 
 lint: $(READY)
 	$(PY) -m ruff check ivr tests bench
+
+# After a deliberate content change: rewrite the golden call transcripts, then read `git diff tests/transcripts`.
+transcripts: $(READY)
+	UPDATE_TRANSCRIPTS=1 $(PY) -m pytest -q tests/test_transcripts.py
