@@ -17,11 +17,11 @@ run: $(READY)
 	$(PY) -m ivr
 
 test: $(READY)
-	$(PY) -m ruff check ivr tests bench
+	$(PY) -m ruff check .
 	$(PY) -m pytest
 
 lint: $(READY)
-	$(PY) -m ruff check ivr tests bench
+	$(PY) -m ruff check .
 
 # After a deliberate content change: rewrite the golden call transcripts, then read `git diff tests/transcripts`.
 transcripts: $(READY)
