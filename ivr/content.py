@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -406,5 +406,5 @@ def _require(raw: dict[str, Any], name: str, kind: type, path: Path) -> Any:
     return value
 
 
-def _fail(path: Path, problem: str) -> Any:
+def _fail(path: Path, problem: str) -> NoReturn:
     raise ContentError(f"{path}: {problem}")
