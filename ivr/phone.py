@@ -992,6 +992,7 @@ class Leg:
         if action.kind == "hangup":
             self.transcript.add(self.actor, "hang up")
             raise _HungUp()
+        self.transcript.add(self.actor, "(hold on while it rings)")
         child_sid = new_sid("CA")
         outcome = action.value
         extra = {"DialCallSid": child_sid}
