@@ -325,11 +325,14 @@ class Entry:
 class Transcript:
     """Collects what happens on the phone and prints it as it happens."""
 
-    def __init__(self, out: TextIO | None = None, verbose: bool = False, width: int = 0) -> None:
+    def __init__(self, out: TextIO | None = None, verbose: bool = False, width: int | None = None) -> None:
         self.entries: list[Entry] = []
         self.out = out
         self.verbose = verbose
-        self.width = width or min(max(shutil.get_terminal_size((100, 24)).columns, 60), 110)
+        if width is None:  # wrap for a person at a terminal; keep one entry per line for pipes and files
+            interactive = out is not None and hasattr(out, "isatty") and out.isatty()
+            width = min(max(shutil.get_terminal_size((100, 24)).columns, 60), 110) if interactive else 0
+        self.width = width
 
     def add(self, kind: EntryKind, text: str, language: str = "", who: str = "LINE") -> None:
         """Record an entry and print it."""
@@ -360,6 +363,8 @@ class Transcript:
             head = f"{entry.who}: "
         else:
             head = "   "
+        if not self.width:
+            return head + entry.text
         return textwrap.fill(
             entry.text, self.width, initial_indent=head, subsequent_indent=" " * min(len(head), 16),
             break_on_hyphens=False, break_long_words=False,
@@ -1222,9 +1227,10 @@ def place_call(
     verbose: bool = False,
     speaker_folder: Path | None = None,
     speak: bool = False,
+    width: int | None = None,
 ) -> CallResult:
     """Call the line at `path` and follow its TwiML until the call ends; return what happened."""
-    transcript = Transcript(out, verbose)
+    transcript = Transcript(out, verbose, width)
     speaker = Speaker(transcript, speaker_folder) if (speak or speaker_folder) else None
     call_sid = new_sid("CA")
     params = {
@@ -1310,13 +1316,14 @@ def text_line(
     out: TextIO | None = None,
     verbose: bool = False,
     twilio_opt_out: bool = True,
+    width: int | None = None,
 ) -> TextResult:
     """Text each message to the line's messaging webhook and show its replies with segments and encoding.
 
     With `twilio_opt_out` the phone also plays Twilio's default opt-out handling on a long-code number:
     after STOP (and its synonyms) Twilio delivers nothing to this phone until START.
     """
-    transcript = Transcript(out, verbose)
+    transcript = Transcript(out, verbose, width)
     result = TextResult(transcript)
     requester = Requester(setup.transport, setup.signer)
     url = requester.absolute(path)
@@ -1477,6 +1484,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("--script", type=Path, help="file of actions (call) or messages (text), one per line")
         sub.add_argument("-v", "--verbose", action="store_true", help="also show every request and its answer")
+        sub.add_argument(
+            "--width", type=int, default=None, help="wrap lines at this width (default: the terminal's; 0: never)"
+        )
     call.add_argument("--keys", help="actions, e.g. '5 * say \"living will\" silence 0 dial:accept'")
     call.add_argument("--path", default="/voice", help="voice webhook path (default /voice)")
     call.add_argument("--speak", action="store_true", help="speak every <Say> through espeak-ng")
@@ -1508,11 +1518,26 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
             if args.command == "call":
                 caller: Caller = TerminalCaller(out=stdout) if script is None else ScriptedCaller(script)
                 call = place_call(
-                    setup, caller, args.path, stdout, args.verbose, args.speak_to, args.speak or bool(args.speak_to)
+                    setup,
+                    caller,
+                    args.path,
+                    stdout,
+                    verbose=args.verbose,
+                    speaker_folder=args.speak_to,
+                    speak=args.speak or bool(args.speak_to),
+                    width=args.width,
                 )
                 return 0 if call.ok else 1
             messages = _messages(args, stdin, stdout)
-            texts = text_line(setup, messages, args.path, stdout, args.verbose, not args.no_twilio_opt_out)
+            texts = text_line(
+                setup,
+                messages,
+                args.path,
+                stdout,
+                verbose=args.verbose,
+                twilio_opt_out=not args.no_twilio_opt_out,
+                width=args.width,
+            )
             return 0 if texts.ok else 1
     except ScriptError as error:
         stdout.write(f"!! ERROR: script: {error}\n")
