@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 READY := $(VENV)/.installed
 
-.PHONY: run test lint
+.PHONY: run test lint call text
 
 $(READY): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,3 +22,11 @@ test: $(READY)
 
 lint: $(READY)
 	$(PY) -m ruff check ivr tests bench
+
+# The local phone (ivr/phone.py): call or text the line `make run` serves, from a terminal.
+# Options go in ARGS, e.g. make call ARGS='--keys "5 * #"'   make call ARGS=--speak   make text ARGS=--in-process
+call: $(READY)
+	$(PY) -m ivr.phone call $(ARGS)
+
+text: $(READY)
+	$(PY) -m ivr.phone text $(ARGS)

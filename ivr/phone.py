@@ -480,10 +480,14 @@ class Speaker:
 
     def _run(self, command: list[str]) -> bool:
         result = subprocess.run(command, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
+        # espeak-ng exits 0 even when it finds no sound device; it only complains on stderr.
+        complaint = [line for line in (result.stderr or "").splitlines() if "error" in line.lower()]
+        if result.returncode != 0 or complaint:
             self._failed = True
-            reason = (result.stderr or "").strip().splitlines()[-1:] or ["no sound device?"]
-            self.transcript.add("warning", f"espeak-ng failed ({reason[0]}); try --speak-to DIR. Printing only.")
+            reason = complaint[-1] if complaint else f"exit status {result.returncode}"
+            self.transcript.add(
+                "warning", f"espeak-ng cannot speak here ({reason}); try --speak-to DIR. Printing only."
+            )
             return False
         return True
 
@@ -1255,7 +1259,8 @@ def place_call(
     except _HungUp:
         result.ended = "you-hung-up"
     except _ScriptEnded:
-        result.ended = "script-ended"
+        # Out of script, or end of input at the terminal (Ctrl-D): either way the caller hangs up.
+        result.ended = "script-ended" if isinstance(caller, ScriptedCaller) else "you-hung-up"
     if speaker:
         speaker.end_turn()
         result.audio = list(speaker.files)

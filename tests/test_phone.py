@@ -344,7 +344,7 @@ def test_end_of_input_at_the_terminal_hangs_up() -> None:
 
     caller = TerminalCaller(read=closed, out=io.StringIO())
     result = place_call(PhoneSetup(AppTransport(stand_in({"/voice": twiml("<Gather/>")})[0])), caller)
-    assert result.ended == "script-ended" and result.ok
+    assert result.ended == "you-hung-up" and result.ok
 
 
 def test_piped_script_and_exit_status() -> None:
