@@ -520,7 +520,9 @@ class Action:
             return f'(speaks after the beep) "{self.value}"'
         if self.kind == "dial":
             return f"dial:{self.value} (what the staff phones do)"
-        return self.kind
+        if self.kind == "silence":
+            return "(says nothing)"
+        return "hang up"
 
 
 def parse_actions(text: str) -> list[Action]:

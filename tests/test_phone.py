@@ -25,7 +25,6 @@ from twilio.twiml.messaging_response import MessagingResponse
 from werkzeug.serving import make_server
 
 from ivr import create_app
-from ivr.content import load_content
 from ivr.phone import (
     Action,
     AppTransport,
@@ -482,9 +481,3 @@ def test_an_unsigned_text_to_a_signed_line_is_refused(sms_stand_in: tuple[str, l
     url, _ = sms_stand_in
     result = text_line(PhoneSetup(HttpTransport(url)), ["MENU"])
     assert any("403" in error for error in result.errors)
-
-
-def test_the_line_content_keywords_exist() -> None:
-    # The README's text example uses section keywords; keep them real.
-    keywords = {section.keyword for section in load_content().language("en").sections.values()}
-    assert {"HOSPICE"} <= keywords
