@@ -615,6 +615,10 @@ class Caller(Protocol):
         ...
 
 
+def _is_finish_key(action: Action, finish_keys: str) -> bool:
+    return action.kind == "keys" and len(action.value) == 1 and action.value in finish_keys
+
+
 class ScriptedCaller:
     """Plays actions in order; a wrong kind of action for the moment is a script error."""
 
@@ -631,7 +635,7 @@ class ScriptedCaller:
 
     def follow_up(self, finish_keys: str) -> Action | None:
         upcoming = self.actions[0] if self.actions else None
-        if upcoming and (upcoming.kind == "hangup" or (upcoming.kind == "keys" and upcoming.value in finish_keys)):
+        if upcoming and (upcoming.kind == "hangup" or _is_finish_key(upcoming, finish_keys)):
             return self.actions.pop(0)
         return None
 
@@ -669,7 +673,7 @@ class TerminalCaller:
 
     def follow_up(self, finish_keys: str) -> Action | None:
         action = self.next("record-end", "")
-        if action and (action.kind == "hangup" or (action.kind == "keys" and action.value in finish_keys)):
+        if action and (action.kind == "hangup" or _is_finish_key(action, finish_keys)):
             return action
         return None
 
@@ -677,7 +681,7 @@ class TerminalCaller:
     def _understand(moment: Moment, typed: str) -> Action:
         if moment == "dial" and typed in ("1", "2", "3", "4", "5", "6"):
             return Action("dial", DIAL_OUTCOMES[int(typed) - 1])
-        if moment == "record" and typed and typed.lower() != "hangup":
+        if moment == "record" and typed and typed.lower() != "hangup" and not set(typed) <= _KEY_CHARS:
             return Action("record", typed)
         if not typed:
             return Action("silence")
@@ -975,7 +979,7 @@ class Leg:
                 break
         if keys[used:]:
             self.transcript.add("note", f"(the <Gather> was done before these keys: {keys[used:]})")
-        if num_digits and len(digits) < num_digits and not finished_on and digits:
+        if digits and not finished_on and (not num_digits or len(digits) < num_digits):
             self.transcript.add("note", f"(after {timeout:g} s without another key, Twilio sends the keys so far)")
         result = {"Digits": digits} if digits else {}
         if finished_on:
