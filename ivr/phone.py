@@ -220,6 +220,10 @@ class HttpTransport:
 
         self.base_url = base_url.rstrip("/")
         self._session = requests.Session()
+        # A line on this machine is reached directly, whatever HTTP(S)_PROXY says.
+        host = urlsplit(self.base_url).hostname or ""
+        if host in ("localhost", "::1") or host.startswith("127."):
+            self._session.trust_env = False
         self._timeout = timeout
         self._errors: tuple[type[BaseException], ...] = (requests.RequestException,)
 

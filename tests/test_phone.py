@@ -471,6 +471,7 @@ def test_a_broken_reply_is_an_error_and_the_command_exits_1(sms_stand_in: tuple[
         text=True,
         timeout=60,
         check=False,
+        env={"PATH": "/usr/bin:/bin", "PYTHONIOENCODING": "utf-8"},
     )
     assert done.returncode == 1
     assert "LINE: CareLine topics: reply HOSPICE or COPING.   [1 segment, GSM-7; 41 characters]" in done.stdout
