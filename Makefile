@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 READY := $(VENV)/.installed
 
-.PHONY: run test lint transcripts
+.PHONY: run test lint transcripts call text
 
 $(READY): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,3 +26,11 @@ lint: $(READY)
 # After a deliberate content change: rewrite the golden call transcripts, then read `git diff tests/transcripts`.
 transcripts: $(READY)
 	UPDATE_TRANSCRIPTS=1 $(PY) -m pytest -q tests/test_transcripts.py
+
+# The local phone (ivr/phone.py): call or text the line `make run` serves, from a terminal.
+# Options go in ARGS, e.g. make call ARGS='--keys "5 * #"'   make call ARGS=--speak   make text ARGS=--in-process
+call: $(READY)
+	$(PY) -m ivr.phone call $(ARGS)
+
+text: $(READY)
+	$(PY) -m ivr.phone text $(ARGS)

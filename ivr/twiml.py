@@ -152,6 +152,9 @@ class Renderer:
                 recording_status_callback_method="POST",
                 recording_status_callback_event="completed absent",
             )
+            # Twilio skips the action after an empty recording and runs the next verb: send that
+            # caller to the same URL too, so silence at the beep is answered, not met with a hang-up.
+            response.redirect(links.step(nxt.state), method="POST")
         elif isinstance(nxt, HangUp):
             self._speak(response, reply)
             response.hangup()
