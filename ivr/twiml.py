@@ -10,10 +10,26 @@ from dataclasses import dataclass
 from twilio.twiml.voice_response import Dial, Gather, Say, VoiceResponse
 
 from ivr.content import Content
-from ivr.dialog import AwaitOutcome, CallState, Connect, HangUp, Line, Listen, RecordMessage, Reply
+from ivr.dialog import (
+    MEMORY_NEW,
+    MEMORY_OFF,
+    MEMORY_ON,
+    AwaitOutcome,
+    CallState,
+    Connect,
+    HangUp,
+    Line,
+    Listen,
+    RecordMessage,
+    Reply,
+)
 
 #: Seconds a caller has to start speaking or pressing a key.
 DEFAULT_GATHER_TIMEOUT = 8
+
+#: CallState.memory in a URL: absent means off (so an old or hand-made URL never saves anything).
+_MEMORY_TO_QUERY = {MEMORY_NEW: "n", MEMORY_ON: "y"}
+_MEMORY_FROM_QUERY = {code: memory for memory, code in _MEMORY_TO_QUERY.items()}
 
 
 def state_to_query(state: CallState) -> dict[str, str]:
@@ -28,6 +44,8 @@ def state_to_query(state: CallState) -> dict[str, str]:
         query["m"] = str(state.misses)
     if state.silences:
         query["q"] = str(state.silences)
+    if state.memory in _MEMORY_TO_QUERY:
+        query["r"] = _MEMORY_TO_QUERY[state.memory]
     return query
 
 
@@ -46,6 +64,7 @@ def state_from_query(query: Mapping[str, str]) -> CallState:
         part=number("p"),
         misses=number("m"),
         silences=number("q"),
+        memory=_MEMORY_FROM_QUERY.get(str(query.get("r", "")), MEMORY_OFF),
     )
 
 
