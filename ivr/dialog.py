@@ -288,6 +288,12 @@ def whisper_text(content: Content, topic: str) -> str:
     return staff_language.say("whisper_no_topic")
 
 
+def opening(content: Content, lang: str) -> tuple[Line, ...]:
+    """The start of a call in `lang`: greeting, the other language's offer, the emergency line, the text line."""
+    talk = _Talk(content, sanitize(content, CallState(lang=lang)), Circumstances())
+    return tuple(talk.opening_lines())
+
+
 class _Talk:
     """The replies for one step; a helper object so each reply reads as a short method."""
 
