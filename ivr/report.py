@@ -151,7 +151,9 @@ def build_report(content: Content, today: dt.date) -> Report:
     for code, language in content.languages.items():
         rows.append(_spoken_row(code, "opening", "opening as heard", opening_text(content, code), True))
         values = _sample_values(language)
-        script = " ".join(_filled(text, values) for name, text in language.voice.items() if name != "whisper_topic")
+        # Everything a caller may hear; the whispers are for staff only.
+        heard = {name: text for name, text in language.voice.items() if not name.startswith("whisper")}
+        script = " ".join(_filled(text, values) for text in heard.values())
         rows.append(_spoken_row(code, "script", "all spoken prompts together", script, True))
         for section in language.sections.values():
             for number, part in enumerate(section.voice, start=1):
@@ -198,7 +200,8 @@ def render(report: Report) -> str:
         out += ["", "reviews"]
         for review in (r for r in report.reviews if r.lang == lang):
             flag = "  << REVIEW OVERDUE" if review.overdue else ""
-            out.append(f"  {review.section:<12} {review.reviewed_on} by {review.reviewed_by}; source: {review.source}{flag}")
+            by = f"by {review.reviewed_by}; source: {review.source}"
+            out.append(f"  {review.section:<12} {review.reviewed_on} {by}{flag}")
         out += ["", f"{'prompt':<28} {'words':>5} {'secs':>7}  readability"]
         for row in rows:
             if row.kind == "prompt":
