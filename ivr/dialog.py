@@ -9,6 +9,10 @@ The promises kept here: the same keys everywhere (0 a person, * repeat, # main m
 works wherever keys do, a kind word for every mistake, a person offered after three misses, and
 silence answered with a reprompt, then a warning with a way to get more time, then a way out and a
 spoken goodbye. Never a silent hang-up, never an endless loop.
+
+Remembered choices: CallStarted carries what was saved about the caller (their language and speed, and
+the last section with its age); the dialog greets them accordingly, tells a caller once when it first
+saves something (RememberChoices), and clears everything on 7 at the main menu (ForgetChoices).
 """
 
 from __future__ import annotations

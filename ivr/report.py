@@ -211,7 +211,7 @@ def render(report: Report) -> str:
                 out.append(f"{row.item + ' (text)':<28} {row.words:>5} {'':>7}  {row.score!s:<24} {sms}{_flag(row)}")
     out += ["", f"{len(report.problems)} problem(s)" + (":" if report.problems else ".")]
     out += [f"  {problem}" for problem in report.problems]
-    return "\n".join(out)
+    return "\n".join(line.rstrip() for line in out)
 
 
 def _flag(row: Row) -> str:

@@ -1,14 +1,12 @@
 """Listen to it: every spoken text rendered to WAV with espeak-ng at 150 words a minute, and timed for real.
 
-The files stay in build/audio/<lang>/ (AUDIO_DIR to change) for a person to listen to; `make audio`
+The files stay in build/audio/<lang>/ for a person to listen to; `make audio`
 renders the same files. espeak-ng is a Debian package that .ci/run installs: this test installs nothing.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -24,7 +22,7 @@ OPENING_ALLOWANCE = 1.2
 def clips() -> list[audio.Clip]:
     if not shutil.which("espeak-ng"):
         pytest.fail("espeak-ng is missing: run `apt-get install -y espeak-ng sox` (.ci/run does this)")
-    folder = Path(os.environ.get("AUDIO_DIR") or audio.DEFAULT_FOLDER)
+    folder = audio.DEFAULT_FOLDER
     return audio.render_all(load_content(), folder)
 
 
