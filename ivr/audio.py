@@ -78,9 +78,9 @@ def texts_to_render(content: Content) -> list[tuple[str, str, str, str]]:
         for section in language.sections.values():
             for number, part in enumerate(section.voice, start=1):
                 items.append((code, "voice", f"section-{section.id}-{number}", part))
-        values = report._sample_values(language)
+        values = report.sample_values(language)
         for name, text in language.voice.items():
-            items.append((code, "prompt", f"prompt-{name}", report._filled(text, values)))
+            items.append((code, "prompt", f"prompt-{name}", report.filled(text, values)))
     return items
 
 

@@ -97,13 +97,14 @@ def opening_text(content: Content, lang: str) -> str:
     return " ".join(line.text for line in dialog.opening(content, lang))
 
 
-def _sample_values(language: Language) -> dict[str, str]:
+def sample_values(language: Language) -> dict[str, str]:
     """Placeholder values for measuring a prompt: the longest real title and a key; hours come from config."""
     titles = [section.title for section in language.sections.values()]
     return {"title": max(titles, key=len), "key": "1", "hours": ""}
 
 
-def _filled(template: str, values: dict[str, str]) -> str:
+def filled(template: str, values: dict[str, str]) -> str:
+    """`template` with its placeholders replaced by `values` (missing ones left empty), spaces tidied."""
     names = {name for _, name, _, _ in string.Formatter().parse(template) if name}
     return " ".join(template.format_map({name: values.get(name, "") for name in names}).split())
 
@@ -150,10 +151,10 @@ def build_report(content: Content, today: dt.date) -> Report:
     reviews: list[Review] = []
     for code, language in content.languages.items():
         rows.append(_spoken_row(code, "opening", "opening as heard", opening_text(content, code), True))
-        values = _sample_values(language)
+        values = sample_values(language)
         # Everything a caller may hear; the whispers are for staff only.
         heard = {name: text for name, text in language.voice.items() if not name.startswith("whisper")}
-        script = " ".join(_filled(text, values) for text in heard.values())
+        script = " ".join(filled(text, values) for text in heard.values())
         rows.append(_spoken_row(code, "script", "all spoken prompts together", script, True))
         for section in language.sections.values():
             for number, part in enumerate(section.voice, start=1):
@@ -165,9 +166,9 @@ def build_report(content: Content, today: dt.date) -> Report:
                 Review(code, section.id, section.reviewed_by, section.reviewed_on, section.source, overdue)
             )
         for name, text in language.voice.items():
-            rows.append(_spoken_row(code, "prompt", name, _filled(text, values), prompt_score_required(code)))
+            rows.append(_spoken_row(code, "prompt", name, filled(text, values), prompt_score_required(code)))
         for name, text in language.sms.items():
-            rows.append(_sms_row(code, "sms-prompt", name, _filled(text, values), prompt_score_required(code)))
+            rows.append(_sms_row(code, "sms-prompt", name, filled(text, values), prompt_score_required(code)))
     problems = [f"{row.lang} {row.item}: {problem}" for row in rows for problem in row.problems]
     problems += [
         f"{r.lang} {r.section}: review of {r.reviewed_on} is more than a year old" for r in reviews if r.overdue
