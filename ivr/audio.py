@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ivr import readability, report
 from ivr.content import PROMPTS_DIR, Content, load_content
+from ivr.twiml import DIALLED_NUMBER
 
 #: espeak-ng voices for the line's languages (US English; Latin American Spanish, the closest to es-US).
 ESPEAK_VOICES = {"en": "en-us", "es": "es-419"}
@@ -63,7 +64,9 @@ def speak_to_file(text: str, lang: str, path: Path, words_per_minute: int = read
     """Say `text` in `lang` into the WAV file `path`; return its length in seconds."""
     path.parent.mkdir(parents=True, exist_ok=True)
     voice = ESPEAK_VOICES.get(lang, lang)
-    command = [espeak(), "-v", voice, "-s", str(words_per_minute), "-w", str(path), "--", text]
+    # As the phone line's renderer does with <say-as interpret-as="digits">: 911 is "9 1 1".
+    spoken = DIALLED_NUMBER.sub(lambda match: " ".join(match.group(1)), text)
+    command = [espeak(), "-v", voice, "-s", str(words_per_minute), "-w", str(path), "--", spoken]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     if result.returncode != 0 or not path.exists():
         raise AudioError(f"espeak-ng failed for {path.name}: {result.stderr.strip()[:200]}")

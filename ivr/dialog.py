@@ -333,7 +333,8 @@ class _Talk:
             lines.append(self.line("menu_normal_speed"))
         elif first_time:
             lines.append(self.line("menu_slower"))
-        lines.extend(self.language_switch_lines())
+        if not first_time:  # the greeting has just offered the other language
+            lines.extend(self.language_switch_lines())
         return lines
 
     def language_switch_lines(self) -> list[Line]:
@@ -498,8 +499,9 @@ class _Talk:
             # The emergency line again, now in words the caller understands.
             before = [self.line("language_switched"), self.line("greeting_emergency"), *notice]
             if node == MAIN:
-                # Everything said before was in the other language: give the intro and every key again.
-                return self.main_menu([*before, self.line("intro")], effects, first_time=True)
+                # Everything said before was in the other language: the way back, the intro and every key again.
+                before += [*self.language_switch_lines(), self.line("intro")]
+                return self.main_menu(before, effects, first_time=True)
             return self.repeat(before, effects)
         if name == "forget" and node == MAIN and self.state.memory == MEMORY_ON:
             self.state = self.at(memory=MEMORY_OFF)

@@ -4,6 +4,7 @@ Gather defaults, and how a caller's state is written into (and read back from) a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -26,6 +27,10 @@ from ivr.dialog import (
 
 #: Seconds a caller has to start speaking or pressing a key.
 DEFAULT_GATHER_TIMEOUT = 8
+
+#: A three-digit number standing alone (911, 988) is dialled, not counted: said digit by digit in every
+#: language ("nine one one", "nueve uno uno"), never "nine hundred eleven" or "novecientos once".
+DIALLED_NUMBER = re.compile(r"(?<![\d:.,])(\d{3})(?![\d:])")
 
 #: CallState.memory in a URL: absent means off (so an old or hand-made URL never saves anything).
 _MEMORY_TO_QUERY = {MEMORY_NEW: "n", MEMORY_ON: "y"}
@@ -108,7 +113,12 @@ class Renderer:
         locale = self.content.language(line.lang).locale
         voice = self.settings.voices.get(line.lang) or next(iter(self.settings.voices.values()))
         say = Say(voice=voice, language=locale)
-        say.prosody(line.text, rate=self.settings.slow_speech_rate if slow else self.settings.speech_rate)
+        prosody = say.prosody(rate=self.settings.slow_speech_rate if slow else self.settings.speech_rate)
+        for index, piece in enumerate(DIALLED_NUMBER.split(line.text)):
+            if index % 2:
+                prosody.say_as(piece, interpret_as="digits")
+            elif piece:
+                prosody.append(piece)
         return say
 
     def _speak(self, target: VoiceResponse | Gather, reply: Reply) -> None:

@@ -268,3 +268,17 @@ def test_before_giving_up_on_silence_the_line_says_so_and_any_key_gives_more_tim
     call.press("7")  # not a menu choice, but any key means "I am here"
     assert call.heard[0] == EN.say("more_time")
     assert not call.ended()
+
+
+def test_emergency_numbers_are_said_digit_by_digit_in_both_languages(tmp_path: Path) -> None:
+    app = make_app(tmp_path, STAFF_OUT)
+    for lang in ("en", "es"):
+        call = Call(app.test_client(), caller="anonymous")
+        call.start()
+        if lang == "es":
+            call.press("9")
+        assert call.last is not None
+        say_as = [node for node in call.last.iter("say-as") if node.text == "911"]
+        assert say_as and all(node.attrib["interpret-as"] == "digits" for node in say_as), lang
+        call.press("0")  # staff out: the crisis line too
+        assert any(node.text == "988" for node in call.last.iter("say-as"))
