@@ -6,12 +6,22 @@ VENV := .venv
 PY := $(VENV)/bin/python
 READY := $(VENV)/.installed
 
-.PHONY: run test lint audio content-report
+.PHONY: run test lint
 
 $(READY): requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $(READY)
+
+# Render every spoken prompt and section part to build/audio/<lang>/*.wav with espeak-ng (150 words a
+# minute) and print the longest; needs the Debian packages espeak-ng and sox (.ci/run installs them).
+.PHONY: audio content-report
+audio: $(READY)
+	$(PY) -m ivr.audio build/audio
+
+# Words, seconds, readability, text segments and review dates for every prompt and section.
+content-report: $(READY)
+	$(PY) -m flask --app ivr content-report
 
 run: $(READY)
 	$(PY) -m ivr
@@ -22,12 +32,3 @@ test: $(READY)
 
 lint: $(READY)
 	$(PY) -m ruff check ivr tests bench
-
-# Render every spoken prompt and section part to build/audio/<lang>/*.wav with espeak-ng (150 words a
-# minute) and print the longest; needs the Debian packages espeak-ng and sox (.ci/run installs them).
-audio: $(READY)
-	$(PY) -m ivr.audio build/audio
-
-# Words, seconds, readability, text segments and review dates for every prompt and section.
-content-report: $(READY)
-	$(PY) -m flask --app ivr content-report
