@@ -13,6 +13,16 @@ $(READY): requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $(READY)
 
+# Render every spoken prompt and section part to build/audio/<lang>/*.wav with espeak-ng (150 words a
+# minute) and print the longest; needs the Debian packages espeak-ng and sox (.ci/run installs them).
+.PHONY: audio content-report
+audio: $(READY)
+	$(PY) -m ivr.audio build/audio
+
+# Words, seconds, readability, text segments and review dates for every prompt and section.
+content-report: $(READY)
+	$(PY) -m flask --app ivr content-report
+
 run: $(READY)
 	$(PY) -m ivr
 

@@ -64,6 +64,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(voice.bp)
     errors.init_app(app)
 
+    from ivr import report
+
+    app.cli.add_command(report.content_report_command)
+
     if local_mode(app.config):
         log.warning("Local mode: no TWILIO_AUTH_TOKEN, so only requests from this machine are answered.")
     return app

@@ -12,7 +12,7 @@ import datetime as dt
 import re
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NoReturn
@@ -31,7 +31,9 @@ MAX_TOPICS = 6
 GLOBAL_COMMANDS = frozenset({"staff", "repeat", "main_menu", "slower", "language"})
 SECTION_COMMANDS = frozenset({"more", "text_me"})
 MESSAGE_COMMANDS = frozenset({"leave_message"})
-ALL_COMMANDS = GLOBAL_COMMANDS | SECTION_COMMANDS | MESSAGE_COMMANDS
+#: Commands that work only at the main menu, besides its topics.
+MENU_COMMANDS = frozenset({"forget"})
+ALL_COMMANDS = GLOBAL_COMMANDS | SECTION_COMMANDS | MESSAGE_COMMANDS | MENU_COMMANDS
 
 #: Every spoken prompt the line uses, with the placeholders it may contain.
 VOICE_PROMPTS: Mapping[str, frozenset[str]] = MappingProxyType(
@@ -82,6 +84,12 @@ VOICE_PROMPTS: Mapping[str, frozenset[str]] = MappingProxyType(
         "error_apology": frozenset(),
         "whisper_topic": frozenset({"title"}),
         "whisper_no_topic": frozenset(),
+        # Remembered choices (language, speed, last topic) and how to clear them.
+        "greeting_emergency": frozenset(),
+        "memory_notice": frozenset(),
+        "menu_forget": frozenset(),
+        "memory_cleared": frozenset(),
+        "last_topic": frozenset({"title", "key"}),
     }
 )
 
@@ -149,6 +157,8 @@ class Content:
     global_keys: Mapping[str, str]
     section_keys: Mapping[str, str]
     message_keys: Mapping[str, str]
+    #: Keys that work only at the main menu, besides the topic keys (e.g. 7: forget).
+    menu_keys: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def language(self, code: str) -> Language:
         """The language `code`, or the default one when `code` is not offered."""
@@ -178,6 +188,7 @@ def load_content(prompts_dir: Path | str = PROMPTS_DIR) -> Content:
     global_keys = _key_map(menu, "global_keys", GLOBAL_COMMANDS, menu_path)
     section_keys = _key_map(menu, "section_keys", SECTION_COMMANDS, menu_path)
     message_keys = _key_map(menu, "message_keys", MESSAGE_COMMANDS, menu_path)
+    menu_keys = _key_map(menu, "menu_keys", MENU_COMMANDS, menu_path) if "menu_keys" in menu else {}
     if set(global_keys.values()) != GLOBAL_COMMANDS:
         _fail(menu_path, f"global_keys must give a key to each of {sorted(GLOBAL_COMMANDS)}")
 
@@ -196,6 +207,9 @@ def load_content(prompts_dir: Path | str = PROMPTS_DIR) -> Content:
         if key in topic_keys or key in global_keys:
             _fail(menu_path, f"key {key!r} of section {section_id!r} is already used")
         topic_keys[key] = section_id
+    clash = set(menu_keys) & (set(topic_keys) | set(global_keys))
+    if clash:
+        _fail(menu_path, f"menu_keys reuse topic or global keys {sorted(clash)}")
     for name, keys in (("section_keys", section_keys), ("message_keys", message_keys)):
         clash = set(keys) & set(global_keys)
         if clash:
@@ -218,6 +232,7 @@ def load_content(prompts_dir: Path | str = PROMPTS_DIR) -> Content:
         global_keys=MappingProxyType(global_keys),
         section_keys=MappingProxyType(section_keys),
         message_keys=MappingProxyType(message_keys),
+        menu_keys=MappingProxyType(menu_keys),
     )
 
 

@@ -274,3 +274,56 @@ class Storage:
         )
         with self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
+
+    # -- remembered choices (phone line) ----------------------------------------------------------
+
+    def recall_choices(
+        self, phone: str, now: dt.datetime, keep_last_section_for: dt.timedelta
+    ) -> dict[str, Any] | None:
+        """What the line saved about `phone` (lang, slow, last_section, last_heard_at), or None.
+
+        A last section older than `keep_last_section_for` is no longer needed, so it is erased here.
+        """
+        key = self.phone_hash(phone)
+        query = sa.select(preferences).where(preferences.c.phone_hash == key)
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        if row is None:
+            return None
+        saved = dict(row._mapping)
+        heard_at = _aware(saved["last_heard_at"])
+        saved["last_heard_at"] = heard_at
+        if saved["last_section"] and (heard_at is None or now - heard_at > keep_last_section_for):
+            with self.engine.begin() as connection:
+                connection.execute(
+                    preferences.update()
+                    .where(preferences.c.phone_hash == key)
+                    .values(last_section="", last_heard_at=None)
+                )
+            saved.update(last_section="", last_heard_at=None)
+        return saved
+
+    def remember_choices(self, phone: str, lang: str, slow: bool, section: str, now: dt.datetime) -> None:
+        """Save `phone`'s language and speed; with `section`, also that they heard it at `now`."""
+        values: dict[str, Any] = {"lang": lang, "slow": slow, "updated_at": now}
+        if section:
+            values.update(last_section=section, last_heard_at=now)
+        statement = (
+            self._insert(preferences)
+            .values({"phone_hash": self.phone_hash(phone), "last_section": "", **values})
+            .on_conflict_do_update(index_elements=["phone_hash"], set_=values)
+        )
+        with self.engine.begin() as connection:
+            connection.execute(statement)
+
+    def forget_choices(self, phone: str) -> None:
+        """Erase everything the line saved about `phone`'s choices."""
+        with self.engine.begin() as connection:
+            connection.execute(preferences.delete().where(preferences.c.phone_hash == self.phone_hash(phone)))
+
+
+def _aware(moment: dt.datetime | None) -> dt.datetime | None:
+    """SQLite hands back naive datetimes: they were stored in UTC."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=dt.UTC)
+    return moment

@@ -4,6 +4,7 @@ Gather defaults, and how a caller's state is written into (and read back from) a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -11,10 +12,30 @@ from typing import Any
 from twilio.twiml.voice_response import Dial, Gather, Say, VoiceResponse
 
 from ivr.content import Content
-from ivr.dialog import AwaitOutcome, CallState, Connect, HangUp, Line, Listen, RecordMessage, Reply
+from ivr.dialog import (
+    MEMORY_NEW,
+    MEMORY_OFF,
+    MEMORY_ON,
+    AwaitOutcome,
+    CallState,
+    Connect,
+    HangUp,
+    Line,
+    Listen,
+    RecordMessage,
+    Reply,
+)
 
 #: Seconds a caller has to start speaking or pressing a key.
 DEFAULT_GATHER_TIMEOUT = 8
+
+#: A three-digit number standing alone (911, 988) is dialled, not counted: said digit by digit in every
+#: language ("nine one one", "nueve uno uno"), never "nine hundred eleven" or "novecientos once".
+DIALLED_NUMBER = re.compile(r"(?<![\d:.,])(\d{3})(?![\d:])")
+
+#: CallState.memory in a URL: absent means off (so an old or hand-made URL never saves anything).
+_MEMORY_TO_QUERY = {MEMORY_NEW: "n", MEMORY_ON: "y"}
+_MEMORY_FROM_QUERY = {code: memory for memory, code in _MEMORY_TO_QUERY.items()}
 
 
 def state_to_query(state: CallState) -> dict[str, Any]:
@@ -29,6 +50,8 @@ def state_to_query(state: CallState) -> dict[str, Any]:
         query["m"] = str(state.misses)
     if state.silences:
         query["q"] = str(state.silences)
+    if state.memory in _MEMORY_TO_QUERY:
+        query["r"] = _MEMORY_TO_QUERY[state.memory]
     return query
 
 
@@ -47,6 +70,7 @@ def state_from_query(query: Mapping[str, str]) -> CallState:
         part=number("p"),
         misses=number("m"),
         silences=number("q"),
+        memory=_MEMORY_FROM_QUERY.get(str(query.get("r", "")), MEMORY_OFF),
     )
 
 
@@ -90,7 +114,12 @@ class Renderer:
         locale = self.content.language(line.lang).locale
         voice = self.settings.voices.get(line.lang) or next(iter(self.settings.voices.values()))
         say = Say(voice=voice, language=locale)
-        say.prosody(line.text, rate=self.settings.slow_speech_rate if slow else self.settings.speech_rate)
+        prosody = say.prosody(rate=self.settings.slow_speech_rate if slow else self.settings.speech_rate)
+        for index, piece in enumerate(DIALLED_NUMBER.split(line.text)):
+            if index % 2:
+                prosody.say_as(piece, interpret_as="digits")
+            elif piece:
+                prosody.append(piece)
         return say
 
     def _speak(self, target: VoiceResponse | Gather, reply: Reply) -> None:

@@ -7,8 +7,10 @@ following the TwiML the line returns. The caller's place in the conversation is 
 from __future__ import annotations
 
 import logging
+import re
 
 from flask import Blueprint, Response, current_app, request, url_for
+from sqlalchemy.exc import SQLAlchemyError
 
 from ivr import dialog, texting
 from ivr.dialog import CallState, Circumstances, Event, Reply
@@ -19,6 +21,11 @@ from ivr.twiml import Links, StaffDial, state_from_query, state_to_query
 log = logging.getLogger(__name__)
 
 bp = Blueprint("voice", __name__, url_prefix="/voice")
+
+_PHONE_NUMBER = re.compile(r"^\+[1-9]\d{7,14}$")
+#: Withheld caller IDs spelled on a keypad (ANONYMOUS, RESTRICTED, BLOCKED, UNKNOWN, UNAVAILABLE), as
+#: carriers and Twilio may send them in From: such a "number" is shared by many people, so never remembered.
+_HIDDEN_CALLER_IDS = frozenset({"+266696687", "+7378742833", "+2562533", "+8656696", "+86282452253"})
 
 
 def twiml(document: str) -> Response:
@@ -67,6 +74,8 @@ def _perform(reply: Reply, world: Circumstances) -> Reply:
             svc.storage.count_use("voice", effect.section)
         elif isinstance(effect, dialog.OpenVoicemail):
             svc.storage.open_voicemail(call_sid, caller, effect.topic, effect.lang)
+        elif isinstance(effect, dialog.RememberChoices | dialog.ForgetChoices):
+            _save_choices(effect, caller)
         elif isinstance(effect, dialog.SendSectionText):
             result = texting.send_section(
                 svc, to=caller, from_=request.form.get("To", ""), section=effect.section, lang=effect.lang
@@ -79,12 +88,54 @@ def _perform(reply: Reply, world: Circumstances) -> Reply:
     return reply
 
 
+def can_remember(number: str) -> bool:
+    """Whether choices may be remembered for the caller number `number` (a real, shown phone number)."""
+    return bool(_PHONE_NUMBER.match(number)) and number not in _HIDDEN_CALLER_IDS
+
+
+def _recall(caller: str) -> dialog.CallStarted:
+    """The call's start, with what the line saved about this caller (one read, no write in the usual case)."""
+    if not can_remember(caller):
+        return dialog.CallStarted()
+    clock = now()
+    try:
+        saved = services().storage.recall_choices(caller, clock, dialog.OFFER_LAST_SECTION_WITHIN)
+    except SQLAlchemyError as error:
+        # Remembered choices are a convenience: a database hiccup must not cost the caller the call.
+        log.warning("Could not read saved choices: %s", type(error).__name__)
+        return dialog.CallStarted()
+    if saved is None:
+        return dialog.CallStarted(can_remember=True)
+    heard_at = saved["last_heard_at"]
+    remembered = dialog.Remembered(
+        lang=saved["lang"],
+        slow=bool(saved["slow"]),
+        last_section=saved["last_section"],
+        last_heard_ago=clock - heard_at if heard_at else None,
+    )
+    return dialog.CallStarted(can_remember=True, remembered=remembered)
+
+
+def _save_choices(effect: dialog.RememberChoices | dialog.ForgetChoices, caller: str) -> None:
+    """Save or erase the caller's choices; a failure is logged (without the number) and the call goes on."""
+    if not can_remember(caller):
+        return
+    storage = services().storage
+    try:
+        if isinstance(effect, dialog.ForgetChoices):
+            storage.forget_choices(caller)
+        else:
+            storage.remember_choices(caller, effect.lang, effect.slow, effect.section, now())
+    except SQLAlchemyError as error:
+        log.warning("Could not save the caller's choices: %s", type(error).__name__)
+
+
 @bp.post("")
 @twilio_only
 def incoming_call() -> Response:
-    """A call comes in: greet the caller and read the main menu."""
+    """A call comes in: greet the caller (in their remembered language and speed) and read the main menu."""
     state = CallState(lang=services().content.default_language)
-    return _answer(state, dialog.CallStarted())
+    return _answer(state, _recall(request.form.get("From", "")))
 
 
 @bp.post("/step")
