@@ -113,7 +113,7 @@ SMS_PROMPTS: Mapping[str, frozenset[str]] = MappingProxyType(
 SMS_KEYWORD_FAMILIES = frozenset({"stop", "start", "help", "menu", "call", "staff", "more", "language"})
 WHOLE_TEXT_FAMILIES = frozenset({"stop", "start", "help"})
 #: The words of sms.yaml `hours`, which write STAFF_HOURS in a text.
-_HOUR_WORDS = ("days", "day_range", "opening", "separator", "clock", "am", "pm", "always", "closed")
+_HOUR_WORDS = ("days", "day_range", "opening", "separator", "clock", "am", "pm", "always", "closed", "all_day")
 
 _KEY_PATTERN = re.compile(r"^[0-9*#]$")
 _KEYWORD_PATTERN = re.compile(r"^[A-Z]{2,20}$")
@@ -369,7 +369,8 @@ def _text_words(
         _fail(path, "hours `days` must be the seven day names from Monday")
     if hours_raw["clock"] not in ("12h", "24h"):
         _fail(path, "hours `clock` must be 12h or 24h")
-    for name, fields in (("day_range", {"first", "last"}), ("opening", {"days", "opens", "closes"})):
+    templates = {"day_range": {"first", "last"}, "opening": {"days", "opens", "closes"}, "all_day": {"days"}}
+    for name, fields in templates.items():
         used = {f for _, f, _, _ in string.Formatter().parse(hours_raw[name]) if f is not None}
         if used != fields:
             _fail(path, f"hours `{name}` must use exactly the placeholders {sorted(fields)}")

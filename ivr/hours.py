@@ -88,9 +88,9 @@ class HourWords:
     """The words one language uses to write staff hours (from prompts/<lang>/sms.yaml `hours`).
 
     `days` are seven short day names from Monday; `day_range` joins two of them ({first}, {last});
-    `opening` writes one rule ({days}, {opens}, {closes}); `separator` joins rules; `clock` is
-    "12h" (8:30am, 5pm, with `am`/`pm`) or "24h" (8:30, 17:00); `always` and `closed` stand for
-    round-the-clock and no hours at all.
+    `opening` writes one rule ({days}, {opens}, {closes}) and `all_day` one from 00:00 to 24:00 ({days});
+    `separator` joins rules; `clock` is "12h" (8:30am, 5pm, with `am`/`pm`) or "24h" (8:30, 17:00);
+    `always` and `closed` stand for round-the-clock and no hours at all.
     """
 
     days: tuple[str, ...]
@@ -102,6 +102,7 @@ class HourWords:
     pm: str
     always: str
     closed: str
+    all_day: str
 
 
 def describe_hours(hours: StaffHours, words: HourWords) -> str:
@@ -118,9 +119,11 @@ def describe_hours(hours: StaffHours, words: HourWords) -> str:
         days = words.days[first] if first == last else words.day_range.format(
             first=words.days[first], last=words.days[last]
         )
-        parts.append(
-            words.opening.format(days=days, opens=_clock(opening.opens, words), closes=_clock(opening.closes, words))
-        )
+        if opening.opens == 0 and opening.closes == 24 * 60:
+            parts.append(words.all_day.format(days=days))
+            continue
+        opens, closes = _clock(opening.opens, words), _clock(opening.closes, words)
+        parts.append(words.opening.format(days=days, opens=opens, closes=closes))
     return words.separator.join(parts)
 
 

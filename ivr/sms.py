@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, Response, current_app, request
+from werkzeug.exceptions import HTTPException
 
 from ivr import gsm, textline, twiml
 from ivr.hours import describe_hours
@@ -92,3 +93,13 @@ def _changes(decision: textline.Decision, stored: TextSession) -> dict[str, obje
         elif isinstance(effect, textline.CountSectionText):
             changes["count_section"] = effect.section
     return changes
+
+
+@bp.errorhandler(Exception)
+def unexpected_error(error: Exception) -> Response | HTTPException:
+    """Still valid TwiML when something fails (the database, say): an empty answer, since whether the
+    number opted out cannot be known. Logged by type only: an error's message may quote a number."""
+    if isinstance(error, HTTPException):
+        return error  # 403 for a bad signature, 405, ...
+    log.error("Unexpected %s while answering a text", type(error).__name__)
+    return _xml(twiml.messages(()))

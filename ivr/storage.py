@@ -274,16 +274,13 @@ class Storage:
 
     def count_use(self, channel: str, section: str, day: dt.date | None = None) -> None:
         """Add one to the number of times `section` was heard or texted today; no phone number kept."""
-        with self.engine.begin() as connection:
-            self._count_use(connection, channel, section, day)
-
-    def _count_use(self, connection: Any, channel: str, section: str, day: dt.date | None = None) -> None:
         day = day or utcnow().date()
         values = {"day": day, "channel": channel, "section": section, "count": 1}
         statement = self._insert(usage_daily).values(**values).on_conflict_do_update(
             index_elements=["day", "channel", "section"], set_={"count": usage_daily.c.count + 1}
         )
-        connection.execute(statement)
+        with self.engine.begin() as connection:
+            connection.execute(statement)
 
     def usage(self, since: dt.date) -> list[dict[str, Any]]:
         """Uses per day, channel and section from `since` on, newest day first."""
@@ -368,8 +365,9 @@ class Storage:
                 self._save_text_session(connection, phone, session.lang, session.section, session.next_part)
             if callback is not None:
                 self._request_callback(connection, phone, callback, "sms", event_key or None)
-            if count_section:
-                self._count_use(connection, "sms", count_section)
+        if count_section:
+            # Counting is for the staff usage panel only: after the turn is safely stored.
+            self.count_use("sms", count_section)
         return None
 
     def _set_opt_out(self, connection: Any, phone: str, opted_out: bool) -> None:

@@ -107,7 +107,9 @@ def test_spanish_texts_use_gsm7_spellings() -> None:
         ("Mon-Fri 08:30-17:00", "es", "lun a vie 8:30-17:00"),
         ("Mon-Fri 08:30-17:00; Sat 09:00-12:00", "en", "Mon-Fri 8:30am-5pm, Sat 9am-12pm"),
         ("Mon-Fri 08:30-17:00; Sat 09:00-12:00", "es", "lun a vie 8:30-17:00; sab 9:00-12:00"),
-        ("Sat-Mon 00:00-24:00", "en", "Sat-Mon 12am-12am"),
+        ("Sat-Mon 00:00-24:00", "en", "Sat-Mon all day"),
+        ("Mon-Fri 09:00-17:00; Sat-Sun 00:00-24:00", "es", "lun a vie 9:00-17:00; sab a dom todo el dia"),
+        ("Mon-Fri 00:00-12:00", "en", "Mon-Fri 12am-12pm"),
         ("Mon-Sun 00:00-24:00", "en", "any time, day or night"),
         ("Mon-Sun 00:00-24:00", "es", "a toda hora, todos los dias"),
         ("closed", "en", "hours vary"),
@@ -130,9 +132,10 @@ def test_hour_words_are_data() -> None:
         pm="",
         always="siempre",
         closed="nunca",
+        all_day="{days}=todo",
     )
-    hours = StaffHours.parse("Mon-Fri 08:00-16:30; Sun 10:00-11:00", "UTC")
-    assert describe_hours(hours, words) == "L..V=8:00/16:30 + D=10:00/11:00"
+    hours = StaffHours.parse("Mon-Fri 08:00-16:30; Sat 00:00-24:00; Sun 10:00-11:00", "UTC")
+    assert describe_hours(hours, words) == "L..V=8:00/16:30 + S=todo + D=10:00/11:00"
 
 
 # -- broken content stops start-up, naming the file ---------------------------------------------------

@@ -354,3 +354,14 @@ def test_the_schema_is_migrated_to_the_newest_revision(app: Flask) -> None:
         columns = [row[1] for row in connection.execute("PRAGMA table_info(processed_events)")]
     assert columns == ["key", "created_at", "outcome"]
 
+
+
+def test_a_broken_database_still_gets_valid_empty_twiml_and_logs_no_number(
+    app: Flask, phone: Phone, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = app.config["DATABASE_URL"].split("///", 1)[1]
+    with sqlite3.connect(path) as connection:
+        connection.execute("DROP TABLE sms_sessions")
+    assert phone.text("hospice") == []  # nothing we could check the opt-out for
+    assert "OperationalError" in caplog.text
+    assert CALLER not in caplog.text and CALLER[2:] not in caplog.text
