@@ -238,7 +238,7 @@ def test_urgent_words_get_911_and_988_first_and_are_flagged_for_staff(
     phone.text("call me")
     replies = phone.text(text)
     assert len(replies) == 1
-    assert replies[0].startswith(("If you are in danger", "Si esta en peligro"))
+    assert replies[0].startswith(("If this is an emergency", "Si esta en peligro"))
     assert "911" in replies[0] and "988" in replies[0]
     first, second = storage(app).storage.callback_requests()
     assert first["urgent"] and first["phone"] == CALLER and first["note"] == "urgent_words"  # urgent first
