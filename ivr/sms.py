@@ -67,8 +67,11 @@ def incoming_text() -> Response:
     first = svc.storage.record_text_turn(event_key, phone, decision.outcome.token(), **changes)
     outcome = decision.outcome
     if first is not None:
-        # Twilio sent this message before: answer as the first time, store nothing again.
+        # Twilio sent this message before: answer as the first time, store nothing again ...
         outcome = textline.Outcome.from_token(first) or textline.Outcome(textline.SILENT, conversation.lang)
+        if stored.opted_out and outcome.kind not in textline.ANSWERS_AFTER_STOP:
+            # ... unless the number opted out since: then only the answers to STOP, START and HELP.
+            outcome = textline.Outcome(textline.SILENT, outcome.lang)
 
     bodies = textline.render(content, outcome, facts(svc, form.get("To", "")))
     for body in bodies:

@@ -45,6 +45,8 @@ NO_MORE = "no_more"  # MORE after the last part
 CALLBACK = "callback"
 URGENT = "urgent"
 KINDS = frozenset({SILENT, STOPPED, WELCOME, HELP, MENU, NOT_UNDERSTOOD, LANGUAGE, SECTION, NO_MORE, CALLBACK, URGENT})
+#: The only answers an opted-out number may get: to STOP itself, START and HELP.
+ANSWERS_AFTER_STOP = frozenset({SILENT, STOPPED, WELCOME, HELP})
 
 
 @dataclass(frozen=True)

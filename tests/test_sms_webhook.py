@@ -280,6 +280,16 @@ def test_a_retried_stop_and_start(phone: Phone) -> None:
     assert phone.text("START", sid=phone.last_sid) != welcome  # a different message: answered on its own
 
 
+def test_a_retry_that_arrives_after_stop_is_not_answered(phone: Phone) -> None:
+    assert phone.text("hospice")
+    hospice_sid = phone.last_sid
+    assert phone.text("help")
+    help_sid = phone.last_sid
+    assert phone.text("STOP") == []
+    assert phone.text("hospice", sid=hospice_sid) == []  # the first answer was a section: not any more
+    assert phone.text("help", sid=help_sid)  # HELP is always answered
+
+
 def test_texts_without_a_message_sid_are_still_answered(client: FlaskClient) -> None:
     form = {"From": CALLER, "To": LINE_NUMBER, "Body": "5"}
     response = twilio_post(client, "/sms", form)
