@@ -9,6 +9,7 @@ data: nothing here logs them.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
@@ -17,7 +18,7 @@ from ivr import gsm, textline, twiml
 from ivr.hours import describe_hours
 from ivr.security import twilio_only
 from ivr.services import Services, services
-from ivr.storage import CallbackAsk, TextSession
+from ivr.storage import CallbackAsk, TextChanges, TextSession
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def incoming_text() -> Response:
     decision = textline.decide(content, conversation, form.get("Body", ""))
 
     changes = _changes(decision, stored)
-    first = svc.storage.record_text_turn(event_key, phone, decision.outcome.token(), **changes)
+    first = svc.storage.record_text_turn(event_key, phone, decision.outcome.token(), changes)
     outcome = decision.outcome
     if first is not None:
         # Twilio sent this message before: answer as the first time, store nothing again ...
@@ -81,20 +82,19 @@ def incoming_text() -> Response:
     return _xml(twiml.messages(bodies))
 
 
-def _changes(decision: textline.Decision, stored: TextSession) -> dict[str, object]:
-    """The storage changes a decision's effects ask for, as record_text_turn's keyword arguments."""
-    changes: dict[str, object] = {}
+def _changes(decision: textline.Decision, stored: TextSession) -> TextChanges:
+    """The storage changes a decision's effects ask for."""
+    changes = TextChanges()
     for effect in decision.effects:
-        if isinstance(effect, textline.OptOut):
-            changes["opted_out"] = True
-        elif isinstance(effect, textline.OptIn):
-            changes["opted_out"] = False
+        if isinstance(effect, textline.OptOut | textline.OptIn):
+            changes = replace(changes, opted_out=isinstance(effect, textline.OptOut))
         elif isinstance(effect, textline.SaveConversation):
-            changes["session"] = TextSession(effect.lang, effect.section, effect.next_part)
+            changes = replace(changes, session=TextSession(effect.lang, effect.section, effect.next_part))
         elif isinstance(effect, textline.RequestCallback):
-            changes["callback"] = CallbackAsk(effect.topic, effect.lang, effect.urgent, opted_out=stored.opted_out)
+            ask = CallbackAsk(effect.topic, effect.lang, effect.urgent, opted_out=stored.opted_out)
+            changes = replace(changes, callback=ask)
         elif isinstance(effect, textline.CountSectionText):
-            changes["count_section"] = effect.section
+            changes = replace(changes, count_section=effect.section)
     return changes
 
 

@@ -153,6 +153,16 @@ class CallbackAsk:
     opted_out: bool = False
 
 
+@dataclass(frozen=True)
+class TextChanges:
+    """What one incoming text changes: opt-out (True) or opt-in (False), the session, a call-back, a count."""
+
+    opted_out: bool | None = None
+    session: TextSession | None = None
+    callback: CallbackAsk | None = None
+    count_section: str = ""
+
+
 class Storage:
     """The line's database, opened once per process."""
 
@@ -331,17 +341,7 @@ class Storage:
             row = connection.execute(query).first()
         return None if row is None else (row.outcome or "")
 
-    def record_text_turn(
-        self,
-        event_key: str,
-        phone: str,
-        outcome: str,
-        *,
-        opted_out: bool | None = None,
-        session: TextSession | None = None,
-        callback: CallbackAsk | None = None,
-        count_section: str = "",
-    ) -> str | None:
+    def record_text_turn(self, event_key: str, phone: str, outcome: str, changes: TextChanges) -> str | None:
         """Store everything one incoming text changes, all or nothing, once per `event_key` (the MessageSid).
 
         Returns None when this call stored it. For a message already handled (Twilio retried it, or
@@ -359,15 +359,16 @@ class Storage:
                     query = sa.select(processed_events.c.outcome).where(processed_events.c.key == event_key[:96])
                     row = connection.execute(query).first()
                     return (row.outcome or "") if row else ""
-            if opted_out is not None:
-                self._set_opt_out(connection, phone, opted_out)
-            if session is not None:
+            if changes.opted_out is not None:
+                self._set_opt_out(connection, phone, changes.opted_out)
+            if changes.session is not None:
+                session = changes.session
                 self._save_text_session(connection, phone, session.lang, session.section, session.next_part)
-            if callback is not None:
-                self._request_callback(connection, phone, callback, "sms", event_key or None)
-        if count_section:
+            if changes.callback is not None:
+                self._request_callback(connection, phone, changes.callback, "sms", event_key or None)
+        if changes.count_section:
             # Counting is for the staff usage panel only: after the turn is safely stored.
-            self.count_use("sms", count_section)
+            self.count_use("sms", changes.count_section)
         return None
 
     def _set_opt_out(self, connection: Any, phone: str, opted_out: bool) -> None:

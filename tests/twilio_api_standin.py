@@ -70,7 +70,7 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(401, {"code": 20003, "message": "Authenticate", "status": 401})
             return
         form = {key: values[0] for key, values in parse_qs(raw, keep_blank_values=True).items()}
-        record = {
+        record: dict[str, object] = {
             "path": self.path,
             "form": form,
             "content_type": self.headers.get("Content-Type", ""),
