@@ -68,6 +68,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     app.cli.add_command(report.content_report_command)
 
+    from ivr import sms
+
+    app.register_blueprint(sms.bp)
+
     if local_mode(app.config):
         log.warning("Local mode: no TWILIO_AUTH_TOKEN, so only requests from this machine are answered.")
     return app

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 #: Defaults for every setting; the README's configuration table documents each one.
 DEFAULTS: dict[str, Any] = {
@@ -31,6 +32,8 @@ DEFAULTS: dict[str, Any] = {
     "VOICEMAIL_MAX_SECONDS": 120,
     "SECRET_KEY": "",
     "PROMPTS_DIR": "",  # empty: the prompts/ folder beside the package
+    "STAFF_PHONE": "",  # empty: the line's own number (the `To` of each request)
+    "TWILIO_API_BASE_URL": "",  # empty: Twilio's own API; a loopback URL only, for tests and local runs
 }
 
 _RATE = re.compile(r"^(\d{2,3})%$")
@@ -108,6 +111,26 @@ def _base_url(name: str, value: Any) -> str:
     return url
 
 
+def _phone(name: str, value: Any) -> str:
+    number = str(value).strip()
+    if number and not _E164.match(number):
+        raise ConfigError(f"{name} must be an E.164 number like +15551234567, not {value!r}")
+    return number
+
+
+def _loopback_url(name: str, value: Any) -> str:
+    """A URL on this machine: the REST client sends the Twilio credentials there, so nowhere else."""
+    url = str(value).strip().rstrip("/")
+    if not url:
+        return url
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    loopback = host == "localhost" or host.startswith("127.") or host == "::1"
+    if parts.scheme not in ("http", "https") or not loopback or parts.query or parts.fragment:
+        raise ConfigError(f"{name} is for tests and local runs: it must be like http://127.0.0.1:8099, not {value!r}")
+    return url
+
+
 _PARSERS = {
     "GATHER_TIMEOUT": _whole_number(6, 30),
     "STAFF_RING_SECONDS": _whole_number(5, 60),
@@ -117,6 +140,8 @@ _PARSERS = {
     "STAFF_NUMBERS": _staff_numbers,
     "STAFF_HOLIDAYS": _date_list,
     "PUBLIC_BASE_URL": _base_url,
+    "STAFF_PHONE": _phone,
+    "TWILIO_API_BASE_URL": _loopback_url,
 }
 
 

@@ -19,6 +19,8 @@ from typing import Any, NoReturn
 
 import yaml
 
+from ivr import gsm
+from ivr.hours import HourWords
 from ivr.matching import Vocabulary, normalize
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
@@ -93,8 +95,33 @@ VOICE_PROMPTS: Mapping[str, frozenset[str]] = MappingProxyType(
     }
 )
 
-#: Every texted prompt the line uses, with its placeholders. Empty until the text line exists.
-SMS_PROMPTS: Mapping[str, frozenset[str]] = MappingProxyType({})
+#: Every texted prompt the line uses, with its placeholders (prompts/<lang>/sms.yaml).
+SMS_PROMPTS: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        "menu_heading": frozenset(),
+        "menu_option": frozenset({"key", "keyword", "topic"}),
+        "menu_call": frozenset(),
+        "language_offer": frozenset(),
+        "language_back": frozenset(),
+        "not_understood": frozenset(),
+        "language_switched": frozenset(),
+        "welcome": frozenset(),
+        "help": frozenset({"phone", "hours"}),
+        "stopped": frozenset(),
+        "more_footer": frozenset(),
+        "end_footer": frozenset(),
+        "no_more": frozenset({"topic"}),
+        "callback_saved": frozenset({"hours"}),
+        "urgent": frozenset({"hours"}),
+    }
+)
+
+#: The kinds of words people text (sms.yaml `keywords`). stop, start and help count only as the
+#: whole text; the others anywhere in it. stop, start and help work from every language.
+SMS_KEYWORD_FAMILIES = frozenset({"stop", "start", "help", "menu", "call", "staff", "more", "language"})
+WHOLE_TEXT_FAMILIES = frozenset({"stop", "start", "help"})
+#: The words of sms.yaml `hours`, which write STAFF_HOURS in a text.
+_HOUR_WORDS = ("days", "day_range", "opening", "separator", "clock", "am", "pm", "always", "closed", "all_day")
 
 _KEY_PATTERN = re.compile(r"^[0-9*#]$")
 _KEYWORD_PATTERN = re.compile(r"^[A-Z]{2,20}$")
@@ -123,6 +150,24 @@ class Section:
 
 
 @dataclass(frozen=True)
+class TextWords:
+    """What the text line needs in one language besides its prompts."""
+
+    #: Topic names for the menu, GSM-7 only, by section id.
+    topics: Mapping[str, str]
+    #: Normalized phrases of each keyword family (see SMS_KEYWORD_FAMILIES).
+    keywords: Mapping[str, frozenset[str]]
+    #: Each family as a vocabulary whose meaning is the family name, to find it inside a text.
+    phrases: Mapping[str, Vocabulary]
+    #: Topic titles, keywords, synonyms and texted names; meaning 'section:<id>'.
+    sections: Vocabulary
+    #: Phrases of suicide, self-harm or a medical emergency (urgent.yaml); meaning 'urgent'.
+    urgent: Vocabulary
+    #: How staff hours are written.
+    hours: HourWords
+
+
+@dataclass(frozen=True)
 class Language:
     """Everything the line says or texts in one language."""
 
@@ -136,6 +181,8 @@ class Language:
     vocabulary: Vocabulary
     #: Phrases worth telling the speech recogniser about: commands and topic names.
     hints: tuple[str, ...]
+    #: Keywords, topic names, urgent phrases and hour words of the text line.
+    texting: TextWords
 
     def say(self, prompt: str, **values: str) -> str:
         """The spoken prompt `prompt`, with its placeholders filled in."""
@@ -246,7 +293,10 @@ def _load_language(
     commands = _commands(commands_raw, voice_path)
 
     sms_path = folder / "sms.yaml"
-    sms_raw = _read_yaml(sms_path) if sms_path.exists() else {}
+    sms_raw = _read_yaml(sms_path)
+    topics_raw = sms_raw.pop("topics", None)
+    keywords_raw = sms_raw.pop("keywords", None)
+    hours_raw = sms_raw.pop("hours", None)
     sms = _prompt_map(sms_raw, SMS_PROMPTS, sms_path)
 
     sections_dir = folder / "sections"
@@ -276,6 +326,9 @@ def _load_language(
         meanings.extend((phrase, f"section:{section.id}") for phrase in names)
     hints = tuple(dict.fromkeys(phrase.lower() for phrase, _ in meanings))
 
+    texting = _text_words(sms_path, topics_raw, keywords_raw, hours_raw, folder / "urgent.yaml", sections)
+    _check_texts(sms_path, sms, texting, sections)
+
     return Language(
         code=code,
         locale=locale,
@@ -285,7 +338,97 @@ def _load_language(
         sections=MappingProxyType(sections),
         vocabulary=Vocabulary.build(meanings),
         hints=hints,
+        texting=texting,
     )
+
+
+def _text_words(
+    path: Path, topics_raw: Any, keywords_raw: Any, hours_raw: Any, urgent_path: Path, sections: Mapping[str, Section]
+) -> TextWords:
+    """Read sms.yaml's topics, keywords and hours, and urgent.yaml's phrases."""
+    if not isinstance(topics_raw, dict) or set(topics_raw) != set(sections):
+        _fail(path, f"`topics` must name each of the topics {sorted(sections)} once")
+    topics: dict[str, str] = {}
+    for section_id, name in topics_raw.items():
+        if not isinstance(name, str) or not name.strip():
+            _fail(path, f"topic name for {section_id!r} must be non-empty text")
+        topics[section_id] = " ".join(name.split())
+
+    if not isinstance(keywords_raw, dict) or set(keywords_raw) != SMS_KEYWORD_FAMILIES:
+        _fail(path, f"`keywords` must list words for each of {sorted(SMS_KEYWORD_FAMILIES)}")
+    section_names: dict[str, str] = {}
+    section_pairs: list[tuple[str, str]] = []
+    for section in sections.values():
+        for phrase in (section.keyword, section.title, topics[section.id], *section.synonyms):
+            section_names[normalize(phrase)] = section.id
+            section_pairs.append((phrase, f"section:{section.id}"))
+    keywords: dict[str, frozenset[str]] = {}
+    owner: dict[str, str] = {}
+    for family, phrases in keywords_raw.items():
+        words_ok = isinstance(phrases, list) and all(isinstance(p, str) and normalize(p) for p in phrases)
+        if not phrases or not words_ok:
+            _fail(path, f"keywords {family!r} must be a list of words or phrases (quote YES, NO, ON and OFF)")
+        folded = frozenset(normalize(p) for p in phrases)
+        for phrase in folded:
+            if owner.get(phrase, family) != family:
+                _fail(path, f"keyword {phrase!r} is in both {owner[phrase]!r} and {family!r}")
+            if phrase in section_names:
+                _fail(path, f"keyword {phrase!r} ({family}) already names the topic {section_names[phrase]!r}")
+            owner[phrase] = family
+        keywords[family] = folded
+
+    if not isinstance(hours_raw, dict) or not all(isinstance(hours_raw.get(k), str | list) for k in _HOUR_WORDS):
+        _fail(path, f"`hours` must give {list(_HOUR_WORDS)}")
+    days = hours_raw["days"]
+    if not isinstance(days, list) or len(days) != 7 or not all(isinstance(d, str) and d.strip() for d in days):
+        _fail(path, "hours `days` must be the seven day names from Monday")
+    if hours_raw["clock"] not in ("12h", "24h"):
+        _fail(path, "hours `clock` must be 12h or 24h")
+    templates = {"day_range": {"first", "last"}, "opening": {"days", "opens", "closes"}, "all_day": {"days"}}
+    for name, fields in templates.items():
+        used = {f for _, f, _, _ in string.Formatter().parse(hours_raw[name]) if f is not None}
+        if used != fields:
+            _fail(path, f"hours `{name}` must use exactly the placeholders {sorted(fields)}")
+    hours = HourWords(
+        days=tuple(str(d).strip() for d in days),
+        **{k: str(hours_raw[k]) for k in _HOUR_WORDS if k != "days"},
+    )
+
+    urgent_raw = _read_yaml(urgent_path)
+    urgent = _string_list(urgent_raw, "phrases", urgent_path)
+    return TextWords(
+        topics=MappingProxyType(topics),
+        keywords=MappingProxyType(keywords),
+        phrases=MappingProxyType(
+            {family: Vocabulary.build((p, family) for p in keywords_raw[family]) for family in keywords_raw}
+        ),
+        sections=Vocabulary.build(section_pairs),
+        urgent=Vocabulary.build((phrase, "urgent") for phrase in urgent),
+        hours=hours,
+    )
+
+
+def _check_texts(path: Path, sms: Mapping[str, str], texting: TextWords, sections: Mapping[str, Section]) -> None:
+    """Texts must be GSM-7 (306 characters in 2 segments), and every section message must fit with its footer."""
+    words = [*sms.values(), *texting.topics.values(), *texting.hours.days]
+    words += [getattr(texting.hours, name) for name in _HOUR_WORDS if name != "days"]
+    for text in words:
+        odd = gsm.non_gsm7(text)
+        if odd:
+            _fail(path, f"{text!r} has characters outside GSM-7 {odd}, which would cut a text to 134 characters")
+    for section in sections.values():
+        for number, message in enumerate(section.sms, start=1):
+            odd = gsm.non_gsm7(message)
+            if odd:
+                _fail(section.path, f"sms message {number} has characters outside GSM-7 {odd}")
+            footer = sms["more_footer"] if number < len(section.sms) else sms["end_footer"]
+            length = gsm.measure(f"{message}\n{footer}")
+            if length.segments > gsm.MAX_SEGMENTS:
+                _fail(
+                    section.path,
+                    f"sms message {number} with its footer is {length.units} characters; "
+                    f"at most {gsm.MAX_GSM7_CHARACTERS} fit in {gsm.MAX_SEGMENTS} text segments",
+                )
 
 
 def _load_section(path: Path, section_id: str, key: str) -> Section:

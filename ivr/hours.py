@@ -78,3 +78,59 @@ def _minutes(clock: str) -> int:
     if hours > 24 or minutes > 59 or (hours == 24 and minutes):
         raise HoursError(f"STAFF_HOURS: {clock} is not a time of day")
     return hours * 60 + minutes
+
+
+# -- describing the hours in words -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HourWords:
+    """The words one language uses to write staff hours (from prompts/<lang>/sms.yaml `hours`).
+
+    `days` are seven short day names from Monday; `day_range` joins two of them ({first}, {last});
+    `opening` writes one rule ({days}, {opens}, {closes}) and `all_day` one from 00:00 to 24:00 ({days});
+    `separator` joins rules; `clock` is "12h" (8:30am, 5pm, with `am`/`pm`) or "24h" (8:30, 17:00);
+    `always` and `closed` stand for round-the-clock and no hours at all.
+    """
+
+    days: tuple[str, ...]
+    day_range: str
+    opening: str
+    separator: str
+    clock: str
+    am: str
+    pm: str
+    always: str
+    closed: str
+    all_day: str
+
+
+def describe_hours(hours: StaffHours, words: HourWords) -> str:
+    """STAFF_HOURS written out for a text message, e.g. "Mon-Fri 8:30am-5pm" or "lun a vie de 8:30 a 17:00"."""
+    if not hours.openings:
+        return words.closed
+    if len(hours.openings) == 1:
+        only = hours.openings[0]
+        if len(only.days) == 7 and only.opens == 0 and only.closes == 24 * 60:
+            return words.always
+    parts = []
+    for opening in hours.openings:
+        first, last = opening.days[0], opening.days[-1]
+        days = words.days[first] if first == last else words.day_range.format(
+            first=words.days[first], last=words.days[last]
+        )
+        if opening.opens == 0 and opening.closes == 24 * 60:
+            parts.append(words.all_day.format(days=days))
+            continue
+        opens, closes = _clock(opening.opens, words), _clock(opening.closes, words)
+        parts.append(words.opening.format(days=days, opens=opens, closes=closes))
+    return words.separator.join(parts)
+
+
+def _clock(minute_of_day: int, words: HourWords) -> str:
+    hour, minute = divmod(minute_of_day, 60)
+    if words.clock == "24h":
+        return f"{hour}:{minute:02d}"
+    suffix = words.am if hour % 24 < 12 else words.pm
+    twelve = hour % 12 or 12
+    return f"{twelve}{suffix}" if minute == 0 else f"{twelve}:{minute:02d}{suffix}"

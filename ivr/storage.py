@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,8 @@ processed_events = sa.Table(
     metadata,
     sa.Column("key", sa.String(96), primary_key=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # The answer given the first time (migration 0002), so a retried message gets the same one.
+    sa.Column("outcome", sa.String(64), nullable=True),
 )
 
 staff_acceptances = sa.Table(
@@ -130,6 +133,37 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
+
+
+@dataclass(frozen=True)
+class TextSession:
+    """What the text line remembers of one number: its language ("" before the first choice), the
+    section and part that MORE continues with, and whether it opted out of texts."""
+
+    lang: str = ""
+    section: str = ""
+    next_part: int = 0
+    opted_out: bool = False
+
+
+@dataclass(frozen=True)
+class CallbackAsk:
+    """A call-back request from a text: the topic the person was reading, their language, urgency."""
+
+    topic: str
+    lang: str
+    urgent: bool = False
+    opted_out: bool = False
+
+
+@dataclass(frozen=True)
+class TextChanges:
+    """What one incoming text changes: opt-out (True) or opt-in (False), the session, a call-back, a count."""
+
+    opted_out: bool | None = None
+    session: TextSession | None = None
+    callback: CallbackAsk | None = None
+    count_section: str = ""
 
 
 class Storage:
@@ -275,6 +309,115 @@ class Storage:
         with self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
 
+    # -- the text line --------------------------------------------------------------------------
+
+    def text_session(self, phone: str) -> TextSession:
+        """What the text line remembers of `phone` (an empty session for a number never seen)."""
+        key = self.phone_hash(phone)
+        with self.engine.connect() as connection:
+            session = connection.execute(sa.select(sms_sessions).where(sms_sessions.c.phone_hash == key)).first()
+            opted = connection.execute(sa.select(opt_outs.c.opted_out).where(opt_outs.c.phone_hash == key)).first()
+        return TextSession(
+            lang=session.lang if session else "",
+            section=session.section if session else "",
+            next_part=session.next_part if session else 0,
+            opted_out=bool(opted and opted.opted_out),
+        )
+
+    def set_opt_out(self, phone: str, opted_out: bool) -> None:
+        """Record STOP (`opted_out` True) or START (False) from `phone`; only a hash of the number is kept."""
+        with self.engine.begin() as connection:
+            self._set_opt_out(connection, phone, opted_out)
+
+    def save_text_session(self, phone: str, lang: str, section: str = "", next_part: int = 0) -> None:
+        """Remember the language of `phone` and the section and part MORE continues with."""
+        with self.engine.begin() as connection:
+            self._save_text_session(connection, phone, lang, section, next_part)
+
+    def request_callback(
+        self, phone: str, ask: CallbackAsk, channel: str = "sms", dedupe_key: str | None = None
+    ) -> bool:
+        """Keep a call-back request for staff, once per `dedupe_key`; True when this call added it."""
+        with self.engine.begin() as connection:
+            return self._request_callback(connection, phone, ask, channel, dedupe_key)
+
+    def text_outcome(self, event_key: str) -> str | None:
+        """The answer token stored for a message already handled ("" if none was stored), or None if new."""
+        query = sa.select(processed_events.c.outcome).where(processed_events.c.key == event_key[:96])
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        return None if row is None else (row.outcome or "")
+
+    def record_text_turn(self, event_key: str, phone: str, outcome: str, changes: TextChanges) -> str | None:
+        """Store everything one incoming text changes, all or nothing, once per `event_key` (the MessageSid).
+
+        Returns None when this call stored it. For a message already handled (Twilio retried it, or
+        delivered it twice at once) nothing is stored again, and the answer token stored the first
+        time is returned ("" if there was none), so the retry gets the same answer.
+        """
+        with self.engine.begin() as connection:
+            if event_key:
+                statement = (
+                    self._insert(processed_events)
+                    .values(key=event_key[:96], created_at=utcnow(), outcome=outcome[:64])
+                    .on_conflict_do_nothing()
+                )
+                if connection.execute(statement).rowcount != 1:
+                    query = sa.select(processed_events.c.outcome).where(processed_events.c.key == event_key[:96])
+                    row = connection.execute(query).first()
+                    return (row.outcome or "") if row else ""
+            if changes.opted_out is not None:
+                self._set_opt_out(connection, phone, changes.opted_out)
+            if changes.session is not None:
+                session = changes.session
+                self._save_text_session(connection, phone, session.lang, session.section, session.next_part)
+            if changes.callback is not None:
+                self._request_callback(connection, phone, changes.callback, "sms", event_key or None)
+        if changes.count_section:
+            # Counting is for the staff usage panel only: after the turn is safely stored.
+            self.count_use("sms", changes.count_section)
+        return None
+
+    def _set_opt_out(self, connection: Any, phone: str, opted_out: bool) -> None:
+        values = {"phone_hash": self.phone_hash(phone), "opted_out": opted_out, "changed_at": utcnow()}
+        statement = self._insert(opt_outs).values(**values).on_conflict_do_update(
+            index_elements=["phone_hash"], set_={"opted_out": opted_out, "changed_at": values["changed_at"]}
+        )
+        connection.execute(statement)
+
+    def _save_text_session(self, connection: Any, phone: str, lang: str, section: str, next_part: int) -> None:
+        values = {
+            "phone_hash": self.phone_hash(phone),
+            "lang": lang,
+            "section": section,
+            "next_part": next_part,
+            "updated_at": utcnow(),
+        }
+        statement = self._insert(sms_sessions).values(**values).on_conflict_do_update(
+            index_elements=["phone_hash"],
+            set_={k: v for k, v in values.items() if k != "phone_hash"},
+        )
+        connection.execute(statement)
+
+    def _request_callback(
+        self, connection: Any, phone: str, ask: CallbackAsk, channel: str, dedupe_key: str | None
+    ) -> bool:
+        # Notes are codes for the staff page, never the words someone texted.
+        notes = [note for note, flag in (("urgent_words", ask.urgent), ("texts_opted_out", ask.opted_out)) if flag]
+        values = {
+            "created_at": utcnow(),
+            "channel": channel,
+            "kind": "callback",
+            "phone": phone or None,
+            "topic": ask.topic,
+            "lang": ask.lang,
+            "urgent": ask.urgent,
+            "note": ",".join(notes),
+            "status": "open",
+            "dedupe_key": dedupe_key[:80] if dedupe_key else None,
+        }
+        statement = self._insert(callback_requests).values(**values).on_conflict_do_nothing()
+        return connection.execute(statement).rowcount == 1
     # -- remembered choices (phone line) ----------------------------------------------------------
 
     def recall_choices(

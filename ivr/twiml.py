@@ -1,14 +1,16 @@
 """Turn dialog Replies into TwiML: the one place that knows voices, languages, speech rate,
 Gather defaults, and how a caller's state is written into (and read back from) action URLs.
+It also writes the text line's answers (`messages`), so all TwiML comes from here.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import Dial, Gather, Say, VoiceResponse
 
 from ivr.content import Content
@@ -214,3 +216,11 @@ class Renderer:
     def empty() -> str:
         """An empty TwiML document."""
         return str(VoiceResponse())
+
+
+def messages(bodies: Sequence[str]) -> str:
+    """The messaging TwiML that answers a text with `bodies`, one <Message> each; none is an empty <Response/>."""
+    response = MessagingResponse()
+    for body in bodies:
+        response.message(body)
+    return str(response)
