@@ -54,6 +54,8 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 from twilio.request_validator import RequestValidator
 
+from ivr import gsm
+
 API_VERSION = "2010-04-01"
 #: Fictional numbers (555-01xx is set aside for fiction): the caller and the line's own number.
 DEFAULT_CALLER = "+15555550100"
@@ -138,15 +140,6 @@ def spoken_text(element: ET.Element) -> str:
 
 
 # -- SMS segments (GSM-7 / UCS-2) -----------------------------------------------------------------
-# A minimal counter for showing texts as a phone would receive them. Branch `sms` brings ivr/gsm.py
-# with the line's own GSM-7 table; at merge, `sms_segments` should call that module instead.
-
-_GSM7_BASIC = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-#: Characters sent as an escape plus one more septet (two septets each).
-_GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
 
 
 @dataclass(frozen=True)
@@ -164,30 +157,9 @@ class Segments:
 
 
 def sms_segments(body: str) -> Segments:
-    """Count the segments of `body` as a handset does: GSM-7 when every character allows it, else UCS-2.
-
-    One GSM-7 segment holds 160 septets, 153 each when split (the rest is the concatenation header);
-    UCS-2 holds 70 UTF-16 units, 67 when split. An escape pair or a surrogate pair never straddles two
-    segments. (Twilio's optional "smart encoding", which swaps curly quotes and the like for GSM-7
-    lookalikes, is not modelled.)
-    """
-    if all(char in _GSM7_BASIC or char in _GSM7_EXTENSION for char in body):
-        sizes = [2 if char in _GSM7_EXTENSION else 1 for char in body]
-        return Segments("GSM-7", _pack(sizes, 160, 153), sum(sizes))
-    sizes = [2 if ord(char) > 0xFFFF else 1 for char in body]
-    return Segments("UCS-2", _pack(sizes, 70, 67), sum(sizes))
-
-
-def _pack(sizes: list[int], single: int, per_part: int) -> int:
-    """Segments needed for characters of the given sizes, never splitting one character."""
-    if sum(sizes) <= single:
-        return 1
-    count, used = 1, 0
-    for size in sizes:
-        if used + size > per_part:
-            count, used = count + 1, 0
-        used += size
-    return count
+    """Count the segments of `body` as a handset does, with the line's own GSM-7 table (ivr/gsm.py)."""
+    length = gsm.measure(body)
+    return Segments(length.encoding, length.segments, length.units)
 
 
 # -- talking to the line --------------------------------------------------------------------------

@@ -9,7 +9,6 @@ section's review data. It flags what breaks the line's rules; the same rules are
 from __future__ import annotations
 
 import datetime as dt
-import math
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from ivr import dialog, readability
+from ivr import dialog, gsm, readability
 from ivr.content import Content, Language
 
 #: Longest a spoken section part may take, and the opening (greeting to text line), in seconds.
@@ -28,27 +27,6 @@ MAX_OPENING_SECONDS = 15.0
 MAX_SMS_SEGMENTS = 2
 #: A section whose review is older than this is flagged for review.
 REVIEW_EVERY = dt.timedelta(days=365)
-
-
-# -- text-message segments -----------------------------------------------------------------------
-# TEMPORARY, for the lead to swap at merge: the text-line branch (`sms`) brings ivr/gsm.py with the
-# line's real segment counting. This minimal counter only feeds the report; replace `sms_segments`
-# with ivr.gsm's function and delete this block.
-
-_GSM7_BASIC = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-_GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")
-
-
-def sms_segments(text: str) -> tuple[int, str]:
-    """(segments, encoding) of one text message: GSM-7 when every character allows it, else UCS-2."""
-    if all(c in _GSM7_BASIC or c in _GSM7_EXTENDED for c in text):
-        units = len(text) + sum(1 for c in text if c in _GSM7_EXTENDED)
-        return (1 if units <= 160 else math.ceil(units / 153)), "GSM-7"
-    units = len(text.encode("utf-16-le")) // 2
-    return (1 if units <= 70 else math.ceil(units / 67)), "UCS-2"
 
 
 # -- the report ----------------------------------------------------------------------------------
@@ -123,7 +101,8 @@ def _spoken_row(lang: str, kind: str, item: str, text: str, score_required: bool
 
 
 def _sms_row(lang: str, kind: str, item: str, text: str, score_required: bool) -> Row:
-    segments, encoding = sms_segments(text)
+    length = gsm.measure(text)
+    segments, encoding = length.segments, length.encoding
     score = readability.readability(text, lang)
     problems = []
     if segments > MAX_SMS_SEGMENTS:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ivr import create_app, readability, report
+from ivr import create_app, gsm, readability, report
 from ivr.content import ContentError, load_content
 from tests.conftest import app_config
 
@@ -87,16 +87,23 @@ def test_the_real_content_has_no_problems(measured: report.Report) -> None:
     assert measured.problems == ()
 
 
-def test_segment_counter_knows_gsm7_and_ucs2() -> None:
-    assert report.sms_segments("a" * 160) == (1, "GSM-7")
-    assert report.sms_segments("a" * 161) == (2, "GSM-7")
-    assert report.sms_segments("ñ¿¡é" * 40) == (1, "GSM-7"), "Spanish letters that GSM-7 has"
-    assert report.sms_segments("€" * 80) == (1, "GSM-7"), "extension characters count twice"
-    assert report.sms_segments("€" * 81) == (2, "GSM-7")
-    assert report.sms_segments("á" * 70) == (1, "UCS-2"), "á is not in GSM-7"
-    assert report.sms_segments("á" * 71) == (2, "UCS-2")
-    assert report.sms_segments("á" * 134) == (2, "UCS-2")
-    assert report.sms_segments("á" * 135) == (3, "UCS-2")
+@pytest.mark.parametrize(
+    ("text", "segments", "encoding"),
+    [
+        ("a" * 160, 1, "GSM-7"),
+        ("a" * 161, 2, "GSM-7"),
+        ("ñ¿¡é" * 40, 1, "GSM-7"),  # Spanish letters that GSM-7 has
+        ("€" * 80, 1, "GSM-7"),  # extension characters count twice
+        ("€" * 81, 2, "GSM-7"),
+        ("á" * 70, 1, "UCS-2"),  # á is not in GSM-7
+        ("á" * 71, 2, "UCS-2"),
+        ("á" * 134, 2, "UCS-2"),
+        ("á" * 135, 3, "UCS-2"),
+    ],
+)
+def test_the_report_counts_segments_as_a_phone_does(text: str, segments: int, encoding: str) -> None:
+    length = gsm.measure(text)
+    assert (length.segments, length.encoding) == (segments, encoding)
 
 
 def test_readability_scores_match_known_values() -> None:
