@@ -13,10 +13,11 @@ from typing import Any
 
 from flask import Flask
 
+from ivr import resilience, retention
 from ivr.config import DEFAULTS, ConfigError, default_database_url, parse_settings, settings_from_environment
 from ivr.content import PROMPTS_DIR, load_content
 from ivr.hours import StaffHours
-from ivr.security import local_mode
+from ivr.security import local_mode, trust_proxies
 from ivr.services import Services
 from ivr.storage import Storage
 from ivr.twiml import Renderer, VoiceSettings
@@ -56,8 +57,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     hours = StaffHours.parse(app.config["STAFF_HOURS"], app.config["STAFF_TIMEZONE"], app.config["STAFF_HOLIDAYS"])
     storage = Storage(app.config["DATABASE_URL"], app.config["SECRET_KEY"])
-    storage.migrate()
+    # Migrates and moves any spooled records in; with the database down the line starts anyway.
+    resilience.init_app(app, storage)
     app.extensions["careline"] = Services(content=content, renderer=renderer, storage=storage, hours=hours)
+    trust_proxies(app, app.config["TRUSTED_PROXY_HOPS"])
+    app.cli.add_command(retention.purge_command)
 
     from ivr import errors, voice
 

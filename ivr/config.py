@@ -34,6 +34,11 @@ DEFAULTS: dict[str, Any] = {
     "PROMPTS_DIR": "",  # empty: the prompts/ folder beside the package
     "STAFF_PHONE": "",  # empty: the line's own number (the `To` of each request)
     "TWILIO_API_BASE_URL": "",  # empty: Twilio's own API; a loopback URL only, for tests and local runs
+    # Reliability and privacy (README "Reliability and privacy").
+    "TRUSTED_PROXY_HOPS": 0,  # X-Forwarded-* headers believed from this many proxies; 0: none
+    "RETENTION_DAYS": 90,  # `flask --app ivr purge` removes what is older by default
+    "DATABASE_RETRY_SECONDS": 10,  # after a database failure, how long to spool before trying it again
+    "SPOOL_DIR": "",  # empty: <instance folder>/spool
 }
 
 _RATE = re.compile(r"^(\d{2,3})%$")
@@ -142,6 +147,9 @@ _PARSERS = {
     "PUBLIC_BASE_URL": _base_url,
     "STAFF_PHONE": _phone,
     "TWILIO_API_BASE_URL": _loopback_url,
+    "TRUSTED_PROXY_HOPS": _whole_number(0, 5),
+    "RETENTION_DAYS": _whole_number(1, 3650),
+    "DATABASE_RETRY_SECONDS": _whole_number(1, 300),
 }
 
 

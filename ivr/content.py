@@ -113,6 +113,7 @@ SMS_PROMPTS: Mapping[str, frozenset[str]] = MappingProxyType(
         "no_more": frozenset({"topic"}),
         "callback_saved": frozenset({"hours"}),
         "urgent": frozenset({"hours"}),
+        "error_apology": frozenset({"phone"}),
     }
 )
 

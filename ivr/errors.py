@@ -1,9 +1,13 @@
 """Never let Twilio play its own "application error" to a caller.
 
 Any unexpected failure inside a webhook is answered with valid TwiML: a short apology and the main
-menu, which needs no database. The error is logged by type and place only: never the form, which
-holds phone numbers and words people said or typed. `/voice/fallback` is for Twilio's "fallback
-URL" setting: it works with no database at all.
+menu (where 0 reaches a person), which needs no database. The error is logged by type and place
+only: never the form, which holds phone numbers and words people said or typed, nor the error's
+message, which may quote them. `/voice/fallback` is for Twilio's "fallback URL" setting: it works
+with no database at all (the text line's is `/sms/fallback`, in ivr/sms.py).
+
+The staff member's leg of a transfer is not a caller: a failure while whispering to them answers
+with an empty document, which connects them to the caller rather than playing them the menu.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ def answer_unexpected_error(error: Exception) -> Response | HTTPException:
     if isinstance(error, HTTPException):
         return error
     log.error("Unexpected %s in %s at %s", type(error).__name__, request.endpoint, where(error))
+    if request.endpoint in CONNECT_ON_ERROR:
+        return Response(str(VoiceResponse()), mimetype="text/xml")
     if request.path.startswith("/voice"):
         try:
             return Response(apology_menu(request.args.get("l", "")), mimetype="text/xml")
@@ -60,6 +66,11 @@ def answer_unexpected_error(error: Exception) -> Response | HTTPException:
             response.redirect(url_for("fallback.voice_fallback"), method="POST")
             return Response(str(response), mimetype="text/xml")
     return Response("Internal error", status=500, mimetype="text/plain")
+
+
+#: Webhooks where an empty answer is the kind one: the staff whisper (empty = connect the staff
+#: member to the caller) and Twilio's recording status callback (whose answer Twilio ignores).
+CONNECT_ON_ERROR = frozenset({"voice.whisper", "voice.whisper_answer", "voice.recording_status"})
 
 
 def where(error: BaseException) -> str:

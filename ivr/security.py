@@ -2,19 +2,26 @@
 
 With TWILIO_AUTH_TOKEN set, a request must carry a signature that the `twilio` library's
 RequestValidator accepts for the URL Twilio used. Behind a proxy that URL is not the one Flask
-sees, so PUBLIC_BASE_URL (e.g. https://line.example.org) replaces scheme and host. Without a token
-the line runs in local mode and answers only the loopback address.
+sees, so PUBLIC_BASE_URL (e.g. https://line.example.org) replaces scheme and host; or, with
+TRUSTED_PROXY_HOPS set, werkzeug's ProxyFix rebuilds it from that many X-Forwarded-* headers (never
+trusted by default). Without a token the line runs in local mode and answers only the loopback address.
+
+Signatures are compared in constant time (hmac.compare_digest). A signed request must be a form
+(application/x-www-form-urlencoded, as Twilio sends): anything else gets 415.
 """
 
 from __future__ import annotations
 
 import functools
+import hmac
 import ipaddress
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import urlparse
 
-from flask import Request, abort, current_app, request
-from twilio.request_validator import RequestValidator
+from flask import Flask, Request, abort, current_app, request
+from twilio.request_validator import RequestValidator, add_port, remove_port
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,10 +55,25 @@ def request_is_from_twilio(req: Request) -> bool:
     signature = req.headers.get("X-Twilio-Signature", "")
     if not signature:
         return False
-    validator = RequestValidator(config["TWILIO_AUTH_TOKEN"])
     url = public_url(req, config.get("PUBLIC_BASE_URL", ""))
     params = req.form if req.method == "POST" else {}
-    return bool(validator.validate(url, params, signature))
+    return signature_matches(config["TWILIO_AUTH_TOKEN"], url, params, signature)
+
+
+def signature_matches(token: str, url: str, params: Any, signature: str) -> bool:
+    """Whether `signature` is Twilio's for `url` and `params`, compared in constant time.
+
+    Like RequestValidator.validate, the URL counts with or without its default port (Twilio is
+    not consistent there); unlike it, every comparison is hmac.compare_digest.
+    """
+    validator = RequestValidator(token)
+    given = signature.encode()
+    parsed = urlparse(url)
+    matched = False
+    for candidate in dict.fromkeys((url, remove_port(parsed), add_port(parsed))):
+        computed = validator.compute_signature(candidate, params).encode()
+        matched |= hmac.compare_digest(computed, given)
+    return matched
 
 
 def twilio_only(view: F) -> F:
@@ -61,6 +83,31 @@ def twilio_only(view: F) -> F:
     def guarded(*args: Any, **kwargs: Any) -> Any:
         if not request_is_from_twilio(request):
             abort(403)
+        if not is_form(request):
+            abort(415)
         return view(*args, **kwargs)
 
+    # Signed by Twilio, so exempt from the CSRF token staff forms need (see ivr/staff.py).
+    guarded.twilio_signed = True  # type: ignore[attr-defined]
     return guarded  # type: ignore[return-value]
+
+
+#: What Twilio's webhooks are: a form, or (with no fields at all) nothing.
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+def is_form(req: Request) -> bool:
+    """Whether the request body is what Twilio sends: a URL-encoded form, or empty."""
+    if req.mimetype == FORM_TYPE:
+        return True
+    return not req.mimetype and not req.content_length and "chunked" not in req.headers.get("Transfer-Encoding", "")
+
+
+def trust_proxies(app: Flask, hops: int) -> None:
+    """Believe `hops` proxies' X-Forwarded-For, -Proto and -Host (TRUSTED_PROXY_HOPS); 0 believes none.
+
+    Each proxy must set these headers itself: ProxyFix reads the last `hops` values, so a client
+    cannot slip its own past a proxy that appends them.
+    """
+    if hops > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]

@@ -4,20 +4,27 @@ Twilio's console points "A message comes in" to POST /sms. The decisions are in 
 (pure); this module reads what storage knows of the number, stores what the decision changes (all
 at once, once per MessageSid), and sends the answer. Phone numbers and message bodies are health
 data: nothing here logs them.
+
+With the database away the keywords still answer (from a fresh conversation) and what a text
+changes goes to the spool (ivr/resilience.py); an opt-out only the spool knows yet is honoured.
+POST /sms/fallback (Twilio's fallback URL for texts) answers the same way without touching the
+database at all.
 """
 
 from __future__ import annotations
 
 import logging
+import traceback
 from dataclasses import replace
+from functools import partial
 
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from ivr import gsm, textline, twiml
+from ivr import gsm, resilience, spool, textline, twiml
 from ivr.hours import describe_hours
-from ivr.security import twilio_only
-from ivr.services import Services, services
+from ivr.security import request_is_from_twilio, twilio_only
+from ivr.services import Services, now, services
 from ivr.storage import CallbackAsk, TextChanges, TextSession
 
 log = logging.getLogger(__name__)
@@ -48,14 +55,32 @@ def facts(svc: Services, line_number: str) -> textline.Facts:
 @twilio_only
 def incoming_text() -> Response:
     """A text comes in: answer it (or, after STOP, stay silent), storing what it changes exactly once."""
+    return _answer_text(use_database=True)
+
+
+@bp.post("/sms/fallback")
+@twilio_only
+def fallback_text() -> Response:
+    """Twilio's fallback URL for texts: the same answers, without the database (changes go to the spool)."""
+    return _answer_text(use_database=False)
+
+
+def _answer_text(use_database: bool) -> Response:
     svc = services()
+    database = resilience.guard()
     form = request.form
     phone = form.get("From", "")
     sid = (form.get("MessageSid") or form.get("SmsSid") or "")[:64]
     event_key = f"sms:{sid}" if sid else ""
     content = svc.content
 
-    stored = svc.storage.text_session(phone)
+    stored = TextSession()
+    if use_database:
+        stored = database.read(partial(svc.storage.text_session, phone), stored, "reading a text conversation")
+    # An opt-out (or opt-in) still waiting in the spool wins over what the database says.
+    pending = database.spool.pending()
+    phone_hash = svc.storage.phone_hash(phone)
+    stored = replace(stored, opted_out=pending.opt_outs.get(phone_hash, stored.opted_out))
     conversation = textline.Conversation(
         lang=stored.lang or content.default_language,
         section=stored.section,
@@ -65,7 +90,11 @@ def incoming_text() -> Response:
     decision = textline.decide(content, conversation, form.get("Body", ""))
 
     changes = _changes(decision, stored)
-    first = svc.storage.record_text_turn(event_key, phone, decision.outcome.token(), changes)
+    token = decision.outcome.token()
+    # A retry of a text that so far is only in the spool gets the answer given the first time.
+    first = pending.outcomes.get(event_key) if event_key else None
+    if first is None:
+        first = _store_turn(svc, event_key, phone, token, changes, use_database)
     outcome = decision.outcome
     if first is not None:
         # Twilio sent this message before: answer as the first time, store nothing again ...
@@ -80,6 +109,24 @@ def incoming_text() -> Response:
             # Only STAFF_HOURS or STAFF_PHONE can make a checked prompt longer; say which kind, not the text.
             log.warning("A %s reply takes %d text segments; shorten STAFF_HOURS", outcome.kind, gsm.segments(body))
     return _xml(twiml.messages(bodies))
+
+
+def _store_turn(
+    svc: Services, event_key: str, phone: str, token: str, changes: TextChanges, use_database: bool
+) -> str | None:
+    """Store one text's changes once per `event_key` (see Storage.record_text_turn): in the database,
+    or in the spool while it is away (or always, for the fallback URL)."""
+    record = spool.new_record(
+        spool.TEXT_TURN,
+        now(),
+        event_key=event_key,
+        phone_hash=svc.storage.phone_hash(phone),
+        phone=phone if changes.callback else "",  # the number in the clear only where staff need it
+        outcome=token,
+        changes=changes.to_json(),
+    )
+    live = partial(svc.storage.record_text_turn, event_key, phone, token, changes) if use_database else None
+    return resilience.guard().keep(record, live, "storing a text")
 
 
 def _changes(decision: textline.Decision, stored: TextSession) -> TextChanges:
@@ -100,9 +147,54 @@ def _changes(decision: textline.Decision, stored: TextSession) -> TextChanges:
 
 @bp.errorhandler(Exception)
 def unexpected_error(error: Exception) -> Response | HTTPException:
-    """Still valid TwiML when something fails (the database, say): an empty answer, since whether the
-    number opted out cannot be known. Logged by type only: an error's message may quote a number."""
+    """Still valid TwiML when something unexpected fails: a short apology with the staff number, unless
+    the number opted out (or this text opts out). Logged by type and place only: an error's message may
+    quote a number."""
     if isinstance(error, HTTPException):
         return error  # 403 for a bad signature, 405, ...
-    log.error("Unexpected %s while answering a text", type(error).__name__)
-    return _xml(twiml.messages(()))
+    frames = traceback.extract_tb(error.__traceback__)
+    place = f"{frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else "unknown place"
+    log.error("Unexpected %s while answering a text, at %s", type(error).__name__, place)
+    try:
+        return _xml(twiml.messages(_apology()))
+    except Exception as second:
+        log.error("The text apology failed too: %s", type(second).__name__)
+        return _xml(twiml.messages(()))
+
+
+def _apology() -> tuple[str, ...]:
+    """Sorry and the staff number, in the text's language; nothing for a number that opted out.
+
+    A STOP that reached this point is still kept (in the database, else the spool), and answered
+    as the text line would; a number whose opt-out cannot be checked is answered, as in an outage.
+    """
+    svc = services()
+    form = request.form
+    if not request_is_from_twilio(request):
+        return ()
+    phone = form.get("From", "")
+    content = svc.content
+    database = resilience.guard()
+    pending = database.spool.pending().opt_outs.get(svc.storage.phone_hash(phone))
+    opted_out = pending if pending is not None else database.read(
+        partial(svc.storage.is_opted_out, phone), False, "checking an opt-out"
+    )
+    lang = content.default_language
+    try:
+        decision = textline.decide(content, textline.Conversation(lang, opted_out=opted_out), form.get("Body", ""))
+    except Exception as error:
+        log.error("Could not read the text for the apology: %s", type(error).__name__)
+        decision = None
+    if decision is not None:
+        lang = decision.outcome.lang if decision.outcome.lang in content.languages else lang
+        changes = _changes(decision, TextSession(opted_out=opted_out))
+        if changes.opted_out is not None:
+            # STOP or START must be kept even now (once per MessageSid, like any text).
+            sid = (form.get("MessageSid") or form.get("SmsSid") or "")[:64]
+            only_opt_out = TextChanges(opted_out=changes.opted_out)
+            _store_turn(svc, f"sms:{sid}" if sid else "", phone, decision.outcome.token(), only_opt_out, True)
+            return textline.render(content, decision.outcome, facts(svc, form.get("To", "")))
+    if opted_out:
+        return ()
+    staff = facts(svc, form.get("To", "")).staff_phone
+    return (content.language(lang).text("error_apology", phone=staff),)

@@ -165,6 +165,32 @@ class TextChanges:
     callback: CallbackAsk | None = None
     count_section: str = ""
 
+    def to_json(self) -> dict[str, Any]:
+        """The changes as plain JSON values (for the spool, ivr/spool.py)."""
+        return {
+            "opted_out": self.opted_out,
+            "session": None
+            if self.session is None
+            else [self.session.lang, self.session.section, self.session.next_part],
+            "callback": None
+            if self.callback is None
+            else [self.callback.topic, self.callback.lang, self.callback.urgent, self.callback.opted_out],
+            "count_section": self.count_section,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TextChanges:
+        """Changes written by `to_json`."""
+        session, callback = data.get("session"), data.get("callback")
+        return cls(
+            opted_out=data.get("opted_out"),
+            session=None if session is None else TextSession(str(session[0]), str(session[1]), int(session[2])),
+            callback=None
+            if callback is None
+            else CallbackAsk(str(callback[0]), str(callback[1]), bool(callback[2]), bool(callback[3])),
+            count_section=str(data.get("count_section", "")),
+        )
+
 
 class Storage:
     """The line's database, opened once per process."""
@@ -172,13 +198,20 @@ class Storage:
     def __init__(self, database_url: str, secret_key: str) -> None:
         self.url = database_url
         self._secret = secret_key.encode()
-        options: dict[str, Any] = {"future": True, "pool_pre_ping": True}
+        # hide_parameters: neither log lines nor error messages may quote a phone number.
+        options: dict[str, Any] = {"future": True, "pool_pre_ping": True, "hide_parameters": True}
         if database_url.startswith("sqlite"):
             path = database_url.split("///", 1)[-1]
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+                except OSError as error:
+                    # The line still starts (menus need no database); storage is retried later.
+                    log.error("Cannot create the database folder: %s", type(error).__name__)
         else:
             options.update(pool_size=5, max_overflow=5, pool_timeout=3)
+            # A database host that does not answer must not hold a caller past Twilio's 15 s.
+            options["connect_args"] = {"connect_timeout": 5}
         self.engine: Engine = sa.create_engine(database_url, **options)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -223,33 +256,45 @@ class Storage:
 
     # -- voice messages and call-backs ----------------------------------------------------------
 
-    def open_voicemail(self, call_sid: str, phone: str, topic: str, lang: str) -> None:
+    def open_voicemail(self, call_sid: str, phone: str, topic: str, lang: str, at: dt.datetime | None = None) -> None:
         """A caller is about to leave a message: keep a call-back request now, so a hang-up loses nothing."""
-        self._insert_ignoring_duplicates(
-            callback_requests,
-            {
-                "created_at": utcnow(),
-                "channel": "voice",
-                "kind": "voicemail",
-                "phone": phone or None,
-                "topic": topic,
-                "lang": lang,
-                "urgent": False,
-                "note": "no_recording",
-                "status": "open",
-                "dedupe_key": f"voicemail:{call_sid}",
-            },
+        with self.engine.begin() as connection:
+            self._open_voicemail(connection, call_sid, phone, topic, lang, at or utcnow())
+
+    def _open_voicemail(
+        self, connection: Any, call_sid: str, phone: str, topic: str, lang: str, at: dt.datetime
+    ) -> None:
+        connection.execute(
+            self._insert(callback_requests)
+            .values(
+                {
+                    "created_at": at,
+                    "channel": "voice",
+                    "kind": "voicemail",
+                    "phone": phone or None,
+                    "topic": topic,
+                    "lang": lang,
+                    "urgent": False,
+                    "note": "no_recording",
+                    "status": "open",
+                    "dedupe_key": f"voicemail:{call_sid}",
+                }
+            )
+            .on_conflict_do_nothing()
         )
 
     def attach_recording(self, call_sid: str, recording_sid: str, url: str, seconds: int) -> bool:
         """Add the recording to the call's voice message; True when there was a request to add it to."""
         with self.engine.begin() as connection:
-            result = connection.execute(
-                callback_requests.update()
-                .where(callback_requests.c.dedupe_key == f"voicemail:{call_sid}")
-                .values(recording_sid=recording_sid, recording_url=url, recording_seconds=seconds, note="")
-            )
-            return result.rowcount > 0
+            return self._attach_recording(connection, call_sid, recording_sid, url, seconds)
+
+    def _attach_recording(self, connection: Any, call_sid: str, recording_sid: str, url: str, seconds: int) -> bool:
+        result = connection.execute(
+            callback_requests.update()
+            .where(callback_requests.c.dedupe_key == f"voicemail:{call_sid}")
+            .values(recording_sid=recording_sid, recording_url=url, recording_seconds=seconds, note="")
+        )
+        return result.rowcount > 0
 
     def callback_requests(self, status: str | None = "open") -> list[dict[str, Any]]:
         """Call-back requests, urgent first, newest first; all of them when `status` is None."""
@@ -327,19 +372,19 @@ class Storage:
     def set_opt_out(self, phone: str, opted_out: bool) -> None:
         """Record STOP (`opted_out` True) or START (False) from `phone`; only a hash of the number is kept."""
         with self.engine.begin() as connection:
-            self._set_opt_out(connection, phone, opted_out)
+            self._set_opt_out(connection, self.phone_hash(phone), opted_out, utcnow())
 
     def save_text_session(self, phone: str, lang: str, section: str = "", next_part: int = 0) -> None:
         """Remember the language of `phone` and the section and part MORE continues with."""
         with self.engine.begin() as connection:
-            self._save_text_session(connection, phone, lang, section, next_part)
+            self._save_text_session(connection, self.phone_hash(phone), lang, section, next_part, utcnow())
 
     def request_callback(
         self, phone: str, ask: CallbackAsk, channel: str = "sms", dedupe_key: str | None = None
     ) -> bool:
         """Keep a call-back request for staff, once per `dedupe_key`; True when this call added it."""
         with self.engine.begin() as connection:
-            return self._request_callback(connection, phone, ask, channel, dedupe_key)
+            return self._request_callback(connection, phone, ask, channel, dedupe_key, utcnow())
 
     def text_outcome(self, event_key: str) -> str | None:
         """The answer token stored for a message already handled ("" if none was stored), or None if new."""
@@ -356,42 +401,58 @@ class Storage:
         time is returned ("" if there was none), so the retry gets the same answer.
         """
         with self.engine.begin() as connection:
-            if event_key:
-                statement = (
-                    self._insert(processed_events)
-                    .values(key=event_key[:96], created_at=utcnow(), outcome=outcome[:64])
-                    .on_conflict_do_nothing()
-                )
-                if connection.execute(statement).rowcount != 1:
-                    query = sa.select(processed_events.c.outcome).where(processed_events.c.key == event_key[:96])
-                    row = connection.execute(query).first()
-                    return (row.outcome or "") if row else ""
-            if changes.opted_out is not None:
-                self._set_opt_out(connection, phone, changes.opted_out)
-            if changes.session is not None:
-                session = changes.session
-                self._save_text_session(connection, phone, session.lang, session.section, session.next_part)
-            if changes.callback is not None:
-                self._request_callback(connection, phone, changes.callback, "sms", event_key or None)
-        if changes.count_section:
+            first = self._text_turn(connection, event_key, self.phone_hash(phone), phone, outcome, changes, utcnow())
+        if first is None and changes.count_section:
             # Counting is for the staff usage panel only: after the turn is safely stored.
             self.count_use("sms", changes.count_section)
+        return first
+
+    def _text_turn(
+        self,
+        connection: Any,
+        event_key: str,
+        phone_hash: str,
+        phone: str,
+        outcome: str,
+        changes: TextChanges,
+        at: dt.datetime,
+    ) -> str | None:
+        """`record_text_turn` inside `connection`'s transaction; `phone` is needed only for a call-back."""
+        if event_key:
+            statement = (
+                self._insert(processed_events)
+                .values(key=event_key[:96], created_at=at, outcome=outcome[:64])
+                .on_conflict_do_nothing()
+            )
+            if connection.execute(statement).rowcount != 1:
+                query = sa.select(processed_events.c.outcome).where(processed_events.c.key == event_key[:96])
+                row = connection.execute(query).first()
+                return (row.outcome or "") if row else ""
+        if changes.opted_out is not None:
+            self._set_opt_out(connection, phone_hash, changes.opted_out, at)
+        if changes.session is not None:
+            session = changes.session
+            self._save_text_session(connection, phone_hash, session.lang, session.section, session.next_part, at)
+        if changes.callback is not None:
+            self._request_callback(connection, phone, changes.callback, "sms", event_key or None, at)
         return None
 
-    def _set_opt_out(self, connection: Any, phone: str, opted_out: bool) -> None:
-        values = {"phone_hash": self.phone_hash(phone), "opted_out": opted_out, "changed_at": utcnow()}
+    def _set_opt_out(self, connection: Any, phone_hash: str, opted_out: bool, at: dt.datetime) -> None:
+        values = {"phone_hash": phone_hash, "opted_out": opted_out, "changed_at": at}
         statement = self._insert(opt_outs).values(**values).on_conflict_do_update(
             index_elements=["phone_hash"], set_={"opted_out": opted_out, "changed_at": values["changed_at"]}
         )
         connection.execute(statement)
 
-    def _save_text_session(self, connection: Any, phone: str, lang: str, section: str, next_part: int) -> None:
+    def _save_text_session(
+        self, connection: Any, phone_hash: str, lang: str, section: str, next_part: int, at: dt.datetime
+    ) -> None:
         values = {
-            "phone_hash": self.phone_hash(phone),
+            "phone_hash": phone_hash,
             "lang": lang,
             "section": section,
             "next_part": next_part,
-            "updated_at": utcnow(),
+            "updated_at": at,
         }
         statement = self._insert(sms_sessions).values(**values).on_conflict_do_update(
             index_elements=["phone_hash"],
@@ -400,12 +461,12 @@ class Storage:
         connection.execute(statement)
 
     def _request_callback(
-        self, connection: Any, phone: str, ask: CallbackAsk, channel: str, dedupe_key: str | None
+        self, connection: Any, phone: str, ask: CallbackAsk, channel: str, dedupe_key: str | None, at: dt.datetime
     ) -> bool:
         # Notes are codes for the staff page, never the words someone texted.
         notes = [note for note, flag in (("urgent_words", ask.urgent), ("texts_opted_out", ask.opted_out)) if flag]
         values = {
-            "created_at": utcnow(),
+            "created_at": at,
             "channel": channel,
             "kind": "callback",
             "phone": phone or None,
@@ -465,8 +526,96 @@ class Storage:
             connection.execute(preferences.delete().where(preferences.c.phone_hash == self.phone_hash(phone)))
 
 
+    # -- the spool (ivr/spool.py): records kept on disk while the database was away --------------
+
+    def apply_spooled(self, record: dict[str, Any]) -> bool:
+        """Move one spooled record into the database, exactly once; True when this call applied it.
+
+        The record's key goes into processed_events in the same transaction as the record itself, so
+        replaying the spool (after a crash mid-drain, or by two processes at once) changes nothing more.
+        """
+        at = _spooled_time(record)
+        marker = self._insert(processed_events).values(key=f"spool:{record['id']}"[:96], created_at=at)
+        with self.engine.begin() as connection:
+            if connection.execute(marker.on_conflict_do_nothing()).rowcount != 1:
+                return False
+            kind = record["kind"]
+            if kind == "text_turn":
+                self._text_turn(
+                    connection,
+                    str(record.get("event_key", "")),
+                    str(record["phone_hash"]),
+                    str(record.get("phone", "")),
+                    str(record.get("outcome", "")),
+                    TextChanges.from_json(record.get("changes") or {}),
+                    at,
+                )
+            elif kind == "voicemail":
+                self._open_voicemail(
+                    connection,
+                    str(record["call_sid"]),
+                    str(record.get("phone", "")),
+                    str(record.get("topic", "")),
+                    str(record.get("lang", "en")),
+                    at,
+                )
+            elif kind == "recording":
+                self._attach_recording(
+                    connection, str(record["call_sid"]), str(record["recording_sid"]), str(record["url"]),
+                    int(record["seconds"]),
+                )
+            else:
+                raise ValueError(f"unknown spool record kind {kind!r}")
+        return True
+
+
+    # -- retention (`flask --app ivr purge`, ivr/retention.py) ------------------------------------
+
+    def purge(self, cutoff: dt.datetime, dry_run: bool = False) -> dict[str, int]:
+        """Remove what is older than `cutoff` and no longer needed; rows removed per table.
+
+        Call-back requests go once staff marked them done before `cutoff` (with them the reference to
+        their recording); open ones stay, whatever their age. Opt-outs stay for good (a STOP is
+        honoured for ever); an opt-in (START) older than `cutoff` is forgotten, since it changes
+        nothing. Usage counts, handled-message keys, text sessions, remembered choices, sign-in
+        failures and staff acceptances older than `cutoff` go.
+        """
+        cutoff = cutoff.astimezone(dt.UTC)
+        conditions: dict[str, tuple[sa.Table, Any]] = {
+            "callback_requests": (
+                callback_requests,
+                sa.and_(callback_requests.c.status == "done", callback_requests.c.done_at < cutoff),
+            ),
+            "usage_daily": (usage_daily, usage_daily.c.day < cutoff.date()),
+            "processed_events": (processed_events, processed_events.c.created_at < cutoff),
+            "sms_sessions": (sms_sessions, sms_sessions.c.updated_at < cutoff),
+            "preferences": (preferences, preferences.c.updated_at < cutoff),
+            "opt_outs": (opt_outs, sa.and_(opt_outs.c.opted_out.is_(False), opt_outs.c.changed_at < cutoff)),
+            "login_attempts": (login_attempts, login_attempts.c.at < cutoff),
+            "staff_acceptances": (staff_acceptances, staff_acceptances.c.accepted_at < cutoff),
+        }
+        removed: dict[str, int] = {}
+        with self.engine.begin() as connection:
+            for name, (table, condition) in conditions.items():
+                if dry_run:
+                    count = sa.select(sa.func.count()).select_from(table).where(condition)
+                    removed[name] = int(connection.execute(count).scalar_one())
+                else:
+                    statement = table.delete().where(condition).execution_options(preserve_rowcount=True)
+                    removed[name] = int(connection.execute(statement).rowcount)
+        return removed
+
+
 def _aware(moment: dt.datetime | None) -> dt.datetime | None:
     """SQLite hands back naive datetimes: they were stored in UTC."""
     if moment is not None and moment.tzinfo is None:
         return moment.replace(tzinfo=dt.UTC)
     return moment
+
+
+def _spooled_time(record: dict[str, Any]) -> dt.datetime:
+    """When a spooled event happened (its record's `at`), so staff see the real time, not the drain's."""
+    try:
+        return _aware(dt.datetime.fromisoformat(str(record["at"]))) or utcnow()
+    except (KeyError, ValueError):
+        return utcnow()

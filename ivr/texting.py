@@ -10,6 +10,7 @@ real request building and response parsing, talks to a stand-in on this machine.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -20,7 +21,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from ivr import textline
+from ivr import resilience, textline
 from ivr.services import Services
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,14 @@ def send_section(svc: Services, to: str, from_: str, section: str, lang: str) ->
     """Text `section`'s messages to `to`, unless that number opted out; say how it went."""
     if not to.startswith("+") or not from_:
         return "no_number"
-    if svc.storage.is_opted_out(to):
+    # An opt-out that only the spool knows yet counts too; with the database away the answer is
+    # unknown, and a text nobody may want is not sent.
+    opted_out = resilience.guard().spool.pending().opt_outs.get(svc.storage.phone_hash(to))
+    if opted_out is None:
+        opted_out = resilience.guard().read(partial(svc.storage.is_opted_out, to), None, "checking an opt-out")
+    if opted_out is None:
+        return "failed"
+    if opted_out:
         return "opted_out"
     client = twilio_client()
     if client is None:
@@ -86,7 +94,8 @@ def send_section(svc: Services, to: str, from_: str, section: str, lang: str) ->
         # The error names neither the number nor the text.
         log.warning("Could not send a section by text: %s", type(error).__name__)
         return "failed"
-    svc.storage.count_use("sms", section)
+    database = resilience.guard()
+    database.try_write(partial(svc.storage.count_use, "sms", section), "counting a use")
     # Replies from this number then come in the caller's language, and MORE knows all was sent.
-    svc.storage.save_text_session(to, lang, section, len(bodies))
+    database.try_write(partial(svc.storage.save_text_session, to, lang, section, len(bodies)), "saving a session")
     return "sent"

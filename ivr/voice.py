@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 import re
+from functools import partial
 
 from flask import Blueprint, Response, current_app, request, url_for
-from sqlalchemy.exc import SQLAlchemyError
 
-from ivr import dialog, texting
+from ivr import dialog, resilience, spool, texting
 from ivr.dialog import CallState, Circumstances, Event, Reply
 from ivr.security import twilio_only
 from ivr.services import now, services
@@ -69,11 +69,12 @@ def _perform(reply: Reply, world: Circumstances) -> Reply:
     call_sid = request.form.get("CallSid", "")
     caller = request.form.get("From", "")
     outcome: Event | None = None
+    database = resilience.guard()
     for effect in reply.effects:
         if isinstance(effect, dialog.CountSectionPlay):
-            svc.storage.count_use("voice", effect.section)
+            database.try_write(partial(svc.storage.count_use, "voice", effect.section), "counting a use")
         elif isinstance(effect, dialog.OpenVoicemail):
-            svc.storage.open_voicemail(call_sid, caller, effect.topic, effect.lang)
+            _keep_voicemail(effect, call_sid, caller)
         elif isinstance(effect, dialog.RememberChoices | dialog.ForgetChoices):
             _save_choices(effect, caller)
         elif isinstance(effect, dialog.SendSectionText):
@@ -88,6 +89,17 @@ def _perform(reply: Reply, world: Circumstances) -> Reply:
     return reply
 
 
+def _keep_voicemail(effect: dialog.OpenVoicemail, call_sid: str, caller: str) -> None:
+    """Keep the caller's message request before the beep: in the database, or in the spool while it is away."""
+    storage = services().storage
+    at = now()
+    record = spool.new_record(
+        spool.VOICEMAIL, at, call_sid=call_sid, phone=caller, topic=effect.topic, lang=effect.lang
+    )
+    live = partial(storage.open_voicemail, call_sid, caller, effect.topic, effect.lang, at)
+    resilience.guard().keep(record, live, "keeping a voice message")
+
+
 def can_remember(number: str) -> bool:
     """Whether choices may be remembered for the caller number `number` (a real, shown phone number)."""
     return bool(_PHONE_NUMBER.match(number)) and number not in _HIDDEN_CALLER_IDS
@@ -98,11 +110,11 @@ def _recall(caller: str) -> dialog.CallStarted:
     if not can_remember(caller):
         return dialog.CallStarted()
     clock = now()
-    try:
-        saved = services().storage.recall_choices(caller, clock, dialog.OFFER_LAST_SECTION_WITHIN)
-    except SQLAlchemyError as error:
-        # Remembered choices are a convenience: a database hiccup must not cost the caller the call.
-        log.warning("Could not read saved choices: %s", type(error).__name__)
+    storage = services().storage
+    # Remembered choices are a convenience: a database hiccup must not cost the caller the call.
+    recall = partial(storage.recall_choices, caller, clock, dialog.OFFER_LAST_SECTION_WITHIN)
+    saved = resilience.guard().read(recall, False, "reading choices")
+    if saved is False:
         return dialog.CallStarted()
     if saved is None:
         return dialog.CallStarted(can_remember=True)
@@ -121,13 +133,11 @@ def _save_choices(effect: dialog.RememberChoices | dialog.ForgetChoices, caller:
     if not can_remember(caller):
         return
     storage = services().storage
-    try:
-        if isinstance(effect, dialog.ForgetChoices):
-            storage.forget_choices(caller)
-        else:
-            storage.remember_choices(caller, effect.lang, effect.slow, effect.section, now())
-    except SQLAlchemyError as error:
-        log.warning("Could not save the caller's choices: %s", type(error).__name__)
+    if isinstance(effect, dialog.ForgetChoices):
+        resilience.guard().try_write(partial(storage.forget_choices, caller), "forgetting choices")
+    else:
+        save = partial(storage.remember_choices, caller, effect.lang, effect.slow, effect.section, now())
+        resilience.guard().try_write(save, "saving choices")
 
 
 @bp.post("")
@@ -146,7 +156,10 @@ def step() -> Response:
     form = request.form
     event: Event
     if state.node == dialog.STAFF:
-        accepted = services().storage.staff_accepted(form.get("CallSid", ""))
+        call_sid = form.get("CallSid", "")
+        # Unknown with the database away: then the caller is offered a message, the safe way on.
+        storage = services().storage
+        accepted = resilience.guard().read(partial(storage.staff_accepted, call_sid), False, "reading a transfer")
         event = dialog.DialEnded(status=form.get("DialCallStatus", "failed"), accepted=accepted)
     elif state.node == dialog.RECORD:
         event = dialog.Recorded(has_audio=_save_recording())
@@ -176,7 +189,9 @@ def whisper() -> Response:
 def whisper_answer() -> Response:
     """The staff member pressed a key: 1 connects the caller, anything else hangs up this leg."""
     if request.form.get("Digits") == "1":
-        services().storage.accept_staff_call(request.form.get("ParentCallSid", ""))
+        storage, parent = services().storage, request.form.get("ParentCallSid", "")
+        # Connected either way: a staff member who pressed 1 must reach the caller.
+        resilience.guard().try_write(partial(storage.accept_staff_call, parent), "noting a transfer")
         return twiml(services().renderer.empty())
     return twiml(services().renderer.hangup())
 
@@ -196,6 +211,12 @@ def _save_recording() -> bool:
     seconds_text = form.get("RecordingDuration", "0")
     seconds = int(seconds_text) if seconds_text.isdigit() else 0
     if url and seconds > 0:
-        services().storage.attach_recording(form.get("CallSid", ""), form.get("RecordingSid", ""), url, seconds)
+        storage = services().storage
+        call_sid, recording_sid = form.get("CallSid", ""), form.get("RecordingSid", "")
+        record = spool.new_record(
+            spool.RECORDING, now(), call_sid=call_sid, recording_sid=recording_sid, url=url, seconds=seconds
+        )
+        live = partial(storage.attach_recording, call_sid, recording_sid, url, seconds)
+        resilience.guard().keep(record, live, "keeping a recording")
         return True
     return False

@@ -22,6 +22,8 @@ def app_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
         "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
         "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
         "SECRET_KEY": "test-secret-key",
+        # Records kept while a database is away wait beside the test's own database.
+        "SPOOL_DIR": str(tmp_path / "spool"),
     }
     config.update(overrides)
     return config

@@ -1,0 +1,183 @@
+"""Keep the line answering while its database is away, and lose nothing meanwhile.
+
+`DatabaseGuard` sits between the webhooks and storage:
+
+- `read(...)` and `try_write(...)` run a database call unless the database failed a moment ago,
+  and give a default instead of an error: menus, sections and text keywords need no database.
+- `keep(record, live)` stores what must never be lost (a voice message, a call-back request, an
+  opt-out): in the database when it answers, otherwise in the durable spool (ivr/spool.py).
+- After a failure the guard stops trying the database for DATABASE_RETRY_SECONDS, so a caller is
+  never held past Twilio's 15 s by one slow failure after another; then the next request tries
+  again (`recover`, before every request): it migrates the schema if start-up could not, and moves
+  the spool into the database, each record exactly once.
+
+The app starts even when the database is down: start-up failures are logged and retried later.
+Errors are logged by type only: a database error's message can quote the row it failed to write.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from flask import Flask, current_app
+
+from ivr.spool import Spool, spool_file_name
+from ivr.storage import Storage
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Errors that mean "the database cannot be reached or used right now", not "this record is wrong".
+UNAVAILABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError, sa.exc.DisconnectionError)
+
+
+class DatabaseGuard:
+    """One per app: knows whether the database answers, and keeps records in the spool when it does not."""
+
+    def __init__(self, storage: Storage, spool: Spool, retry_seconds: float) -> None:
+        self.storage = storage
+        self.spool = spool
+        self.retry_seconds = retry_seconds
+        self.schema_ready = False
+        self._down_until = 0.0
+        self._recovering = threading.Lock()
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def is_down(self) -> bool:
+        """Whether the database failed within the last DATABASE_RETRY_SECONDS (or has no schema yet)."""
+        return not self.schema_ready or time.monotonic() < self._down_until
+
+    def failed(self, error: BaseException, doing: str) -> None:
+        """Note a database failure: spool and use defaults until the retry time."""
+        self._down_until = time.monotonic() + self.retry_seconds
+        log.warning(
+            "Database unavailable while %s (%s): answering without it, spooling what must be kept, "
+            "retrying in %g s",
+            doing,
+            type(error).__name__,
+            self.retry_seconds,
+        )
+
+    # -- start and recovery ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """At start-up: migrate and drain the spool; if the database is down, say so and go on."""
+        self._recover()
+
+    def recover(self) -> None:
+        """Before a request: when the database was down (or records wait) and the retry time has come,
+        try it again. Cheap otherwise: one stat of the spool file."""
+        if self.schema_ready and not self._down_until and not self.spool.has_records():
+            return
+        if time.monotonic() < self._down_until:
+            return
+        if not self._recovering.acquire(blocking=False):
+            return  # another thread of this process is at it
+        try:
+            self._recover()
+        finally:
+            self._recovering.release()
+
+    def _recover(self) -> None:
+        try:
+            if not self.schema_ready:
+                self.storage.migrate()
+                self.schema_ready = True
+            self.drain()
+            if self._down_until:
+                log.warning("Database available again")
+            self._down_until = 0.0
+        except UNAVAILABLE as error:
+            self.failed(error, "starting up" if not self.schema_ready else "moving the spool")
+        except Exception as error:  # a broken migration, say: still serve the menus
+            log.error("Database set-up failed: %s", type(error).__name__)
+            self._down_until = time.monotonic() + self.retry_seconds
+
+    def drain(self) -> int:
+        """Move every spooled record into the database (each exactly once); the number moved.
+
+        A record the database refuses for a reason of its own (not unavailability) stays in the
+        spool, logged by kind, and the others go on; unavailability stops the drain until later.
+        """
+        records = self.spool.snapshot()
+        if not records:
+            return 0
+        done: set[str] = set()
+        moved = 0
+        try:
+            for record in records:
+                try:
+                    moved += self.storage.apply_spooled(record)
+                except UNAVAILABLE:
+                    raise
+                except (sa.exc.SQLAlchemyError, KeyError, ValueError, TypeError) as error:
+                    kind, name = record["kind"], type(error).__name__
+                    log.error("A spooled %s record was refused: %s; kept in the spool", kind, name)
+                    continue
+                done.add(record["id"])
+        finally:
+            self.spool.remove(done)
+            if done:
+                already = len(done) - moved
+                log.warning("Moved %d spooled record(s) into the database (%d were there already)", len(done), already)
+        return moved
+
+    # -- calls ----------------------------------------------------------------------------------
+
+    def read(self, call: Callable[[], T], default: T, doing: str) -> T:
+        """`call()`'s answer, or `default` when the database is down or fails now."""
+        if self.is_down():
+            return default
+        try:
+            return call()
+        except sa.exc.SQLAlchemyError as error:
+            self.failed(error, doing)
+            return default
+
+    def try_write(self, call: Callable[[], Any], doing: str) -> bool:
+        """Write something the line can do without (remembered choices, a usage count); True if written."""
+        if self.is_down():
+            return False
+        try:
+            call()
+        except sa.exc.SQLAlchemyError as error:
+            self.failed(error, doing)
+            return False
+        return True
+
+    def keep(self, record: dict[str, Any], live: Callable[[], T] | None, doing: str) -> T | None:
+        """Store what must never be lost: `live()` writes it to the database (its answer is returned);
+        when the database is down or fails, `record` goes to the spool instead (None is returned).
+        With `live` None, straight to the spool (the fallback URLs never touch the database)."""
+        if live is not None and not self.is_down():
+            try:
+                return live()
+            except sa.exc.SQLAlchemyError as error:
+                self.failed(error, doing)
+        # An OSError here (disk full, read-only) propagates: the caller hears an apology, never "saved".
+        self.spool.append(record)
+        return None
+
+
+def guard() -> DatabaseGuard:
+    """The running app's database guard."""
+    return current_app.extensions["careline.guard"]
+
+
+def init_app(app: Flask, storage: Storage) -> DatabaseGuard:
+    """Make the app's guard, try the database once (migrate, drain), and check again before requests."""
+    folder = Path(app.config.get("SPOOL_DIR") or Path(app.instance_path) / "spool")
+    spool = Spool(folder, spool_file_name(app.config["DATABASE_URL"]))
+    database_guard = DatabaseGuard(storage, spool, float(app.config["DATABASE_RETRY_SECONDS"]))
+    database_guard.start()
+    app.extensions["careline.guard"] = database_guard
+    app.before_request(database_guard.recover)
+    return database_guard
