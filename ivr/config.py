@@ -33,11 +33,13 @@ DEFAULTS: dict[str, Any] = {
     "SECRET_KEY": "",
     "PROMPTS_DIR": "",  # empty: the prompts/ folder beside the package
     "STAFF_PHONE": "",  # empty: the line's own number (the `To` of each request)
+    "LINE_NUMBER": "",  # empty: the number the caller dialled
     "TWILIO_API_BASE_URL": "",  # empty: Twilio's own API; a loopback URL only, for tests and local runs
 }
 
 _RATE = re.compile(r"^(\d{2,3})%$")
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+#: An E.164 phone number: + and 7 to 15 digits.
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
 class ConfigError(ValueError):
@@ -90,7 +92,7 @@ def _staff_numbers(name: str, value: Any) -> tuple[str, ...]:
     items = value if isinstance(value, list | tuple) else str(value).split(",")
     numbers = tuple(str(item).strip() for item in items if str(item).strip())
     for number in numbers:
-        if not (_E164.match(number) or number.startswith("sip:")):
+        if not (E164.match(number) or number.startswith("sip:")):
             raise ConfigError(f"{name}: {number!r} is neither an E.164 number like +15551234567 nor a sip: URI")
     return numbers
 
@@ -113,7 +115,7 @@ def _base_url(name: str, value: Any) -> str:
 
 def _phone(name: str, value: Any) -> str:
     number = str(value).strip()
-    if number and not _E164.match(number):
+    if number and not E164.match(number):
         raise ConfigError(f"{name} must be an E.164 number like +15551234567, not {value!r}")
     return number
 
@@ -142,6 +144,7 @@ _PARSERS = {
     "PUBLIC_BASE_URL": _base_url,
     "STAFF_PHONE": _phone,
     "TWILIO_API_BASE_URL": _loopback_url,
+    "LINE_NUMBER": _phone,
 }
 
 
