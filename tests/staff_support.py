@@ -139,6 +139,8 @@ class TwilioStandIn:
     audio: bytes = field(default_factory=silent_mp3)
     messages: list[dict[str, str]] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    #: Recording SIDs Twilio no longer has (deleted): their media is a 404.
+    deleted: set[str] = field(default_factory=set)
     base_url: str = ""
 
     def authorized(self, header: str | None) -> bool:
@@ -201,7 +203,7 @@ def _handler(standin: TwilioStandIn) -> type[BaseHTTPRequestHandler]:
             if not standin.authorized(self.headers.get("Authorization")):
                 return self._error(401, "Authenticate")
             match = recording_path.match(path)
-            if not match or match.group(1) != standin.account_sid:
+            if not match or match.group(1) != standin.account_sid or match.group(2) in standin.deleted:
                 return self._error(404, "The requested resource was not found")
             body = standin.audio
             wanted = re.match(r"^bytes=(\d+)-(\d*)$", self.headers.get("Range", ""))
@@ -221,7 +223,7 @@ def twilio_standin(account_sid: str, auth_token: str) -> Iterator[TwilioStandIn]
     standin = TwilioStandIn(account_sid, auth_token)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(standin))
     standin.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield standin
@@ -235,7 +237,7 @@ def twilio_standin(account_sid: str, auth_token: str) -> Iterator[TwilioStandIn]
 def live_server(app: Flask) -> Iterator[str]:
     """Serve `app` with a real threaded HTTP server on a free 127.0.0.1 port; yields its base URL."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"
