@@ -64,6 +64,8 @@ FAILURE_WINDOW = dt.timedelta(minutes=15)
 SESSION_HOURS = 8
 MIN_PASSWORD_LENGTH = 12
 USAGE_DAYS = 14
+#: Open requests listed at once; the rest wait below the fold of the queue (the count says how many).
+QUEUE_SHOWN = 200
 
 _USERNAME = re.compile(r"^[A-Za-z0-9._@-]{2,64}$")
 _RECORDING_PATH = re.compile(r"^/2010-04-01/Accounts/AC[0-9a-fA-F]{32}/Recordings/RE[0-9a-fA-F]{32}$")
@@ -236,10 +238,12 @@ def _render_index(send_form: dict[str, str] | None = None, send_problem: str | N
     content = svc.content
     staff_language = content.language(content.default_language)
     today = now().astimezone(svc.hours.timezone).date()
+    open_requests = svc.storage.callback_requests("open")
     page = render_template(
         "staff/index.html",
         user=g.staff_user,
-        queue=[_request_view(row) for row in svc.storage.callback_requests("open")],
+        queue=[_request_view(row) for row in open_requests[:QUEUE_SHOWN]],
+        open_count=len(open_requests),
         done=[_request_view(row) for row in svc.storage.done_requests()],
         sections=[(sid, _sentence(staff_language.sections[sid].title)) for sid in content.section_ids],
         languages=list(content.languages),
