@@ -42,6 +42,10 @@ _RATE = re.compile(r"^(\d{2,3})%$")
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
+#: Twilio's limit on <Number>/<Sip> nouns in one <Dial>.
+MAX_STAFF_NUMBERS = 10
+
+
 class ConfigError(ValueError):
     """An environment variable has a value the line cannot use."""
 
@@ -91,6 +95,8 @@ def _rate(name: str, value: Any) -> str:
 def _staff_numbers(name: str, value: Any) -> tuple[str, ...]:
     items = value if isinstance(value, list | tuple) else str(value).split(",")
     numbers = tuple(str(item).strip() for item in items if str(item).strip())
+    if len(numbers) > MAX_STAFF_NUMBERS:
+        raise ConfigError(f"{name}: Twilio rings at most {MAX_STAFF_NUMBERS} numbers at once, not {len(numbers)}")
     for number in numbers:
         if not (E164.match(number) or number.startswith("sip:")):
             raise ConfigError(f"{name}: {number!r} is neither an E.164 number like +15551234567 nor a sip: URI")

@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
+from ivr.config import ConfigError
 from ivr.services import services
 from ivr.storage import callback_requests
 from tests.staff_support import (
@@ -474,3 +475,11 @@ def test_an_unsigned_whisper_answer_cannot_accept_a_call(tmp_path: Path) -> None
     app.test_client().post("/voice/whisper/answer", data={"CallSid": "CA9", "Digits": "1"})
     with app.app_context():
         assert not services().storage.staff_accepted("CA9")
+
+
+def test_more_staff_numbers_than_twilio_can_ring_stop_start_up(tmp_path: Path) -> None:
+    numbers = ",".join(f"+1555000{n:04d}" for n in range(11))
+    with pytest.raises(ConfigError, match="at most 10"):
+        make_app(tmp_path, STAFF_NUMBERS=numbers)
+    with pytest.raises(ConfigError, match="LINE_NUMBER"):
+        make_app(tmp_path, LINE_NUMBER="555-1234")
