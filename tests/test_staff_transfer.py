@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from ivr.config import ConfigError
+from ivr.content import load_content
 from ivr.services import services
 from ivr.storage import callback_requests
 from tests.staff_support import (
@@ -32,8 +33,16 @@ from tests.staff_support import (
 from tests.support import CALLER, LINE_NUMBER, twilio_post
 
 NOT_ANSWERED = ["busy", "no-answer", "failed", "canceled"]
-HOURS_EN = "They are here Monday to Friday, 8:30 in the morning to 5 in the evening, except on holidays."
-HOURS_ES = "Está aquí de lunes a viernes, de 8:30 de la mañana a 5 de la tarde, menos los días festivos."
+CONTENT = load_content()
+HOURS_EN = "Monday to Friday, 8:30 in the morning to 5 in the evening, except on holidays"
+HOURS_ES = "de lunes a viernes, de 8:30 de la mañana a 5 de la tarde, menos los días festivos"
+
+
+def closed(hours: str, lang: str = "en") -> str:
+    """What the line says when staff are out: the staff_closed prompt with the hours in words."""
+    return CONTENT.language(lang).say("staff_closed", hours=hours)
+
+
 CRISIS = "call or text 988"
 
 
@@ -246,7 +255,8 @@ def test_out_of_hours_zero_says_when_staff_are_in_and_offers_a_message(tmp_path:
     assert call.last.find("Dial") is None
     # The holiday (Nov 26) is mentioned until it has passed.
     hours = HOURS_EN if moment < SATURDAY else HOURS_EN.replace(", except on holidays", "")
-    assert call.heard[0] == f"Our staff cannot take calls right now. {hours}"
+    assert call.heard[0] == closed(hours)
+    assert "They are here Monday to Friday, 8:30 in the morning to 5 in the evening" in call.heard[0]
     assert "If this is an emergency, hang up and call 911." in call.text()
     assert CRISIS in call.text()
     assert "To leave a message for our staff, press 1." in call.text()
@@ -263,7 +273,7 @@ def test_out_of_hours_in_spanish(tmp_path: Path) -> None:
     call.start()
     call.press("9")
     call.press("0")
-    assert call.heard[0] == f"Nuestro personal no puede contestar llamadas ahora. {HOURS_ES}"
+    assert call.heard[0] == closed(HOURS_ES, "es")
     assert "llame o mande un texto al 988." in call.text()
     assert call.last.find("Gather").attrib["language"] == "es-US"
 
@@ -272,7 +282,7 @@ def test_past_holidays_are_not_mentioned(tmp_path: Path) -> None:
     call = new_call(make_app(tmp_path, NOW=dt.datetime(2026, 12, 1, 20, 0, tzinfo=OPEN_TIME.tzinfo)))
     call.start()
     call.press("0")
-    assert call.heard[0] == "Our staff cannot take calls right now. " + HOURS_EN.replace(", except on holidays", "")
+    assert call.heard[0] == closed(HOURS_EN.replace(", except on holidays", ""))
 
 
 def test_staff_who_are_never_in_are_not_given_hours(tmp_path: Path) -> None:
@@ -289,7 +299,7 @@ def test_long_silence_out_of_hours_says_goodbye_with_the_hours(tmp_path: Path) -
     for _ in range(3):
         call.silence()
     assert call.ended()
-    assert f"Our staff cannot take calls right now. {HOURS_EN}" in call.heard
+    assert closed(HOURS_EN) in call.heard
     assert call.heard[-1] == "Thank you for calling CareLine. Please take care. Goodbye."
 
 
@@ -440,7 +450,8 @@ def test_a_transfer_lands_in_the_section_with_the_911_line_then_the_options(tmp_
 def test_a_transfer_can_land_in_spanish_and_any_case_works(tmp_path: Path) -> None:
     call = new_call(make_app(tmp_path))
     heard = call.start("/voice/section/Palliative?l=es")
-    assert heard[0].startswith("Bienvenido a CareLine. Si es una emergencia, cuelgue y llame al 911.")
+    assert heard[0] == CONTENT.language("es").say("section_from_transfer", title="cuidados paliativos")
+    assert "911" in heard[0]
     assert heard[1].startswith("Los cuidados paliativos")
     assert call.last.find("Gather").attrib["language"] == "es-US"
 
