@@ -272,7 +272,8 @@ def _request_view(row: dict[str, Any]) -> dict[str, Any]:
         "urgent": bool(row["urgent"]),
         "has_recording": bool(row["recording_sid"]),
         "recording_seconds": row["recording_seconds"] or 0,
-        "note": row["note"] or "",
+        # Notes are codes (comma-separated) set by the phone and text lines; the page words them.
+        "notes": [note for note in (row["note"] or "").split(",") if note],
         "done_by": row["done_by"] or "",
         "done_at": _local(row["done_at"]),
     }

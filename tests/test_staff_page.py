@@ -16,8 +16,9 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+from ivr import textline
 from ivr.services import services
-from ivr.storage import as_utc, callback_requests, opt_outs
+from ivr.storage import CallbackAsk, as_utc, callback_requests, opt_outs
 from tests.staff_support import (
     ACCOUNT_SID,
     OPEN_TIME,
@@ -140,6 +141,17 @@ def test_a_message_without_a_recording_says_so(app: Flask, staff: FlaskClient) -
     assert "No recording: the caller hung up before leaving a message." in page(staff)
 
 
+def test_a_text_line_request_shows_its_notes_in_words(app: Flask, staff: FlaskClient) -> None:
+    with app.app_context():
+        services().storage.request_callback(
+            PATIENT, CallbackAsk(topic="coping", lang="es", urgent=True, opted_out=True)
+        )
+    html = page(staff)
+    assert "Call-back request from" in html and "the text line" in html and "Spanish" in html
+    assert "may mean it is urgent" in html and "asked not to get texts" in html
+    assert "urgent_words" not in html
+
+
 def test_marking_done_notes_who_and_when_and_can_be_undone(app: Flask, staff: FlaskClient) -> None:
     request_id = add_request(app)
     token = csrf_token(page(staff))
@@ -165,8 +177,9 @@ def test_sending_a_section_by_text(app: Flask, staff: FlaskClient, standin: Twil
     )
     assert response.status_code == 303
     with app.app_context():
-        sms = services().content.language("es").sections["hospice"].sms
+        sms = textline.whole_section(services().content, "es", "hospice")
     assert [m["Body"] for m in standin.messages] == list(sms)
+    assert standin.messages[0]["Body"].startswith("CUIDADOS DE HOSPICIO")
     assert {m["To"] for m in standin.messages} == {PATIENT}
     assert {m["From"] for m in standin.messages} == {LINE_NUMBER}
     assert "The topic was sent by text message." in page(staff)
