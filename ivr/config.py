@@ -33,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "SECRET_KEY": "",
     "PROMPTS_DIR": "",  # empty: the prompts/ folder beside the package
     "STAFF_PHONE": "",  # empty: the line's own number (the `To` of each request)
+    "LINE_NUMBER": "",  # empty: the number the caller dialled
     "TWILIO_API_BASE_URL": "",  # empty: Twilio's own API; a loopback URL only, for tests and local runs
     # Reliability and privacy (README "Reliability and privacy").
     "TRUSTED_PROXY_HOPS": 0,  # X-Forwarded-* headers believed from this many proxies; 0: none
@@ -42,7 +43,12 @@ DEFAULTS: dict[str, Any] = {
 }
 
 _RATE = re.compile(r"^(\d{2,3})%$")
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+#: An E.164 phone number: + and 7 to 15 digits.
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+#: Twilio's limit on <Number>/<Sip> nouns in one <Dial>.
+MAX_STAFF_NUMBERS = 10
 
 
 class ConfigError(ValueError):
@@ -94,8 +100,10 @@ def _rate(name: str, value: Any) -> str:
 def _staff_numbers(name: str, value: Any) -> tuple[str, ...]:
     items = value if isinstance(value, list | tuple) else str(value).split(",")
     numbers = tuple(str(item).strip() for item in items if str(item).strip())
+    if len(numbers) > MAX_STAFF_NUMBERS:
+        raise ConfigError(f"{name}: Twilio rings at most {MAX_STAFF_NUMBERS} numbers at once, not {len(numbers)}")
     for number in numbers:
-        if not (_E164.match(number) or number.startswith("sip:")):
+        if not (E164.match(number) or number.startswith("sip:")):
             raise ConfigError(f"{name}: {number!r} is neither an E.164 number like +15551234567 nor a sip: URI")
     return numbers
 
@@ -118,7 +126,7 @@ def _base_url(name: str, value: Any) -> str:
 
 def _phone(name: str, value: Any) -> str:
     number = str(value).strip()
-    if number and not _E164.match(number):
+    if number and not E164.match(number):
         raise ConfigError(f"{name} must be an E.164 number like +15551234567, not {value!r}")
     return number
 
@@ -147,6 +155,7 @@ _PARSERS = {
     "PUBLIC_BASE_URL": _base_url,
     "STAFF_PHONE": _phone,
     "TWILIO_API_BASE_URL": _loopback_url,
+    "LINE_NUMBER": _phone,
     "TRUSTED_PROXY_HOPS": _whole_number(0, 5),
     "RETENTION_DAYS": _whole_number(1, 3650),
     "DATABASE_RETRY_SECONDS": _whole_number(1, 300),

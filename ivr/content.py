@@ -20,7 +20,16 @@ from typing import Any, NoReturn
 import yaml
 
 from ivr import gsm
-from ivr.hours import HourWords
+from ivr.hours import (
+    HOURS_CLOCKS,
+    HOURS_DAY_LISTS,
+    HOURS_JOINERS,
+    HOURS_TEMPLATES,
+    HoursError,
+    HoursWords,
+    HourWords,
+    minutes_of,
+)
 from ivr.matching import Vocabulary, normalize
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
@@ -184,6 +193,8 @@ class Language:
     hints: tuple[str, ...]
     #: Keywords, topic names, urgent phrases and hour words of the text line.
     texting: TextWords
+    #: Words for saying staff hours (prompts/<lang>/hours.yaml).
+    hours: HoursWords | None = None
 
     def say(self, prompt: str, **values: str) -> str:
         """The spoken prompt `prompt`, with its placeholders filled in."""
@@ -340,6 +351,7 @@ def _load_language(
         vocabulary=Vocabulary.build(meanings),
         hints=hints,
         texting=texting,
+        hours=_load_hours(folder / "hours.yaml"),
     )
 
 
@@ -460,6 +472,47 @@ def _load_section(path: Path, section_id: str, key: str) -> Section:
         reviewed_on=reviewed_on,
         source=_require(raw, "source", str, path),
         path=path,
+    )
+
+
+def _load_hours(path: Path) -> HoursWords:
+    """Read prompts/<lang>/hours.yaml: the pieces staff hours are said with."""
+    raw = _read_yaml(path)
+    templates = _prompt_map(
+        {name: value for name, value in raw.items() if name in HOURS_TEMPLATES}, HOURS_TEMPLATES, path
+    )
+    unknown = set(raw) - set(HOURS_TEMPLATES) - set(HOURS_DAY_LISTS) - set(HOURS_CLOCKS) - set(HOURS_JOINERS)
+    if unknown:
+        _fail(path, f"unknown entries {sorted(unknown)}")
+    day_lists = {}
+    for name in HOURS_DAY_LISTS:
+        days = _string_list(raw, name, path)
+        if len(days) != 7:
+            _fail(path, f"{name} must name the 7 days, Monday first")
+        day_lists[name] = days
+    clocks = {}
+    for name in HOURS_CLOCKS:
+        value = raw.get(name)
+        try:
+            clocks[name] = minutes_of(str(value))
+        except HoursError:
+            _fail(path, f"{name} must be a time like 17:00, not {value!r}")
+    if not 0 < clocks["afternoon_from"] <= clocks["evening_from"] <= 24 * 60:
+        _fail(path, "afternoon_from must come before evening_from")
+    joiners = {}
+    for name in HOURS_JOINERS:
+        value = raw.get(name)
+        if not isinstance(value, str) or not value:
+            _fail(path, f"{name} must be text such as ', '")
+        joiners[name] = value
+    return HoursWords(
+        days=day_lists["days"],
+        days_plural=day_lists["days_plural"],
+        templates=MappingProxyType(templates),
+        afternoon_from=clocks["afternoon_from"],
+        evening_from=clocks["evening_from"],
+        list_separator=joiners["list_separator"],
+        list_and=joiners["list_and"],
     )
 
 

@@ -125,6 +125,18 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def as_utc(at: dt.datetime | None) -> dt.datetime:
+    """`at` (an aware datetime; now when None) in UTC: SQLite keeps no time zone, so every stored time is UTC."""
+    return (at or utcnow()).astimezone(dt.UTC)
+
+
+def from_db(at: dt.datetime | None) -> dt.datetime | None:
+    """A time read back from the database, made aware (SQLite returns naive UTC times)."""
+    if at is None:
+        return None
+    return at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets several app processes read while one writes; FULL sync makes an answered write
     # survive a crash of the process or the machine; busy_timeout waits out a short lock.
@@ -257,44 +269,105 @@ class Storage:
     # -- voice messages and call-backs ----------------------------------------------------------
 
     def open_voicemail(self, call_sid: str, phone: str, topic: str, lang: str, at: dt.datetime | None = None) -> None:
-        """A caller is about to leave a message: keep a call-back request now, so a hang-up loses nothing."""
+        """A caller is about to leave a message: keep a call-back request now, so a hang-up loses nothing.
+
+        A retry of the same request, or a second try after an empty recording, reuses the call's
+        request that has no recording yet; a caller who leaves a second message gets a second request.
+        """
         with self.engine.begin() as connection:
-            self._open_voicemail(connection, call_sid, phone, topic, lang, at or utcnow())
+            self._open_voicemail(connection, call_sid, phone, topic, lang, as_utc(at))
 
     def _open_voicemail(
         self, connection: Any, call_sid: str, phone: str, topic: str, lang: str, at: dt.datetime
     ) -> None:
-        connection.execute(
-            self._insert(callback_requests)
-            .values(
-                {
-                    "created_at": at,
-                    "channel": "voice",
-                    "kind": "voicemail",
-                    "phone": phone or None,
-                    "topic": topic,
-                    "lang": lang,
-                    "urgent": False,
-                    "note": "no_recording",
-                    "status": "open",
-                    "dedupe_key": f"voicemail:{call_sid}",
-                }
-            )
-            .on_conflict_do_nothing()
-        )
+        """`open_voicemail` inside `connection`'s transaction (also for a record from the spool)."""
+        base = f"voicemail:{call_sid}"
+        rows = connection.execute(sa.select(callback_requests.c.recording_sid).where(_voicemail_keys(call_sid))).all()
+        if any(row.recording_sid is None for row in rows):
+            return
+        values = {
+            "created_at": at,
+            "channel": "voice",
+            "kind": "voicemail",
+            "phone": phone or None,
+            "topic": topic,
+            "lang": lang,
+            "urgent": False,
+            "note": "no_recording",
+            "status": "open",
+            "dedupe_key": base if not rows else f"{base}:{len(rows) + 1}",
+        }
+        connection.execute(self._insert(callback_requests).values(**values).on_conflict_do_nothing())
 
-    def attach_recording(self, call_sid: str, recording_sid: str, url: str, seconds: int) -> bool:
-        """Add the recording to the call's voice message; True when there was a request to add it to."""
+    def attach_recording(
+        self,
+        call_sid: str,
+        recording_sid: str,
+        url: str,
+        seconds: int,
+        *,
+        phone: str = "",
+        topic: str = "",
+        lang: str = "en",
+    ) -> bool:
+        """Add a recording to the call's newest message that has none; True when it is now kept.
+
+        The same recording reported again (Record's action and its status callback, or a retry)
+        changes nothing. A recording with no request to go to (which should not happen) gets a
+        request of its own, from what is known, rather than being dropped.
+        """
+        if not recording_sid:
+            return False
         with self.engine.begin() as connection:
-            return self._attach_recording(connection, call_sid, recording_sid, url, seconds)
+            return self._attach_recording(
+                connection, call_sid, recording_sid, url, seconds, phone=phone, topic=topic, lang=lang, at=utcnow()
+            )
 
-    def _attach_recording(self, connection: Any, call_sid: str, recording_sid: str, url: str, seconds: int) -> bool:
-        result = connection.execute(
-            callback_requests.update()
-            .where(callback_requests.c.dedupe_key == f"voicemail:{call_sid}")
-            .values(recording_sid=recording_sid, recording_url=url, recording_seconds=seconds, note="")
-        )
-        return result.rowcount > 0
+    def _attach_recording(
+        self,
+        connection: Any,
+        call_sid: str,
+        recording_sid: str,
+        url: str,
+        seconds: int,
+        *,
+        phone: str,
+        topic: str,
+        lang: str,
+        at: dt.datetime,
+    ) -> bool:
+        """`attach_recording` inside `connection`'s transaction (also for a record from the spool)."""
+        values = {"recording_sid": recording_sid, "recording_url": url, "recording_seconds": seconds, "note": ""}
+        known = sa.select(callback_requests.c.id).where(callback_requests.c.recording_sid == recording_sid)
+        if connection.execute(known).first() is not None:
+            return True
+        waiting = connection.execute(
+            sa.select(callback_requests.c.id)
+            .where(_voicemail_keys(call_sid), callback_requests.c.recording_sid.is_(None))
+            .order_by(callback_requests.c.id.desc())
+        ).first()
+        if waiting is not None:
+            updated = connection.execute(
+                callback_requests.update()
+                .where(callback_requests.c.id == waiting.id, callback_requests.c.recording_sid.is_(None))
+                .values(**values)
+            )
+            if updated.rowcount:
+                return True
+        row = {
+            "created_at": at,
+            "channel": "voice",
+            "kind": "voicemail",
+            "phone": phone or None,
+            "topic": topic,
+            "lang": lang,
+            "urgent": False,
+            "status": "open",
+            "dedupe_key": f"recording:{recording_sid}",
+            **values,
+        }
+        connection.execute(self._insert(callback_requests).values(**row).on_conflict_do_nothing())
+        return True
 
     def callback_requests(self, status: str | None = "open") -> list[dict[str, Any]]:
         """Call-back requests, urgent first, newest first; all of them when `status` is None."""
@@ -307,14 +380,55 @@ class Storage:
         with self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
 
+    def callback_request(self, request_id: int) -> dict[str, Any] | None:
+        """One call-back request by id, or None."""
+        query = sa.select(callback_requests).where(callback_requests.c.id == request_id)
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        return dict(row._mapping) if row else None
+
+    def done_requests(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The call-back requests most recently marked done, newest first."""
+        query = (
+            sa.select(callback_requests)
+            .where(callback_requests.c.status == "done")
+            .order_by(callback_requests.c.done_at.desc(), callback_requests.c.id.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def mark_done(self, request_id: int, by: str, at: dt.datetime | None = None) -> bool:
+        """Staff member `by` dealt with an open request; True when this call changed it."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                callback_requests.update()
+                .where(callback_requests.c.id == request_id, callback_requests.c.status == "open")
+                .values(status="done", done_by=by[:64], done_at=as_utc(at))
+            )
+            return result.rowcount == 1
+
+    def reopen(self, request_id: int) -> bool:
+        """Put a request marked done back in the queue; True when this call changed it."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                callback_requests.update()
+                .where(callback_requests.c.id == request_id, callback_requests.c.status == "done")
+                .values(status="open", done_by=None, done_at=None)
+            )
+            return result.rowcount == 1
+
     # -- staff transfers ------------------------------------------------------------------------
 
     def accept_staff_call(self, call_sid: str) -> None:
-        """A staff member pressed 1 to take the caller on call `call_sid`."""
-        self._insert_ignoring_duplicates(staff_acceptances, {"call_sid": call_sid, "accepted_at": utcnow()})
+        """A staff member pressed 1 to take the caller; `call_sid` is the staff member's leg of the call."""
+        if call_sid:
+            self._insert_ignoring_duplicates(staff_acceptances, {"call_sid": call_sid, "accepted_at": utcnow()})
 
     def staff_accepted(self, call_sid: str) -> bool:
-        """Whether a staff member took the caller on call `call_sid`."""
+        """Whether the staff member on leg `call_sid` pressed 1 to take the caller."""
+        if not call_sid:
+            return False
         query = sa.select(staff_acceptances.c.call_sid).where(staff_acceptances.c.call_sid == call_sid)
         with self.engine.connect() as connection:
             return connection.execute(query).first() is not None
@@ -525,6 +639,53 @@ class Storage:
         with self.engine.begin() as connection:
             connection.execute(preferences.delete().where(preferences.c.phone_hash == self.phone_hash(phone)))
 
+    # -- staff accounts -------------------------------------------------------------------------
+
+    def key_hash(self, kind: str, value: str) -> str:
+        """A keyed hash of `value` (a user name, an IP address): countable, but not readable."""
+        return hmac.new(self._secret, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+
+    def create_staff_user(self, username: str, password_hash: str) -> bool:
+        """Add a staff account; False when the name is taken."""
+        values = {"username": username, "password_hash": password_hash, "created_at": utcnow()}
+        return self._insert_ignoring_duplicates(staff_users, values)
+
+    def set_staff_password(self, username: str, password_hash: str) -> bool:
+        """Change a staff member's password hash; False when there is no such account."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                staff_users.update().where(staff_users.c.username == username).values(password_hash=password_hash)
+            )
+            return result.rowcount == 1
+
+    def staff_user(self, username: str) -> dict[str, Any] | None:
+        """The staff account called `username`, or None."""
+        query = sa.select(staff_users).where(staff_users.c.username == username)
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        return dict(row._mapping) if row else None
+
+    def record_login_failure(self, key_hashes: list[str], at: dt.datetime) -> None:
+        """Note one failed sign-in against each key (user name, address); forget failures older than a day."""
+        at = as_utc(at)
+        with self.engine.begin() as connection:
+            connection.execute(login_attempts.delete().where(login_attempts.c.at < at - dt.timedelta(days=1)))
+            connection.execute(login_attempts.insert(), [{"key_hash": key, "at": at} for key in key_hashes])
+
+    def login_failures(self, key_hash: str, since: dt.datetime) -> int:
+        """Failed sign-ins against `key_hash` since `since`."""
+        query = (
+            sa.select(sa.func.count())
+            .select_from(login_attempts)
+            .where(login_attempts.c.key_hash == key_hash, login_attempts.c.at >= as_utc(since))
+        )
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def clear_login_failures(self, key_hash: str) -> None:
+        """Forget the failed sign-ins against `key_hash` (after a successful one)."""
+        with self.engine.begin() as connection:
+            connection.execute(login_attempts.delete().where(login_attempts.c.key_hash == key_hash))
 
     # -- the spool (ivr/spool.py): records kept on disk while the database was away --------------
 
@@ -561,13 +722,19 @@ class Storage:
                 )
             elif kind == "recording":
                 self._attach_recording(
-                    connection, str(record["call_sid"]), str(record["recording_sid"]), str(record["url"]),
+                    connection,
+                    str(record["call_sid"]),
+                    str(record["recording_sid"]),
+                    str(record["url"]),
                     int(record["seconds"]),
+                    phone=str(record.get("phone", "")),
+                    topic=str(record.get("topic", "")),
+                    lang=str(record.get("lang", "en")),
+                    at=at,
                 )
             else:
                 raise ValueError(f"unknown spool record kind {kind!r}")
         return True
-
 
     # -- retention (`flask --app ivr purge`, ivr/retention.py) ------------------------------------
 
@@ -619,3 +786,9 @@ def _spooled_time(record: dict[str, Any]) -> dt.datetime:
         return _aware(dt.datetime.fromisoformat(str(record["at"]))) or utcnow()
     except (KeyError, ValueError):
         return utcnow()
+
+
+def _voicemail_keys(call_sid: str) -> sa.ColumnElement[bool]:
+    """Matches the voice-message requests of call `call_sid` (voicemail:<sid>, voicemail:<sid>:2, ...)."""
+    base = f"voicemail:{call_sid}"
+    return sa.or_(callback_requests.c.dedupe_key == base, callback_requests.c.dedupe_key.startswith(f"{base}:"))

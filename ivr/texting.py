@@ -60,6 +60,15 @@ class BaseUrlHttpClient(TwilioHttpClient):
         return super().request(method, self.url_for(url), params, data, headers, auth, timeout, allow_redirects)
 
 
+#: Where Twilio's REST API lives unless TWILIO_API_BASE_URL says otherwise.
+TWILIO_API = "https://api.twilio.com"
+
+
+def twilio_api_base() -> str:
+    """The base URL of Twilio's REST API for this app: TWILIO_API_BASE_URL, or Twilio's own."""
+    return current_app.config.get("TWILIO_API_BASE_URL") or TWILIO_API
+
+
 def twilio_client() -> Client | None:
     """A REST client for the configured account, or None when the line has no Twilio credentials."""
     config = current_app.config

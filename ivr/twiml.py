@@ -206,6 +206,13 @@ class Renderer:
         return str(response)
 
     @staticmethod
+    def redirect(url: str) -> str:
+        """A TwiML document that sends the call (or this leg of it) on to `url`."""
+        response = VoiceResponse()
+        response.redirect(url, method="POST")
+        return str(response)
+
+    @staticmethod
     def hangup() -> str:
         """A TwiML document that ends the call (or this leg of it)."""
         response = VoiceResponse()

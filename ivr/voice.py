@@ -9,13 +9,15 @@ from __future__ import annotations
 import logging
 import re
 from functools import partial
+from types import MappingProxyType
 
 from flask import Blueprint, Response, current_app, request, url_for
 
 from ivr import dialog, resilience, spool, texting
+from ivr.config import E164
 from ivr.dialog import CallState, Circumstances, Event, Reply
 from ivr.security import twilio_only
-from ivr.services import now, services
+from ivr.services import now, services, staff_hours_text
 from ivr.twiml import Links, StaffDial, state_from_query, state_to_query
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,9 @@ _PHONE_NUMBER = re.compile(r"^\+[1-9]\d{7,14}$")
 #: Withheld caller IDs spelled on a keypad (ANONYMOUS, RESTRICTED, BLOCKED, UNKNOWN, UNAVAILABLE), as
 #: carriers and Twilio may send them in From: such a "number" is shared by many people, so never remembered.
 _HIDDEN_CALLER_IDS = frozenset({"+266696687", "+7378742833", "+2562533", "+8656696", "+86282452253"})
+
+#: A recording SID as stored (Twilio's are RE and 32 hex digits; anything plain and short is kept, never dropped).
+RECORDING_SID = re.compile(r"^[A-Za-z0-9]{2,64}$")
 
 
 def twiml(document: str) -> Response:
@@ -43,9 +48,30 @@ def links() -> Links:
 
 
 def _circumstances() -> Circumstances:
+    """Whether staff can be rung now, and when they are in, in each language (none without staff numbers)."""
     svc = services()
-    staff_open = bool(current_app.config["STAFF_NUMBERS"]) and svc.hours.is_open(now())
-    return Circumstances(staff_open=staff_open)
+    if not current_app.config["STAFF_NUMBERS"]:
+        return Circumstances(staff_open=False)
+    staff_hours = {code: staff_hours_text(code) for code in svc.content.languages}
+    return Circumstances(staff_open=svc.hours.is_open(now()), staff_hours=MappingProxyType(staff_hours))
+
+
+def _caller_and_line() -> tuple[str, str]:
+    """The caller's number and the line's number for this call.
+
+    A call the line did not receive (one placed through the REST API, or a <Dial> leg moved here
+    by a live-call update) has them the other way round.
+    """
+    form = request.form
+    if form.get("Direction", "inbound").startswith("outbound"):
+        return form.get("To", ""), form.get("From", "")
+    return form.get("From", ""), form.get("To", "")
+
+
+def _line_number() -> str:
+    """The number the line calls and texts from: LINE_NUMBER, else the number the caller reached."""
+    _, line = _caller_and_line()
+    return current_app.config.get("LINE_NUMBER") or (line if E164.match(line) else "")
 
 
 def _answer(state: CallState, event: Event) -> Response:
@@ -56,7 +82,7 @@ def _answer(state: CallState, event: Event) -> Response:
     reply = _perform(reply, world)
     staff = StaffDial(
         numbers=current_app.config["STAFF_NUMBERS"],
-        caller_id=request.form.get("To", ""),
+        caller_id=_line_number(),
         ring_seconds=current_app.config["STAFF_RING_SECONDS"],
     )
     document = svc.renderer.voice(reply, links(), staff, current_app.config["VOICEMAIL_MAX_SECONDS"])
@@ -67,7 +93,7 @@ def _perform(reply: Reply, world: Circumstances) -> Reply:
     """Carry out the reply's effects; feed an outcome back to the dialog where it waits for one."""
     svc = services()
     call_sid = request.form.get("CallSid", "")
-    caller = request.form.get("From", "")
+    caller, _ = _caller_and_line()
     outcome: Event | None = None
     database = resilience.guard()
     for effect in reply.effects:
@@ -79,7 +105,7 @@ def _perform(reply: Reply, world: Circumstances) -> Reply:
             _save_choices(effect, caller)
         elif isinstance(effect, dialog.SendSectionText):
             result = texting.send_section(
-                svc, to=caller, from_=request.form.get("To", ""), section=effect.section, lang=effect.lang
+                svc, to=caller, from_=_line_number(), section=effect.section, lang=effect.lang
             )
             outcome = dialog.TextOutcome(result)
     if isinstance(reply.next, dialog.AwaitOutcome):
@@ -156,13 +182,14 @@ def step() -> Response:
     form = request.form
     event: Event
     if state.node == dialog.STAFF:
-        call_sid = form.get("CallSid", "")
+        # Acceptance is kept per staff leg (DialCallSid), so a second try in the same call starts afresh.
         # Unknown with the database away: then the caller is offered a message, the safe way on.
+        staff_leg = form.get("DialCallSid", "")
         storage = services().storage
-        accepted = resilience.guard().read(partial(storage.staff_accepted, call_sid), False, "reading a transfer")
+        accepted = resilience.guard().read(partial(storage.staff_accepted, staff_leg), False, "reading a transfer")
         event = dialog.DialEnded(status=form.get("DialCallStatus", "failed"), accepted=accepted)
     elif state.node == dialog.RECORD:
-        event = dialog.Recorded(has_audio=_save_recording())
+        event = dialog.Recorded(has_audio=_save_recording(state))
     else:
         event = dialog.Heard(digits=form.get("Digits", ""), speech=form.get("SpeechResult", ""))
     return _answer(state, event)
@@ -171,28 +198,42 @@ def step() -> Response:
 @bp.post("/section/<name>")
 @twilio_only
 def section_entry(name: str) -> Response:
-    """A staff member transferred the caller straight to a section."""
-    lang = request.args.get("l", services().content.default_language)
-    return _answer(CallState(lang=lang), dialog.TransferredIn(name))
+    """A staff member transferred the caller straight to a section (`?l=es` to land in Spanish)."""
+    content = services().content
+    lang = request.args.get("l", content.default_language)
+    return _answer(CallState(lang=lang), dialog.TransferredIn(name.strip().lower()))
+
+
+#: How many times a staff member may press a wrong key on the whisper before the leg is hung up.
+WHISPER_RETRIES = 1
 
 
 @bp.post("/whisper")
 @twilio_only
 def whisper() -> Response:
     """Heard by the staff member who answers: who is calling, and press 1 to take the call."""
-    text = dialog.whisper_text(services().content, request.args.get("topic", ""))
-    return twiml(services().renderer.whisper(text, url_for("voice.whisper_answer")))
+    topic = request.args.get("topic", "")[:32]
+    tries = _small_number(request.args.get("t", "0"))
+    text = dialog.whisper_text(services().content, topic)
+    answer_url = url_for("voice.whisper_answer", topic=topic or None, t=tries)
+    return twiml(services().renderer.whisper(text, answer_url))
 
 
 @bp.post("/whisper/answer")
 @twilio_only
 def whisper_answer() -> Response:
-    """The staff member pressed a key: 1 connects the caller, anything else hangs up this leg."""
+    """The staff member pressed a key: 1 connects the caller; another key hears the whisper again, once."""
     if request.form.get("Digits") == "1":
-        storage, parent = services().storage, request.form.get("ParentCallSid", "")
+        # CallSid here is the staff member's leg: the Dial action reports it back as DialCallSid.
         # Connected either way: a staff member who pressed 1 must reach the caller.
-        resilience.guard().try_write(partial(storage.accept_staff_call, parent), "noting a transfer")
+        storage, staff_leg = services().storage, request.form.get("CallSid", "")
+        resilience.guard().try_write(partial(storage.accept_staff_call, staff_leg), "noting a transfer")
         return twiml(services().renderer.empty())
+    tries = _small_number(request.args.get("t", "0"))
+    if tries < WHISPER_RETRIES:
+        topic = request.args.get("topic", "")[:32]
+        again = url_for("voice.whisper", topic=topic or None, t=tries + 1)
+        return twiml(services().renderer.redirect(again))
     return twiml(services().renderer.hangup())
 
 
@@ -200,23 +241,34 @@ def whisper_answer() -> Response:
 @twilio_only
 def recording_status() -> Response:
     """Twilio's word that a voice message's recording is ready (or absent)."""
-    _save_recording()
+    state = dialog.sanitize(services().content, state_from_query(request.args))
+    if request.form.get("RecordingStatus", "completed") == "completed":
+        _save_recording(state)
     return twiml(services().renderer.empty())
 
 
-def _save_recording() -> bool:
+def _small_number(text: str) -> int:
+    return int(text) if text.isdigit() and len(text) <= 2 else 0
+
+
+def _save_recording(state: CallState) -> bool:
     """Attach the recording in this request to the caller's message; True when it holds sound."""
     form = request.form
     url = form.get("RecordingUrl", "")
     seconds_text = form.get("RecordingDuration", "0")
     seconds = int(seconds_text) if seconds_text.isdigit() else 0
-    if url and seconds > 0:
-        storage = services().storage
-        call_sid, recording_sid = form.get("CallSid", ""), form.get("RecordingSid", "")
-        record = spool.new_record(
-            spool.RECORDING, now(), call_sid=call_sid, recording_sid=recording_sid, url=url, seconds=seconds
-        )
-        live = partial(storage.attach_recording, call_sid, recording_sid, url, seconds)
-        resilience.guard().keep(record, live, "keeping a recording")
-        return True
-    return False
+    if not url or seconds <= 0:
+        return False
+    # Record's action may not name the recording; its URL always ends with the recording's SID.
+    recording_sid = form.get("RecordingSid", "") or url.rstrip("/").rsplit("/", 1)[-1]
+    if not RECORDING_SID.match(recording_sid):
+        return False
+    caller, _ = _caller_and_line()
+    call_sid = form.get("CallSid", "")
+    details = {"phone": caller, "topic": state.section, "lang": state.lang}
+    record = spool.new_record(
+        spool.RECORDING, now(), call_sid=call_sid, recording_sid=recording_sid, url=url, seconds=seconds, **details
+    )
+    live = partial(services().storage.attach_recording, call_sid, recording_sid, url, seconds, **details)
+    resilience.guard().keep(record, live, "keeping a recording")
+    return True
