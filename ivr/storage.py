@@ -266,6 +266,34 @@ class Storage:
         """True the first time `key` (e.g. a Twilio MessageSid) is seen; False on every retry."""
         return self._insert_ignoring_duplicates(processed_events, {"key": key[:96], "created_at": utcnow()})
 
+    def _claim(self, connection: Any, key: str, at: dt.datetime) -> bool:
+        """Note `key` at `at`; False when it was noted before (a retry)."""
+        statement = (
+            self._insert(processed_events)
+            .values(key=key[:96], created_at=at)
+            .on_conflict_do_nothing()
+            .execution_options(preserve_rowcount=True)
+        )
+        return connection.execute(statement).rowcount == 1
+
+    def claim_step(self, key: str, at: dt.datetime | None = None) -> str | None:
+        """Claim one step of a call (`key`: from Twilio's idempotency token, see ivr/voice.py `step_key`):
+        None when this request is the first, else the outcome noted for the earlier one ("" if none yet)."""
+        with self.engine.begin() as connection:
+            if self._claim(connection, key, as_utc(at)):
+                return None
+            row = connection.execute(
+                sa.select(processed_events.c.outcome).where(processed_events.c.key == key[:96])
+            ).first()
+            return (row.outcome or "") if row else ""
+
+    def settle_step(self, key: str, outcome: str) -> None:
+        """Note what a claimed step came to, for a retry of it to give the same answer."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                processed_events.update().where(processed_events.c.key == key[:96]).values(outcome=outcome[:64])
+            )
+
     # -- voice messages and call-backs ----------------------------------------------------------
 
     def open_voicemail(self, call_sid: str, phone: str, topic: str, lang: str, at: dt.datetime | None = None) -> None:
@@ -444,8 +472,13 @@ class Storage:
 
     # -- usage ----------------------------------------------------------------------------------
 
-    def count_use(self, channel: str, section: str, day: dt.date | None = None) -> None:
-        """Add one to the number of times `section` was heard or texted today; no phone number kept."""
+    def count_use(
+        self, channel: str, section: str, day: dt.date | None = None, once_key: str = "", at: dt.datetime | None = None
+    ) -> None:
+        """Add one to the number of times `section` was heard or texted today; no phone number kept.
+
+        With `once_key` (a call step, see `claim_step`) a retried request is not counted again.
+        """
         day = day or utcnow().date()
         values = {"day": day, "channel": channel, "section": section, "count": 1}
         statement = self._insert(usage_daily).values(**values).on_conflict_do_update(
@@ -453,6 +486,8 @@ class Storage:
         )
         try:
             with self.engine.begin() as connection:
+                if once_key and not self._claim(connection, once_key, as_utc(at)):
+                    return
                 connection.execute(statement)
         except sa.exc.SQLAlchemyError as error:
             # Counting is for the staff usage panel; a caller must still hear the section.

@@ -98,21 +98,57 @@ def _perform(reply: Reply, world: Circumstances) -> Reply:
     database = resilience.guard()
     for effect in reply.effects:
         if isinstance(effect, dialog.CountSectionPlay):
-            database.try_write(partial(svc.storage.count_use, "voice", effect.section), "counting a use")
+            count = partial(svc.storage.count_use, "voice", effect.section, once_key=step_key("count"), at=now())
+            database.try_write(count, "counting a use")
         elif isinstance(effect, dialog.OpenVoicemail):
             _keep_voicemail(effect, call_sid, caller)
         elif isinstance(effect, dialog.RememberChoices | dialog.ForgetChoices):
             _save_choices(effect, caller)
         elif isinstance(effect, dialog.SendSectionText):
-            result = texting.send_section(
-                svc, to=caller, from_=_line_number(), section=effect.section, lang=effect.lang
-            )
-            outcome = dialog.TextOutcome(result)
+            outcome = dialog.TextOutcome(_send_once(effect, caller))
     if isinstance(reply.next, dialog.AwaitOutcome):
         if outcome is None:  # pragma: no cover - every waiting reply carries the effect that answers it
             outcome = dialog.TextOutcome("failed")
         return _perform(dialog.step(svc.content, reply.next.state, outcome, world), world)
     return reply
+
+
+#: Twilio sends this header with every webhook request, the same value again when it retries one.
+IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
+
+
+def step_key(purpose: str) -> str:
+    """This request's identity, the same for Twilio's retry of it ("" when Twilio sent no token), so
+    a retried key press texts nothing twice and counts nothing twice. Without the token a repeat
+    cannot be told from a caller pressing the same key again, which must work: nothing is deduplicated."""
+    token = request.headers.get(IDEMPOTENCY_HEADER, "")
+    if not token:
+        return ""
+    call_sid = request.form.get("CallSid", "")
+    return f"step:{purpose}:" + services().storage.key_hash("step", f"{call_sid}\x1f{token}")[:40]
+
+
+#: A step already answered, by what it came to ("": still sending); a failed one may be tried again.
+_ANSWERED: dict[str, texting.SendResult] = {
+    "": "sent",
+    "sent": "sent",
+    "opted_out": "opted_out",
+    "no_number": "no_number",
+}
+
+
+def _send_once(effect: dialog.SendSectionText, caller: str) -> texting.SendResult:
+    """Text the section, unless this very request was already answered (Twilio retried it): then its answer."""
+    svc = services()
+    database = resilience.guard()
+    key = step_key("text")
+    earlier = database.read(partial(svc.storage.claim_step, key, now()), None, "noting a call step") if key else None
+    if earlier is not None and earlier in _ANSWERED:
+        return _ANSWERED[earlier]
+    result = texting.send_section(svc, to=caller, from_=_line_number(), section=effect.section, lang=effect.lang)
+    if key:
+        database.try_write(partial(svc.storage.settle_step, key, result), "noting a call step")
+    return result
 
 
 def _keep_voicemail(effect: dialog.OpenVoicemail, call_sid: str, caller: str) -> None:
