@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from pathlib import Path
 
 from flask import Blueprint, Flask, Response, request, url_for
 from twilio.twiml.voice_response import VoiceResponse
@@ -76,14 +77,25 @@ CONNECT_ON_ERROR = frozenset({"voice.whisper", "voice.whisper_answer", "voice.re
 def where(error: BaseException) -> str:
     """File, line and function where `error` was raised: enough to find it, with no data in it.
 
-    Exception messages are left out on purpose: a database error's message can quote the row
-    it failed to write, phone number included.
+    The innermost place in the line's own code, and the innermost place of all when that is elsewhere
+    (a library). Exception messages are left out on purpose: a database error's message can quote
+    the row it failed to write, phone number included.
     """
     frames = traceback.extract_tb(error.__traceback__)
     if not frames:
         return "unknown place"
-    last = frames[-1]
-    return f"{last.filename.rsplit('/', 2)[-1]}:{last.lineno} in {last.name}"
+
+    def place(frame: traceback.FrameSummary) -> str:
+        return f"{frame.filename.rsplit('/', 2)[-1]}:{frame.lineno} in {frame.name}"
+
+    ours = [frame for frame in frames if f"{PACKAGE_DIR}/" in frame.filename]
+    if ours and ours[-1] is not frames[-1]:
+        return f"{place(ours[-1])} (raised in {place(frames[-1])})"
+    return place(frames[-1])
+
+
+#: Frames in this folder are the line's own code.
+PACKAGE_DIR = str(Path(__file__).resolve().parent)
 
 
 def init_app(app: Flask) -> None:

@@ -153,17 +153,19 @@ class DatabaseGuard:
             return False
         return True
 
-    def keep(self, record: dict[str, Any], live: Callable[[], T] | None, doing: str) -> T | None:
+    def keep(self, record: dict[str, Any] | None, live: Callable[[], T] | None, doing: str) -> T | None:
         """Store what must never be lost: `live()` writes it to the database (its answer is returned);
         when the database is down or fails, `record` goes to the spool instead (None is returned).
-        With `live` None, straight to the spool (the fallback URLs never touch the database)."""
+        With `live` None, straight to the spool (the fallback URLs never touch the database); with
+        `record` None there is nothing the line must keep, only what it would like to."""
         if live is not None and not self.is_down():
             try:
                 return live()
             except sa.exc.SQLAlchemyError as error:
                 self.failed(error, doing)
-        # An OSError here (disk full, read-only) propagates: the caller hears an apology, never "saved".
-        self.spool.append(record)
+        if record is not None:
+            # An OSError here (disk full, read-only) propagates: the caller hears an apology, never "saved".
+            self.spool.append(record)
         return None
 
 

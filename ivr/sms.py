@@ -14,7 +14,6 @@ database at all.
 from __future__ import annotations
 
 import logging
-import traceback
 from dataclasses import replace
 from functools import partial
 
@@ -116,15 +115,18 @@ def _store_turn(
 ) -> str | None:
     """Store one text's changes once per `event_key` (see Storage.record_text_turn): in the database,
     or in the spool while it is away (or always, for the fallback URL)."""
-    record = spool.new_record(
-        spool.TEXT_TURN,
-        now(),
-        event_key=event_key,
-        phone_hash=svc.storage.phone_hash(phone),
-        phone=phone if changes.callback else "",  # the number in the clear only where staff need it
-        outcome=token,
-        changes=changes.to_json(),
-    )
+    record = None
+    if changes.opted_out is not None or changes.callback is not None or changes.session is not None:
+        # A text that changes nothing needs no record (a retry meanwhile finds its answer in the spool's view).
+        record = spool.new_record(
+            spool.TEXT_TURN,
+            now(),
+            event_key=event_key,
+            phone_hash=svc.storage.phone_hash(phone),
+            phone=phone if changes.callback else "",  # the number in the clear only where staff need it
+            outcome=token,
+            changes=changes.to_json(),
+        )
     live = partial(svc.storage.record_text_turn, event_key, phone, token, changes) if use_database else None
     return resilience.guard().keep(record, live, "storing a text")
 
@@ -152,9 +154,9 @@ def unexpected_error(error: Exception) -> Response | HTTPException:
     quote a number."""
     if isinstance(error, HTTPException):
         return error  # 403 for a bad signature, 405, ...
-    frames = traceback.extract_tb(error.__traceback__)
-    place = f"{frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else "unknown place"
-    log.error("Unexpected %s while answering a text, at %s", type(error).__name__, place)
+    from ivr.errors import where  # ivr.errors imports the voice blueprint, which needs this module's peers
+
+    log.error("Unexpected %s while answering a text, at %s", type(error).__name__, where(error))
     try:
         return _xml(twiml.messages(_apology()))
     except Exception as second:

@@ -128,14 +128,14 @@ class Spool:
         """Whether anything waits (one stat call: cheap enough for every request)."""
         try:
             return self.path.stat().st_size > 0
-        except FileNotFoundError:
+        except OSError:  # no file (nothing waits), or no usable folder (nothing could be spooled)
             return False
 
     def records(self) -> list[dict[str, Any]]:
         """Every complete record, oldest first (a line cut short by a crash was never confirmed: skipped)."""
         try:
             raw = self.path.read_bytes()
-        except FileNotFoundError:
+        except OSError:
             return []
         found = []
         for number, line in enumerate(raw.splitlines(), start=1):
@@ -154,8 +154,8 @@ class Spool:
         """Opt-outs and answers still only in the spool (re-read only when the file changed)."""
         try:
             stat = self.path.stat()
-            signature = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
-        except FileNotFoundError:
+            signature: tuple[int, int, int] | None = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        except OSError:
             signature = None
         if signature != self._signature:
             fresh = Pending()

@@ -1,0 +1,79 @@
+"""Database faults for tests: take a running app's real database away, and bring it back.
+
+SQLite: the file (with its -wal and -shm companions) is moved aside and a folder put in its place,
+so opening it fails ("unable to open database file"); the app's pooled connections are closed
+first, as a database restart closes them. PostgreSQL: the database stops accepting connections
+(ALTER DATABASE ... ALLOW_CONNECTIONS false) and every session on it is terminated on the server.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+from flask import Flask
+from sqlalchemy.engine import make_url
+
+from ivr.storage import Storage
+
+
+def close_pools(storage: Storage) -> None:
+    """Close every pooled connection of `storage` (its engines reopen them on the next use)."""
+    for value in vars(storage).values():
+        if isinstance(value, sa.engine.Engine):
+            value.dispose()
+
+
+@dataclass
+class Outage:
+    """Switch an app's database off (`begin`) and on again (`end`)."""
+
+    app: Flask
+    admin_url: str = ""  # PostgreSQL: a URL with the right to alter the database
+    _moved: list[tuple[Path, Path]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.app.config["DATABASE_URL"]
+
+    def begin(self) -> None:
+        """The database is gone: every use from now on fails."""
+        storage: Storage = self.app.extensions["careline"].storage
+        if self.url.startswith("sqlite"):
+            close_pools(storage)
+            path = Path(self.url.split("///", 1)[1])
+            aside = path.parent / "moved-aside"
+            aside.mkdir(exist_ok=True)
+            for companion in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                if companion.exists():
+                    target = aside / companion.name
+                    shutil.move(companion, target)
+                    self._moved.append((target, companion))
+            path.mkdir()
+            return
+        name = make_url(self.url).database
+        admin = sa.create_engine(self.admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+            connection.execute(
+                sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"),
+                {"name": name},
+            )
+        admin.dispose()
+
+    def end(self) -> None:
+        """The database is back, with everything it held before."""
+        if self.url.startswith("sqlite"):
+            path = Path(self.url.split("///", 1)[1])
+            path.rmdir()
+            for target, original in self._moved:
+                shutil.move(target, original)
+            self._moved.clear()
+            return
+        name = make_url(self.url).database
+        admin = sa.create_engine(self.admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+        admin.dispose()
