@@ -81,6 +81,9 @@ def twilio_only(view: F) -> F:
 
     @functools.wraps(view)
     def guarded(*args: Any, **kwargs: Any) -> Any:
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        if limit and (request.content_length or 0) > limit:
+            abort(413)  # before the signature check reads the body
         if not request_is_from_twilio(request):
             abort(403)
         if not is_form(request):
