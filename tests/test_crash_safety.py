@@ -1,0 +1,174 @@
+"""A real server process, killed with SIGKILL in the middle of a stream of requests, loses nothing it answered.
+
+`python -m ivr` (tests/line_server.py) serves a stream of call-back requests (texts saying CALL),
+opt-outs (STOP) and voice messages from several threads at once. Part way through, another process
+locks the SQLite database (as a backup tool or a stuck process would), so the line keeps what it must
+in its spool instead; then the server is killed with SIGKILL while requests are in flight. After a
+restart (which moves the spool into the database), every request that got an answer is in the
+database, exactly once. SQLite runs with synchronous=FULL, so what was committed is on disk.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+import threading
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+from ivr.storage import Storage
+from tests.line_server import LineServer
+from tests.support import LINE_NUMBER, sign
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "crash-test-token"
+RECORDING_URL = "https://api.twilio.com/2010-04-01/Accounts/AC0/Recordings/"
+
+
+@dataclass
+class Answered:
+    """What the server confirmed, by kind, from all threads."""
+
+    callbacks: list[str] = field(default_factory=list)  # MessageSids of CALL texts
+    stops: list[str] = field(default_factory=list)  # numbers that texted STOP
+    messages: list[str] = field(default_factory=list)  # CallSids whose caller reached the beep
+    recordings: list[tuple[str, str]] = field(default_factory=list)  # (CallSid, RecordingSid) heard "saved"
+    errors: list[str] = field(default_factory=list)  # answers that were wrong (not a killed server)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def total(self) -> int:
+        with self.lock:
+            return len(self.callbacks) + len(self.stops) + len(self.messages) + len(self.recordings)
+
+
+class Twilio:
+    """Sends what Twilio would, signed, to one server."""
+
+    def __init__(self, server: LineServer) -> None:
+        self.server = server
+        self.session = requests.Session()
+
+    def post(self, path: str, params: dict[str, str]) -> ET.Element:
+        url = self.server.url + path
+        headers = {"X-Twilio-Signature": sign(url, params, TOKEN)}
+        response = self.session.post(url, data=params, headers=headers, timeout=30)
+        assert response.status_code == 200, (path, response.status_code)
+        return ET.fromstring(response.content)
+
+
+def action(root: ET.Element) -> str:
+    for node in root:
+        if "action" in node.attrib:
+            return node.attrib["action"]
+    raise AssertionError("no action to follow")
+
+
+def client_thread(server: LineServer, answered: Answered, numbers: itertools.count, stop: threading.Event) -> None:
+    """One stream of requests: a CALL text, a STOP text, a voice message, again and again."""
+    twilio = Twilio(server)
+    try:
+        while not stop.is_set():
+            n = next(numbers)
+            caller = f"+1555{n:07d}"
+            sid = f"SM{n:032x}"
+            kind = n % 3
+            if kind == 0:
+                root = twilio.post("/sms", {"From": caller, "To": LINE_NUMBER, "Body": "CALL", "MessageSid": sid})
+                assert root.find("Message") is not None
+                with answered.lock:
+                    answered.callbacks.append(sid)
+            elif kind == 1:
+                twilio.post("/sms", {"From": caller, "To": LINE_NUMBER, "Body": "STOP", "MessageSid": sid})
+                with answered.lock:
+                    answered.stops.append(caller)
+            else:
+                call = {"CallSid": f"CA{n:032x}", "From": caller, "To": LINE_NUMBER}
+                root = twilio.post("/voice", call)
+                root = twilio.post(action(root), {**call, "Digits": "0"})  # no staff numbers: the message offer
+                root = twilio.post(action(root), {**call, "Digits": "1"})
+                assert root.find("Record") is not None
+                with answered.lock:
+                    answered.messages.append(call["CallSid"])
+                recording = f"RE{n:032x}"
+                params = {**call, "RecordingSid": recording, "RecordingUrl": RECORDING_URL + recording}
+                twilio.post(action(root), {**params, "RecordingDuration": "9", "Digits": "#"})
+                with answered.lock:
+                    answered.recordings.append((call["CallSid"], recording))
+    except (requests.RequestException, OSError):
+        return  # the server was killed
+    except AssertionError as error:
+        with answered.lock:
+            answered.errors.append(repr(error))
+
+
+def run_until(server: LineServer, answered: Answered, numbers: itertools.count, target: int) -> list[threading.Thread]:
+    """Start four streams; return once `target` requests in all were answered (the streams go on)."""
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=client_thread, args=(server, answered, numbers, stop), daemon=True) for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 120
+    while answered.total() < target:
+        assert time.monotonic() < deadline, f"only {answered.total()} answers:\n{server.log()}"
+        assert any(thread.is_alive() for thread in threads), server.log()
+        time.sleep(0.02)
+    return threads
+
+
+def test_every_answered_request_survives_sigkill_even_with_the_database_locked(tmp_path: Path) -> None:
+    settings = {
+        "TWILIO_AUTH_TOKEN": TOKEN,
+        "SPOOL_DIR": str(tmp_path / "spool"),
+        "DATABASE_RETRY_SECONDS": "300",  # once locked out, the killed server spools to the end
+    }
+    server = LineServer(tmp_path / "line", dict(settings)).start()
+    database_file = server.settings["DATABASE_URL"].split("///", 1)[1]
+    answered = Answered()
+    numbers = itertools.count(1)
+
+    threads = run_until(server, answered, numbers, target=40)
+    locker = sqlite3.connect(database_file, timeout=30, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")  # every write now waits 5 s (busy_timeout), then fails
+    before_lock = answered.total()
+    run_until(server, answered, numbers, target=before_lock + 40)
+    server.process.kill()  # SIGKILL, with requests in flight
+    server.process.wait(timeout=10)
+    for thread in threads:
+        thread.join(timeout=30)
+    locker.execute("ROLLBACK")
+    locker.close()
+    assert (tmp_path / "spool").is_dir() and any((tmp_path / "spool").iterdir()), "the lock sent records to the spool"
+
+    restarted = LineServer(tmp_path / "line", dict(settings)).start()  # moves the spool in at start
+    try:
+        storage = Storage(server.settings["DATABASE_URL"], server.settings["SECRET_KEY"])
+        with storage.engine.connect() as connection:
+            rows = connection.execute(sa.text("SELECT * FROM callback_requests"))
+            requests_rows = [dict(row._mapping) for row in rows]
+            opt_outs = {row.phone_hash: row.opted_out for row in connection.execute(sa.text("SELECT * FROM opt_outs"))}
+        by_key = {}
+        for row in requests_rows:
+            assert row["dedupe_key"] not in by_key, f"{row['dedupe_key']} twice"
+            by_key[row["dedupe_key"]] = row
+        for message_sid in answered.callbacks:
+            assert f"sms:{message_sid}" in by_key, message_sid
+        for number in answered.stops:
+            assert opt_outs.get(storage.phone_hash(number)), number
+        for call_sid in answered.messages:
+            assert f"voicemail:{call_sid}" in by_key, call_sid
+        for call_sid, recording in answered.recordings:
+            assert by_key[f"voicemail:{call_sid}"]["recording_sid"] == recording, call_sid
+        assert not any((tmp_path / "spool").glob("*.jsonl")), "the spool was emptied into the database"
+        assert answered.total() >= 80 and answered.errors == []
+        storage.engine.dispose()
+    finally:
+        restarted.stop()
