@@ -36,6 +36,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.update(parse_settings(test_config))
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    quiet_chatty_loggers()
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
     if not app.config["SECRET_KEY"]:
@@ -83,6 +84,20 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if local_mode(app.config):
         log.warning("Local mode: no TWILIO_AUTH_TOKEN, so only requests from this machine are answered.")
     return app
+
+
+#: Loggers that print what passes through them at DEBUG: SQLAlchemy the rows it reads (phone numbers
+#: in call-back requests), urllib3 every URL it fetches (a recording's). Unless the operator set their
+#: level, they stay above DEBUG, so even a root logger at DEBUG logs no personal data.
+CHATTY_LOGGERS = {"sqlalchemy.engine": logging.WARNING, "sqlalchemy.pool": logging.WARNING, "urllib3": logging.INFO}
+
+
+def quiet_chatty_loggers() -> None:
+    """Keep the libraries that would log personal data at DEBUG from doing so (see CHATTY_LOGGERS)."""
+    for name, level in CHATTY_LOGGERS.items():
+        chatty = logging.getLogger(name)
+        if chatty.level == logging.NOTSET:
+            chatty.setLevel(level)
 
 
 def _local_secret(instance: Path) -> str:

@@ -1,0 +1,141 @@
+"""No secrets or personal data in the logs, even at DEBUG, even when things go wrong.
+
+A whole conversation through a real HTTP server (werkzeug's, in this process, so every logger is
+captured at DEBUG: the line's, werkzeug's access log, SQLAlchemy's, the twilio client's, urllib3's):
+a call that hears a section, says something the line does not understand, asks for it by text (the
+real twilio client, to a stand-in for Twilio's API) and leaves a voice message; texts with private
+words, a call-back request, STOP and START; the database lost and back (spooled records); staff
+signing in, listening to the message and marking it done. Then every captured line is searched for
+the phone numbers, the words said and texted, the recording, and the secrets.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import requests
+
+from ivr import create_app
+from tests.conftest import app_config
+from tests.faults import Outage
+from tests.staff_support import (
+    ACCOUNT_SID,
+    STAFF_PASSWORD,
+    StaffCall,
+    create_staff,
+    csrf_token,
+    live_server,
+    recording_sid,
+    recording_url,
+    sign_in,
+    twilio_standin,
+)
+from tests.support import AUTH_TOKEN, CALLER, Phone
+
+pytestmark = pytest.mark.slow
+
+SECRET_KEY = "a-secret-key-that-must-never-be-logged"
+SPOKEN = "giraffe lantern question"
+TEXTED = "zebra umbrella worry about my scan"
+
+
+class HttpClient:
+    """Enough of Flask's test client for tests/support's Call and Phone, over real HTTP to `base`.
+
+    Requests are signed for the line's public URL (PUBLIC_BASE_URL), as Twilio would sign them."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.session = requests.Session()
+
+    def post(self, path: str, data: Any = None, headers: dict[str, str] | None = None) -> SimpleNamespace:
+        response = self.session.post(self.base + path, data=data, headers=headers, allow_redirects=False, timeout=30)
+        mimetype = response.headers.get("Content-Type", "").split(";")[0]
+        return SimpleNamespace(status_code=response.status_code, data=response.content, mimetype=mimetype)
+
+
+def variants(number: str) -> list[str]:
+    """A phone number as it might be written: +15551230001, 15551230001, 5551230001, 555-123-0001, (555) 123-0001."""
+    digits = number.lstrip("+")
+    local = digits[-10:]
+    return [number, digits, local, f"{local[:3]}-{local[3:6]}-{local[6:]}", f"({local[:3]}) {local[3:6]}-{local[6:]}"]
+
+
+def test_a_whole_conversation_logs_nothing_personal_or_secret(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with twilio_standin(ACCOUNT_SID, AUTH_TOKEN) as standin:
+        app = create_app(
+            app_config(
+                tmp_path,
+                SECRET_KEY=SECRET_KEY,
+                TWILIO_ACCOUNT_SID=ACCOUNT_SID,
+                TWILIO_API_BASE_URL=standin.base_url,
+                LINE_NUMBER="+15559870000",
+                DATABASE_RETRY_SECONDS=1,
+            )
+        )
+        create_staff(app)
+        with live_server(app) as base:
+            client = HttpClient(base)
+            call = StaffCall(client)  # type: ignore[arg-type]
+            call.start()
+            call.press("5")
+            call.say(SPOKEN)
+            call.press("2")
+            assert standin.messages, "the section went out by text"
+            call.press("0")
+            call.press("1")
+            record = call.last.find("Record") if call.last is not None else None
+            assert record is not None
+            call.record_ends(record.attrib["action"], 3, seconds=20)
+            call.recording_status(record.attrib["recordingStatusCallback"], 3, seconds=20)
+
+            phone = Phone(client)  # type: ignore[arg-type]
+            for body in ("hospice", TEXTED, "MORE", "please call me", "STOP", TEXTED, "START"):
+                phone.text(body)
+
+            outage = Outage(app)
+            outage.begin()
+            phone.text(f"call me {TEXTED}")
+            phone.text("STOP")
+            outage.end()
+            time.sleep(1.1)
+            phone.text("START")  # the spool goes into the database first
+
+            # Staff (through Flask's client: the session cookie is Secure outside local mode, this server is http).
+            staff = app.test_client()
+            assert sign_in(staff).status_code == 303
+            queue = staff.get("/staff").get_data(as_text=True)
+            assert CALLER[2:5] in queue  # staff see the number; the logs must not
+            ids = sorted(set(re.findall(r"/staff/requests/(\d+)/", queue)))
+            assert ids
+            assert staff.get(f"/staff/requests/{ids[0]}/recording").status_code == 200
+            done = staff.post(f"/staff/requests/{ids[0]}/done", data={"csrf_token": csrf_token(queue)})
+            assert done.status_code == 303
+
+    records = caplog.records
+    logged = "\n".join(
+        f"{record.name} {record.levelname} {record.getMessage()} {record.exc_text or ''}" for record in records
+    )
+    assert "werkzeug" in {record.name for record in records}, "the access log was captured"
+    forbidden = [
+        *variants(CALLER),
+        *SPOKEN.split(),
+        *TEXTED.split(),
+        recording_sid(3),
+        recording_url(3),
+        AUTH_TOKEN,
+        SECRET_KEY,
+        STAFF_PASSWORD,
+        "please call me",
+    ]
+    for secret in forbidden:
+        assert secret not in logged, f"{secret!r} was logged"
