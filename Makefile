@@ -44,3 +44,8 @@ call: $(READY)
 
 text: $(READY)
 	$(PY) -m ivr.phone text $(ARGS)
+
+# Known vulnerabilities in every pinned package (pip-audit over requirements.txt); .ci/run runs it too.
+.PHONY: audit
+audit: $(READY)
+	$(PY) .ci/audit.py
