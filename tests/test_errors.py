@@ -49,3 +49,31 @@ def test_the_fallback_url_apologises_and_reads_the_menu(call: Call) -> None:
 def test_http_errors_stay_http_errors(client: FlaskClient) -> None:
     assert client.post("/voice").status_code == 403
     assert client.get("/nowhere").status_code == 404
+
+
+# -- the text line (ivr/sms.py) -------------------------------------------------------------------------
+
+
+def test_an_unexpected_error_on_a_text_gets_a_short_apology_with_the_staff_number(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.support import Phone
+
+    storage = app.extensions["careline"].storage
+
+    def broken(phone: str) -> None:
+        raise RuntimeError(f"something broke for {phone}")
+
+    storage.set_opt_out("+15551230009", True)
+    monkeypatch.setattr(storage, "text_session", broken)
+    (apology,) = Phone(app.test_client()).text("hospice")
+    assert apology == app.extensions["careline"].content.language("en").text("error_apology", phone="555-987-0000")
+    assert "RuntimeError" in caplog.text and "sms.py" in caplog.text
+    assert CALLER not in caplog.text and "something broke" not in caplog.text
+    (spanish,) = Phone(app.test_client()).text("AYUDA")
+    assert spanish.startswith("CareLine: Perdone")
+    assert Phone(app.test_client(), number="+15551230009").text("hospice") == [], "no apology after STOP"
+    # A STOP that meets the error is still kept (and Twilio confirms it, so no text of ours).
+    assert Phone(app.test_client()).text("STOP") == []
+    monkeypatch.undo()
+    assert storage.is_opted_out(CALLER)
