@@ -77,3 +77,14 @@ def test_an_unexpected_error_on_a_text_gets_a_short_apology_with_the_staff_numbe
     assert Phone(app.test_client()).text("STOP") == []
     monkeypatch.undo()
     assert storage.is_opted_out(CALLER)
+
+
+def test_an_error_on_the_staff_members_leg_connects_them_rather_than_playing_the_menu(
+    call: Call, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> str:
+        raise ValueError("boom")
+
+    monkeypatch.setattr(dialog, "whisper_text", broken)
+    root = call.client_post("/voice/whisper?topic=hospice", CallSid="CA" + "2" * 32, Direction="outbound-dial")
+    assert list(root) == [], "an empty answer: Twilio connects the staff member to the caller"
