@@ -222,8 +222,9 @@ class Storage:
                     log.error("Cannot create the database folder: %s", type(error).__name__)
         else:
             options.update(pool_size=5, max_overflow=5, pool_timeout=3)
-            # A database host that does not answer must not hold a caller past Twilio's 15 s.
-            options["connect_args"] = {"connect_timeout": 5}
+            # A database host that does not answer, or a row locked by someone else, must not hold a caller
+            # past Twilio's 15 s: after 5 s the line answers without the database (ivr/resilience.py).
+            options["connect_args"] = {"connect_timeout": 5, "options": "-c lock_timeout=5000"}
         self.engine: Engine = sa.create_engine(database_url, **options)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
