@@ -573,6 +573,7 @@ class Storage:
                 self._insert(processed_events)
                 .values(key=event_key[:96], created_at=at, outcome=outcome[:64])
                 .on_conflict_do_nothing()
+                .execution_options(preserve_rowcount=True)
             )
             if connection.execute(statement).rowcount != 1:
                 query = sa.select(processed_events.c.outcome).where(processed_events.c.key == event_key[:96])
@@ -732,9 +733,14 @@ class Storage:
         replaying the spool (after a crash mid-drain, or by two processes at once) changes nothing more.
         """
         at = _spooled_time(record)
-        marker = self._insert(processed_events).values(key=f"spool:{record['id']}"[:96], created_at=at)
+        marker = (
+            self._insert(processed_events)
+            .values(key=f"spool:{record['id']}"[:96], created_at=at)
+            .on_conflict_do_nothing()
+            .execution_options(preserve_rowcount=True)  # psycopg closes the cursor before rowcount is read
+        )
         with self.engine.begin() as connection:
-            if connection.execute(marker.on_conflict_do_nothing()).rowcount != 1:
+            if connection.execute(marker).rowcount != 1:
                 return False
             kind = record["kind"]
             if kind == "text_turn":
