@@ -21,6 +21,7 @@ from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from ivr import gsm, resilience, spool, textline, twiml
+from ivr.errors import where
 from ivr.hours import describe_hours
 from ivr.security import request_is_from_twilio, twilio_only
 from ivr.services import Services, now, services
@@ -154,8 +155,6 @@ def unexpected_error(error: Exception) -> Response | HTTPException:
     quote a number."""
     if isinstance(error, HTTPException):
         return error  # 403 for a bad signature, 405, ...
-    from ivr.errors import where  # ivr.errors imports the voice blueprint, which needs this module's peers
-
     log.error("Unexpected %s while answering a text, at %s", type(error).__name__, where(error))
     try:
         return _xml(twiml.messages(_apology()))
