@@ -474,11 +474,18 @@ class Storage:
     # -- usage ----------------------------------------------------------------------------------
 
     def count_use(
-        self, channel: str, section: str, day: dt.date | None = None, once_key: str = "", at: dt.datetime | None = None
+        self,
+        channel: str,
+        section: str,
+        day: dt.date | None = None,
+        once_key: str = "",
+        at: dt.datetime | None = None,
+        quiet: bool = True,
     ) -> None:
         """Add one to the number of times `section` was heard or texted today; no phone number kept.
 
-        With `once_key` (a call step, see `claim_step`) a retried request is not counted again.
+        With `once_key` (a call step, see `claim_step`) a retried request is not counted again. A
+        failure is logged and forgotten, unless `quiet` is False (ivr/resilience.py wants to know).
         """
         day = day or utcnow().date()
         values = {"day": day, "channel": channel, "section": section, "count": 1}
@@ -491,6 +498,8 @@ class Storage:
                     return
                 connection.execute(statement)
         except sa.exc.SQLAlchemyError as error:
+            if not quiet:
+                raise
             # Counting is for the staff usage panel; a caller must still hear the section.
             log.warning("Could not count a use: %s", type(error).__name__)
 

@@ -98,7 +98,8 @@ def _perform(reply: Reply, world: Circumstances) -> Reply:
     database = resilience.guard()
     for effect in reply.effects:
         if isinstance(effect, dialog.CountSectionPlay):
-            count = partial(svc.storage.count_use, "voice", effect.section, once_key=step_key("count"), at=now())
+            once = step_key("count")
+            count = partial(svc.storage.count_use, "voice", effect.section, once_key=once, at=now(), quiet=False)
             database.try_write(count, "counting a use")
         elif isinstance(effect, dialog.OpenVoicemail):
             _keep_voicemail(effect, call_sid, caller)
