@@ -63,6 +63,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(voice.bp)
 
+    from ivr import health
+
+    app.register_blueprint(health.bp)
+
     if local_mode(app.config):
         log.warning("Local mode: no TWILIO_AUTH_TOKEN, so only requests from this machine are answered.")
     return app

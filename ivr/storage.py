@@ -122,10 +122,11 @@ def utcnow() -> dt.datetime:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets several app processes read while one writes; FULL sync makes an answered write
     # survive a crash of the process or the machine; busy_timeout waits out a short lock.
+    # busy_timeout comes first: switching to WAL needs a lock that another process may hold.
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
 
 
@@ -135,13 +136,15 @@ class Storage:
     def __init__(self, database_url: str, secret_key: str) -> None:
         self.url = database_url
         self._secret = secret_key.encode()
-        options: dict[str, Any] = {"future": True, "pool_pre_ping": True}
+        options: dict[str, Any] = {"future": True}
         if database_url.startswith("sqlite"):
             path = database_url.split("///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
         else:
-            options.update(pool_size=5, max_overflow=5, pool_timeout=3)
+            # A server connection can die (restart, failover): test it when taken from the pool.
+            # A SQLite file cannot go away like that, so it skips that extra round trip.
+            options.update(pool_pre_ping=True, pool_size=5, max_overflow=5, pool_timeout=3)
         self.engine: Engine = sa.create_engine(database_url, **options)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -153,11 +156,22 @@ class Storage:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
         with self.engine.begin() as connection:
+            # Several processes may start at once: one migrates, the others wait, then find nothing to do.
             if connection.dialect.name == "postgresql":
-                # Several processes may start at once: one migrates, the others wait.
                 connection.execute(sa.text("SELECT pg_advisory_xact_lock(7212026)"))
+            elif connection.dialect.name == "sqlite":
+                # SQLite's driver would start the transaction only at the first write, after Alembic
+                # has read the schema version; take the write lock before that read instead.
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+        # The process that migrated may fork workers next (gunicorn's preload): hand none of
+        # these connections down to them.
+        self.engine.dispose()
+
+    def after_fork(self) -> None:
+        """Call in a freshly forked worker: drop the parent's pooled connections without closing them."""
+        self.engine.dispose(close=False)
 
     # -- privacy --------------------------------------------------------------------------------
 
