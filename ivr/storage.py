@@ -190,7 +190,10 @@ class Storage:
 
     def _insert_ignoring_duplicates(self, table: sa.Table, values: dict[str, Any]) -> bool:
         """Insert a row unless its unique key is already there; True when this call inserted it."""
-        statement = self._insert(table).values(**values).on_conflict_do_nothing()
+        # preserve_rowcount: psycopg's cursor is closed (rowcount -1) before SQLAlchemy would read it.
+        statement = (
+            self._insert(table).values(**values).on_conflict_do_nothing().execution_options(preserve_rowcount=True)
+        )
         with self.engine.begin() as connection:
             return connection.execute(statement).rowcount == 1
 
