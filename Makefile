@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 READY := $(VENV)/.installed
 
-.PHONY: run test lint serve test-pg bench
+.PHONY: run test lint transcripts serve test-pg bench
 
 $(READY): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,11 +17,15 @@ run: $(READY)
 	$(PY) -m ivr
 
 test: $(READY)
-	$(PY) -m ruff check ivr tests bench
+	$(PY) -m ruff check .
 	$(PY) -m pytest
 
 lint: $(READY)
-	$(PY) -m ruff check ivr tests bench
+	$(PY) -m ruff check .
+
+# After a deliberate content change: rewrite the golden call transcripts, then read `git diff tests/transcripts`.
+transcripts: $(READY)
+	UPDATE_TRANSCRIPTS=1 $(PY) -m pytest -q tests/test_transcripts.py
 
 # Production-style serving: gunicorn with gunicorn.conf.py (HOST, PORT, WEB_CONCURRENCY; see README).
 serve: $(READY)

@@ -59,9 +59,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     storage.migrate()
     app.extensions["careline"] = Services(content=content, renderer=renderer, storage=storage, hours=hours)
 
-    from ivr import voice
+    from ivr import errors, voice
 
     app.register_blueprint(voice.bp)
+    errors.init_app(app)
 
     from ivr import health
 

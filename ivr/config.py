@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,7 @@ def _text(name: str, value: Any) -> str:
     return str(value).strip()
 
 
-def _whole_number(low: int, high: int):
+def _whole_number(low: int, high: int) -> Callable[[str, Any], int]:
     def parse(name: str, value: Any) -> int:
         try:
             number = int(value)

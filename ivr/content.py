@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -208,7 +208,7 @@ def load_content(prompts_dir: Path | str = PROMPTS_DIR) -> Content:
         if not isinstance(spec, dict) or not isinstance(spec.get("locale"), str):
             _fail(menu_path, f"language {code!r} needs a locale such as en-US")
         languages[code] = _load_language(root / code, code, spec["locale"], section_ids, key_of)
-    _check_languages_alike(languages, default_language)
+    _check_languages_alike(root, languages, default_language)
 
     return Content(
         default_language=default_language,
@@ -304,7 +304,7 @@ def _load_section(path: Path, section_id: str, key: str) -> Section:
     )
 
 
-def _check_languages_alike(languages: Mapping[str, Language], default: str) -> None:
+def _check_languages_alike(root: Path, languages: Mapping[str, Language], default: str) -> None:
     """Every language must offer what the default one offers, with the same placeholders."""
     base = languages[default]
     for code, language in languages.items():
@@ -314,7 +314,7 @@ def _check_languages_alike(languages: Mapping[str, Language], default: str) -> N
             mine, theirs = getattr(language, kind), getattr(base, kind)
             missing = set(theirs) - set(mine)
             if missing:
-                _fail(PROMPTS_DIR / code / f"{kind}.yaml", f"missing prompts {sorted(missing)} that {default} has")
+                _fail(root / code / f"{kind}.yaml", f"missing prompts {sorted(missing)} that {default} has")
         for section in language.sections.values():
             if not section.voice or not section.sms:
                 _fail(section.path, "needs at least one voice part and one sms message")
@@ -406,5 +406,5 @@ def _require(raw: dict[str, Any], name: str, kind: type, path: Path) -> Any:
     return value
 
 
-def _fail(path: Path, problem: str) -> Any:
+def _fail(path: Path, problem: str) -> NoReturn:
     raise ContentError(f"{path}: {problem}")

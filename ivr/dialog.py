@@ -276,7 +276,8 @@ class _Talk:
             lines.append(self.line("menu_normal_speed"))
         elif first_time:
             lines.append(self.line("menu_slower"))
-        lines.extend(self.language_switch_lines())
+        if not first_time:  # the greeting has just offered the other language
+            lines.extend(self.language_switch_lines())
         return lines
 
     def language_switch_lines(self) -> list[Line]:

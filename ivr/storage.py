@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -272,8 +275,12 @@ class Storage:
         statement = self._insert(usage_daily).values(**values).on_conflict_do_update(
             index_elements=["day", "channel", "section"], set_={"count": usage_daily.c.count + 1}
         )
-        with self.engine.begin() as connection:
-            connection.execute(statement)
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(statement)
+        except sa.exc.SQLAlchemyError as error:
+            # Counting is for the staff usage panel; a caller must still hear the section.
+            log.warning("Could not count a use: %s", type(error).__name__)
 
     def usage(self, since: dt.date) -> list[dict[str, Any]]:
         """Uses per day, channel and section from `since` on, newest day first."""

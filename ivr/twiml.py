@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from twilio.twiml.voice_response import Dial, Gather, Say, VoiceResponse
 
@@ -16,9 +17,9 @@ from ivr.dialog import AwaitOutcome, CallState, Connect, HangUp, Line, Listen, R
 DEFAULT_GATHER_TIMEOUT = 8
 
 
-def state_to_query(state: CallState) -> dict[str, str]:
+def state_to_query(state: CallState) -> dict[str, Any]:
     """The caller's state as short URL query parameters."""
-    query = {"n": state.node, "l": state.lang}
+    query: dict[str, Any] = {"n": state.node, "l": state.lang}
     if state.slow:
         query["sl"] = "1"
     if state.section:

@@ -26,7 +26,8 @@ def twiml(document: str) -> Response:
     return Response(document, mimetype="text/xml")
 
 
-def _links() -> Links:
+def links() -> Links:
+    """The URLs TwiML documents point Twilio to, built from this app's routes."""
     return Links(
         step=lambda state: url_for("voice.step", **state_to_query(state)),
         whisper=lambda topic: url_for("voice.whisper", topic=topic) if topic else url_for("voice.whisper"),
@@ -51,7 +52,7 @@ def _answer(state: CallState, event: Event) -> Response:
         caller_id=request.form.get("To", ""),
         ring_seconds=current_app.config["STAFF_RING_SECONDS"],
     )
-    document = svc.renderer.voice(reply, _links(), staff, current_app.config["VOICEMAIL_MAX_SECONDS"])
+    document = svc.renderer.voice(reply, links(), staff, current_app.config["VOICEMAIL_MAX_SECONDS"])
     return twiml(document)
 
 

@@ -1,0 +1,81 @@
+"""Never let Twilio play its own "application error" to a caller.
+
+Any unexpected failure inside a webhook is answered with valid TwiML: a short apology and the main
+menu, which needs no database. The error is logged by type and place only: never the form, which
+holds phone numbers and words people said or typed. `/voice/fallback` is for Twilio's "fallback
+URL" setting: it works with no database at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+from flask import Blueprint, Flask, Response, request, url_for
+from twilio.twiml.voice_response import VoiceResponse
+from werkzeug.exceptions import HTTPException
+
+from ivr import dialog
+from ivr.dialog import CallState, Line, Listen, Reply
+from ivr.security import twilio_only
+from ivr.services import services
+from ivr.voice import links
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("fallback", __name__)
+
+
+def apology_menu(lang: str) -> str:
+    """TwiML: sorry, then the main menu in `lang` (no database needed)."""
+    svc = services()
+    content = svc.content
+    state = CallState(lang=lang if lang in content.languages else content.default_language)
+    menu = dialog.step(content, state, dialog.Heard(digits="#"))
+    apology = Line(content.language(state.lang).say("error_apology"), state.lang)
+    if not isinstance(menu.next, Listen):  # pragma: no cover - the main menu always listens
+        raise TypeError("the main menu must listen")
+    reply = Reply((apology, *menu.lines), menu.slow, menu.next)
+    return svc.renderer.voice(reply, links())
+
+
+@bp.post("/voice/fallback")
+@twilio_only
+def voice_fallback() -> Response:
+    """Twilio's fallback URL for calls: apologise and read the main menu, with no database."""
+    return Response(apology_menu(request.args.get("l", "")), mimetype="text/xml")
+
+
+def answer_unexpected_error(error: Exception) -> Response | HTTPException:
+    """The app-wide handler: webhooks still answer with TwiML; HTTP errors (403, 405) stay as they are."""
+    if isinstance(error, HTTPException):
+        return error
+    log.error("Unexpected %s in %s at %s", type(error).__name__, request.endpoint, where(error))
+    if request.path.startswith("/voice"):
+        try:
+            return Response(apology_menu(request.args.get("l", "")), mimetype="text/xml")
+        except Exception:  # the menu itself failed: hand the call to the fallback URL
+            log.error("The apology menu failed too")
+            response = VoiceResponse()
+            response.redirect(url_for("fallback.voice_fallback"), method="POST")
+            return Response(str(response), mimetype="text/xml")
+    return Response("Internal error", status=500, mimetype="text/plain")
+
+
+def where(error: BaseException) -> str:
+    """File, line and function where `error` was raised: enough to find it, with no data in it.
+
+    Exception messages are left out on purpose: a database error's message can quote the row
+    it failed to write, phone number included.
+    """
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return "unknown place"
+    last = frames[-1]
+    return f"{last.filename.rsplit('/', 2)[-1]}:{last.lineno} in {last.name}"
+
+
+def init_app(app: Flask) -> None:
+    """Register the fallback routes and the catch-all error handler."""
+    app.register_blueprint(bp)
+    app.register_error_handler(Exception, answer_unexpected_error)
