@@ -33,13 +33,17 @@ from ivr.config import serving_settings
 _serving = serving_settings()
 
 wsgi_app = "ivr:create_app()"
-bind = [f"[{_serving['host']}]:{_serving['port']}" if ":" in _serving["host"] else f"{_serving['host']}:{_serving['port']}"]
+_host = f"[{_serving['host']}]" if ":" in _serving["host"] else _serving["host"]  # an IPv6 address needs brackets
+bind = [f"{_host}:{_serving['port']}"]
 workers = _serving["workers"]
 worker_class = "sync"
 preload_app = True
 timeout = 10
 graceful_timeout = 10
 proc_name = "careline"
+# gunicorn's runtime control socket is not used here; without it, several masters on one machine
+# never compete for its one default path.
+control_socket_disable = True
 # Heartbeat files on a RAM disk where there is one: a slow disk must not make a worker look stuck.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
@@ -65,8 +69,10 @@ def on_reload(server: Any) -> None:
     server.app.callable = None
     try:
         server.app.wsgi()
-    except Exception:
+    except Exception as error:  # a bad prompt file, setting or database: keep serving what runs
         server.app.callable = running
-        server.log.exception("Reload: the new settings or prompts failed to load; still serving the running ones")
+        server.log.error(
+            "Reload refused, still serving the running ones: %s: %s", type(error).__name__, error
+        )
         return
     server.log.info("Reload: settings and prompts loaded again; new workers will use them")

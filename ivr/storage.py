@@ -11,6 +11,8 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -125,12 +127,28 @@ def utcnow() -> dt.datetime:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets several app processes read while one writes; FULL sync makes an answered write
     # survive a crash of the process or the machine; busy_timeout waits out a short lock.
-    # busy_timeout comes first: switching to WAL needs a lock that another process may hold.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _use_wal(cursor)
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.close()
+
+
+def _use_wal(cursor: Any) -> None:
+    """Put the database file in WAL mode, once: the mode is kept in the file itself.
+
+    Switching needs an exclusive lock that SQLite takes without waiting (busy_timeout does not
+    apply), so processes opening a brand-new file together retry for a moment.
+    """
+    for attempt in range(100):
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == 99:
+                raise
+            time.sleep(0.05)
 
 
 class Storage:

@@ -93,6 +93,7 @@ class LineServer:
         self.port = free_port()
         self.log_path = log_path
         self._log = log_path.open("wb")
+        self._stopping = False
         self.process = subprocess.Popen(
             [str(GUNICORN), "-c", "gunicorn.conf.py"],
             cwd=ROOT,
@@ -128,10 +129,16 @@ class LineServer:
         """Send a signal to the gunicorn master."""
         self.process.send_signal(number)
 
+    def begin_stop(self) -> None:
+        """Ask for a graceful shutdown (SIGTERM) without waiting for it: stop several servers at once."""
+        if self.process.poll() is None and not self._stopping:
+            self._stopping = True
+            self.process.send_signal(signal.SIGTERM)
+
     def stop(self) -> None:
         """Graceful shutdown (SIGTERM); killed if it takes too long."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.begin_stop()
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
