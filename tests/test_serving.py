@@ -69,6 +69,7 @@ def test_sighup_reloads_edited_prompts_and_survives_a_broken_one(tmp_path: Path)
         # A broken prompt file is refused: the error is logged and the line keeps its running words.
         voice_file.write_text(original.replace("greeting:", "greting:"))
         server.signal(signal.SIGHUP)
-        _wait_for(lambda: "Reload refused, still serving the running ones: ContentError" in server.log(), "the refused reload", server)
+        refused = "Reload refused, still serving the running ones: ContentError"
+        _wait_for(lambda: refused in server.log(), "the refused reload", server)
         assert "Hello from CareLine." in _greeting(server)
         assert server.process.poll() is None
