@@ -151,6 +151,14 @@ def _use_wal(cursor: Any) -> None:
             time.sleep(0.05)
 
 
+def _sqlite_commit_without_fsync(dbapi_connection: Any, _record: Any) -> None:
+    # In WAL mode, NORMAL keeps the database consistent through a crash; only the newest
+    # commits may be lost to a power cut, until the next checkpoint or FULL commit syncs them.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
 class Storage:
     """The line's database, opened once per process."""
 
@@ -169,6 +177,22 @@ class Storage:
         self.engine: Engine = sa.create_engine(database_url, **options)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.counting_engine: Engine = self._make_counting_engine(database_url, options)
+
+    def _make_counting_engine(self, database_url: str, options: dict[str, Any]) -> Engine:
+        """Connections for usage counts only, whose commits do not wait for the disk.
+
+        A count is written on every section heard; waiting for an fsync each time would make the
+        disk the line's speed limit. A crash or power cut may lose the last few counts (never
+        corrupt them); everything a caller leaves goes through `engine`, which always waits.
+        """
+        if database_url.startswith("sqlite"):
+            engine = sa.create_engine(database_url, **options)
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+            sa.event.listen(engine, "connect", _sqlite_commit_without_fsync)
+            return engine
+        counting = {**options, "pool_size": 1, "max_overflow": 4}
+        return sa.create_engine(database_url, connect_args={"options": "-c synchronous_commit=off"}, **counting)
 
     # -- schema ---------------------------------------------------------------------------------
 
@@ -188,11 +212,17 @@ class Storage:
             command.upgrade(config, "head")
         # The process that migrated may fork workers next (gunicorn's preload): hand none of
         # these connections down to them.
+        self.dispose()
+
+    def dispose(self) -> None:
+        """Close every pooled connection (they reopen on the next use)."""
         self.engine.dispose()
+        self.counting_engine.dispose()
 
     def after_fork(self) -> None:
         """Call in a freshly forked worker: drop the parent's pooled connections without closing them."""
         self.engine.dispose(close=False)
+        self.counting_engine.dispose(close=False)
 
     # -- privacy --------------------------------------------------------------------------------
 
@@ -294,7 +324,7 @@ class Storage:
             index_elements=["day", "channel", "section"], set_={"count": usage_daily.c.count + 1}
         )
         try:
-            with self.engine.begin() as connection:
+            with self.counting_engine.begin() as connection:
                 connection.execute(statement)
         except sa.exc.SQLAlchemyError as error:
             # Counting is for the staff usage panel; a caller must still hear the section.

@@ -4,7 +4,9 @@ Gather defaults, and how a caller's state is written into (and read back from) a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,3 +184,43 @@ class Renderer:
     def empty() -> str:
         """An empty TwiML document."""
         return str(VoiceResponse())
+
+
+#: Distinct documents kept per process; the line has a few thousand (states x replies) at most.
+DOCUMENT_CACHE_SIZE = 4096
+
+
+class DocumentCache:
+    """Rendered voice documents, remembered per process: building TwiML is most of a key press's work.
+
+    `Renderer.voice` is a pure function of the reply, the staff dial and the message length, given
+    one app's links; so a document rendered once is the same bytes every time after. Nothing about
+    a caller is in a document (the Dial's caller ID is the line's own number), and the cache holds
+    at most DOCUMENT_CACHE_SIZE documents, least recently used out first.
+    """
+
+    def __init__(self, renderer: Renderer, size: int = DOCUMENT_CACHE_SIZE) -> None:
+        self.renderer = renderer
+        self.size = size
+        self._documents: OrderedDict[Hashable, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def voice(
+        self, reply: Reply, links: Links, links_key: str, staff: StaffDial | None = None, max_message_seconds: int = 120
+    ) -> str:
+        """`renderer.voice(...)`, from the cache when it was rendered before with the same links (`links_key`)."""
+        key = (reply, staff, max_message_seconds, links_key)
+        with self._lock:
+            document = self._documents.get(key)
+            if document is not None:
+                self._documents.move_to_end(key)
+                return document
+        document = self.renderer.voice(reply, links, staff, max_message_seconds)
+        with self._lock:
+            self._documents[key] = document
+            if len(self._documents) > self.size:
+                self._documents.popitem(last=False)
+        return document
+
+    def __len__(self) -> int:
+        return len(self._documents)

@@ -14,7 +14,7 @@ from ivr import dialog, texting
 from ivr.dialog import CallState, Circumstances, Event, Reply
 from ivr.security import twilio_only
 from ivr.services import now, services
-from ivr.twiml import Links, StaffDial, state_from_query, state_to_query
+from ivr.twiml import DocumentCache, Links, StaffDial, state_from_query, state_to_query
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,19 @@ def _answer(state: CallState, event: Event) -> Response:
         caller_id=request.form.get("To", ""),
         ring_seconds=current_app.config["STAFF_RING_SECONDS"],
     )
-    document = svc.renderer.voice(reply, links(), staff, current_app.config["VOICEMAIL_MAX_SECONDS"])
+    # The links are this app's routes under this mount point: the same script root, the same URLs.
+    document = _documents().voice(
+        reply, links(), request.script_root, staff, current_app.config["VOICEMAIL_MAX_SECONDS"]
+    )
     return twiml(document)
+
+
+def _documents() -> DocumentCache:
+    """This app's cache of rendered documents, made on first use."""
+    cache = current_app.extensions.get("careline.documents")
+    if cache is None:
+        cache = current_app.extensions.setdefault("careline.documents", DocumentCache(services().renderer))
+    return cache
 
 
 def _perform(reply: Reply, world: Circumstances) -> Reply:

@@ -39,7 +39,7 @@ def app_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
 def app(tmp_path: Path, database_url: str) -> Iterator[Flask]:
     app = create_app(app_config(tmp_path, DATABASE_URL=database_url))
     yield app
-    app.extensions["careline"].storage.engine.dispose()
+    app.extensions["careline"].storage.dispose()
 
 
 @pytest.fixture

@@ -55,7 +55,7 @@ class PostgresServer:
             self._execute(f'CREATE DATABASE "{name}"')
             storage = Storage(self.url_of(name), "template")
             storage.migrate()
-            storage.engine.dispose()
+            storage.dispose()
             self._template = name
         return self._template
 

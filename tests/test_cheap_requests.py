@@ -15,6 +15,9 @@ import sqlalchemy as sa
 import yaml
 from flask import Flask
 
+from ivr import dialog
+from ivr.dialog import CallState
+from ivr.twiml import DocumentCache, Links
 from tests.support import Call
 
 
@@ -24,10 +27,12 @@ class DatabaseActivity:
 
     checkouts: int = 0
     statements: list[str] = field(default_factory=list)
+    counting_statements: int = 0
 
     def clear(self) -> None:
         self.checkouts = 0
         self.statements.clear()
+        self.counting_statements = 0
 
     def writes(self) -> list[str]:
         return [s for s in self.statements if s.split()[0].upper() in ("INSERT", "UPDATE", "DELETE")]
@@ -35,7 +40,8 @@ class DatabaseActivity:
 
 @pytest.fixture
 def activity(app: Flask) -> Iterator[DatabaseActivity]:
-    engine = app.extensions["careline"].storage.engine
+    storage = app.extensions["careline"].storage
+    engines = (storage.engine, storage.counting_engine)
     seen = DatabaseActivity()
 
     def on_checkout(*_args: object) -> None:
@@ -44,11 +50,18 @@ def activity(app: Flask) -> Iterator[DatabaseActivity]:
     def on_statement(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
         seen.statements.append(" ".join(statement.split()))
 
-    sa.event.listen(engine.pool, "checkout", on_checkout)
-    sa.event.listen(engine, "before_cursor_execute", on_statement)
+    def on_counting_statement(*_args: object) -> None:
+        seen.counting_statements += 1
+
+    for engine in engines:
+        sa.event.listen(engine.pool, "checkout", on_checkout)
+        sa.event.listen(engine, "before_cursor_execute", on_statement)
+    sa.event.listen(storage.counting_engine, "before_cursor_execute", on_counting_statement)
     yield seen
-    sa.event.remove(engine, "before_cursor_execute", on_statement)
-    sa.event.remove(engine.pool, "checkout", on_checkout)
+    sa.event.remove(storage.counting_engine, "before_cursor_execute", on_counting_statement)
+    for engine in engines:
+        sa.event.remove(engine, "before_cursor_execute", on_statement)
+        sa.event.remove(engine.pool, "checkout", on_checkout)
 
 
 def test_menu_steps_touch_no_database(call: Call, activity: DatabaseActivity) -> None:
@@ -72,6 +85,7 @@ def test_a_section_costs_one_usage_statement_and_its_further_parts_none(call: Ca
     assert activity.checkouts == 1
     (statement,) = activity.statements
     assert statement.startswith("INSERT INTO usage_daily") and "ON CONFLICT" in statement
+    assert activity.counting_statements == 1  # on the connections that do not wait for an fsync
 
     activity.clear()
     call.press("1")  # more of the same section
@@ -110,3 +124,30 @@ def test_templates_are_compiled_once_and_kept(app: Flask) -> None:
     assert not app.debug
     assert not app.jinja_env.auto_reload
     assert app.jinja_env.cache is not None
+
+
+@pytest.mark.sqlite_only
+def test_a_document_is_rendered_once_then_remembered_within_a_bound(app: Flask) -> None:
+    svc = app.extensions["careline"]
+    links = Links(step=lambda state: f"/step?n={state.node}", whisper=lambda _t: "/w", recording_status=lambda _s: "/r")
+    replies = [dialog.step(svc.content, CallState(), dialog.Heard(digits=key)) for key in ("*", "1", "2")]
+    cache = DocumentCache(svc.renderer, size=2)
+    rendered: list[object] = []
+    real_voice = svc.renderer.voice
+
+    def counting_voice(*args: object, **kwargs: object) -> str:
+        rendered.append(args[0])
+        return real_voice(*args, **kwargs)
+
+    svc.renderer.voice = counting_voice  # type: ignore[method-assign]
+    try:
+        documents = [cache.voice(reply, links, "") for reply in replies]
+        assert documents == [real_voice(reply, links) for reply in replies]
+        assert cache.voice(replies[2], links, "") == documents[2]
+        assert len(rendered) == 3 and len(cache) == 2  # the least recently used one made room
+        assert cache.voice(replies[0], links, "") == documents[0]
+        assert len(rendered) == 4
+        assert cache.voice(replies[2], links, "/mounted") == documents[2]  # other links: rendered again
+        assert len(rendered) == 5
+    finally:
+        del svc.renderer.voice

@@ -121,7 +121,7 @@ def test_one_call_alternating_between_two_processes(
         usage = {(r["channel"], r["section"]): r["count"] for r in shared.usage(dt.date.today() - dt.timedelta(1))}
         assert usage == {("voice", "recurrence"): 1, ("voice", "hospice"): 1}
     finally:
-        shared.engine.dispose()
+        shared.dispose()
 
     # The access logs show every request, and never a phone number, a query string or a form field.
     for server in (first, second):

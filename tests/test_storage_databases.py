@@ -24,7 +24,7 @@ def storage(database_url: str) -> Iterator[Storage]:
     store = Storage(database_url, "test-secret-key")
     store.migrate()
     yield store
-    store.engine.dispose()
+    store.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -129,3 +129,16 @@ def test_staff_acceptance_is_remembered_per_call(storage: Storage) -> None:
 
 def test_no_number_is_opted_out_until_it_says_stop(storage: Storage) -> None:
     assert not storage.is_opted_out("+15551230001")
+
+
+def test_only_usage_counts_skip_waiting_for_the_disk(storage: Storage) -> None:
+    if storage.engine.dialect.name == "sqlite":
+        setting = "PRAGMA synchronous"  # 2 = FULL, 1 = NORMAL
+        durable, counting = 2, 1
+    else:
+        setting = "SHOW synchronous_commit"
+        durable, counting = "on", "off"
+    with storage.engine.connect() as connection:
+        assert connection.exec_driver_sql(setting).scalar() == durable
+    with storage.counting_engine.connect() as connection:
+        assert connection.exec_driver_sql(setting).scalar() == counting
