@@ -14,7 +14,8 @@ import ipaddress
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Request, abort, current_app, request
+from flask import Flask, Request, abort, current_app, request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from twilio.request_validator import RequestValidator
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -51,12 +52,23 @@ def request_is_from_twilio(req: Request) -> bool:
         return False
     validator = RequestValidator(config["TWILIO_AUTH_TOKEN"])
     url = public_url(req, config.get("PUBLIC_BASE_URL", ""))
-    params = req.form if req.method == "POST" else {}
+    params = _FormValues(req.form.lists()) if req.method == "POST" else {}
     # Twilio signs the URL exactly as configured, so one HMAC settles nearly every request;
     # `validate` then covers the rest (the URL with or without an explicit :443/:80 port).
     if hmac.compare_digest(validator.compute_signature(url, params).encode(), signature.encode()):
         return True
     return bool(validator.validate(url, params, signature))
+
+
+class _FormValues(dict[str, list[str]]):
+    """Form fields and all their values, in the shape RequestValidator reads first (`getall`).
+
+    Handed Flask's MultiDict, the validator would raise and catch an AttributeError per field
+    before finding `getlist`; this reads the same values without that.
+    """
+
+    def getall(self, name: str) -> list[str]:
+        return self[name]
 
 
 def twilio_only(view: F) -> F:
@@ -69,3 +81,26 @@ def twilio_only(view: F) -> F:
         return view(*args, **kwargs)
 
     return guarded  # type: ignore[return-value]
+
+
+#: Where Twilio posts. A webhook never has a browser session: a call's state travels in its URLs.
+WEBHOOK_PATHS = ("/voice", "/sms")
+
+
+def is_webhook_path(path: str) -> bool:
+    """Whether `path` is one of Twilio's webhooks (or below one)."""
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in WEBHOOK_PATHS)
+
+
+class WebhookFreeSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions for staff pages, and none for Twilio's webhooks.
+
+    Opening a session builds a signing serializer and reads a cookie on every request; a key press
+    needs neither. A webhook that tried to use `session` would fail loudly instead of keeping state
+    where another app process could not see it.
+    """
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if is_webhook_path(request.path):
+            return None  # Flask then uses its null session, which is never saved
+        return super().open_session(app, request)

@@ -178,6 +178,7 @@ class Storage:
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self.counting_engine: Engine = self._make_counting_engine(database_url, options)
+        self._counting_upsert: Any = None
 
     def _make_counting_engine(self, database_url: str, options: dict[str, Any]) -> Engine:
         """Connections for usage counts only, whose commits do not wait for the disk.
@@ -185,14 +186,34 @@ class Storage:
         A count is written on every section heard; waiting for an fsync each time would make the
         disk the line's speed limit. A crash or power cut may lose the last few counts (never
         corrupt them); everything a caller leaves goes through `engine`, which always waits.
+        A count is one statement, so it runs in autocommit: one round trip, no BEGIN and COMMIT,
+        and no liveness ping (a dead connection costs one count, and is replaced).
         """
+        counting = {**options, "isolation_level": "AUTOCOMMIT", "pool_pre_ping": False}
         if database_url.startswith("sqlite"):
-            engine = sa.create_engine(database_url, **options)
+            engine = sa.create_engine(database_url, **counting)
             sa.event.listen(engine, "connect", _sqlite_pragmas)
             sa.event.listen(engine, "connect", _sqlite_commit_without_fsync)
             return engine
-        counting = {**options, "pool_size": 1, "max_overflow": 4}
+        counting.update(pool_size=1, max_overflow=4)
         return sa.create_engine(database_url, connect_args={"options": "-c synchronous_commit=off"}, **counting)
+
+    def _count_statement(self) -> Any:
+        """The usage upsert, built once: SQLAlchemy then reuses its compiled form without recomputing its key."""
+        if self._counting_upsert is None:
+            self._counting_upsert = (
+                self._insert(usage_daily)
+                .values(
+                    day=sa.bindparam("use_day"),
+                    channel=sa.bindparam("use_channel"),
+                    section=sa.bindparam("use_section"),
+                    count=1,
+                )
+                .on_conflict_do_update(
+                    index_elements=["day", "channel", "section"], set_={"count": usage_daily.c.count + 1}
+                )
+            )
+        return self._counting_upsert
 
     # -- schema ---------------------------------------------------------------------------------
 
@@ -318,14 +339,10 @@ class Storage:
 
     def count_use(self, channel: str, section: str, day: dt.date | None = None) -> None:
         """Add one to the number of times `section` was heard or texted today; no phone number kept."""
-        day = day or utcnow().date()
-        values = {"day": day, "channel": channel, "section": section, "count": 1}
-        statement = self._insert(usage_daily).values(**values).on_conflict_do_update(
-            index_elements=["day", "channel", "section"], set_={"count": usage_daily.c.count + 1}
-        )
+        values = {"use_day": day or utcnow().date(), "use_channel": channel, "use_section": section}
         try:
-            with self.counting_engine.begin() as connection:
-                connection.execute(statement)
+            with self.counting_engine.connect() as connection:
+                connection.execute(self._count_statement(), values)
         except sa.exc.SQLAlchemyError as error:
             # Counting is for the staff usage panel; a caller must still hear the section.
             log.warning("Could not count a use: %s", type(error).__name__)

@@ -4,9 +4,7 @@ Gather defaults, and how a caller's state is written into (and read back from) a
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +12,7 @@ from twilio.twiml.voice_response import Dial, Gather, Say, VoiceResponse
 
 from ivr.content import Content
 from ivr.dialog import AwaitOutcome, CallState, Connect, HangUp, Line, Listen, RecordMessage, Reply
+from ivr.memo import LruCache
 
 #: Seconds a caller has to start speaking or pressing a key.
 DEFAULT_GATHER_TIMEOUT = 8
@@ -201,26 +200,14 @@ class DocumentCache:
 
     def __init__(self, renderer: Renderer, size: int = DOCUMENT_CACHE_SIZE) -> None:
         self.renderer = renderer
-        self.size = size
-        self._documents: OrderedDict[Hashable, str] = OrderedDict()
-        self._lock = threading.Lock()
+        self._documents: LruCache[str] = LruCache(size)
 
     def voice(
         self, reply: Reply, links: Links, links_key: str, staff: StaffDial | None = None, max_message_seconds: int = 120
     ) -> str:
         """`renderer.voice(...)`, from the cache when it was rendered before with the same links (`links_key`)."""
         key = (reply, staff, max_message_seconds, links_key)
-        with self._lock:
-            document = self._documents.get(key)
-            if document is not None:
-                self._documents.move_to_end(key)
-                return document
-        document = self.renderer.voice(reply, links, staff, max_message_seconds)
-        with self._lock:
-            self._documents[key] = document
-            if len(self._documents) > self.size:
-                self._documents.popitem(last=False)
-        return document
+        return self._documents.get_or_make(key, lambda: self.renderer.voice(reply, links, staff, max_message_seconds))
 
     def __len__(self) -> int:
         return len(self._documents)

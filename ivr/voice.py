@@ -7,11 +7,15 @@ following the TwiML the line returns. The caller's place in the conversation is 
 from __future__ import annotations
 
 import logging
+from collections.abc import Hashable, Mapping
+from dataclasses import fields
 
 from flask import Blueprint, Response, current_app, request, url_for
 
 from ivr import dialog, texting
+from ivr.content import Content
 from ivr.dialog import CallState, Circumstances, Event, Reply
+from ivr.memo import LruCache
 from ivr.security import twilio_only
 from ivr.services import now, services
 from ivr.twiml import DocumentCache, Links, StaffDial, state_from_query, state_to_query
@@ -45,7 +49,7 @@ def _answer(state: CallState, event: Event) -> Response:
     """Run one dialog step, carry out what it asks, and render the reply."""
     svc = services()
     world = _circumstances()
-    reply = dialog.step(svc.content, state, event, world)
+    reply = _remembered_step(svc.content, state, event, world)
     reply = _perform(reply, world)
     staff = StaffDial(
         numbers=current_app.config["STAFF_NUMBERS"],
@@ -57,6 +61,42 @@ def _answer(state: CallState, event: Event) -> Response:
         reply, links(), request.script_root, staff, current_app.config["VOICEMAIL_MAX_SECONDS"]
     )
     return twiml(document)
+
+
+#: Distinct (state, key, circumstances) answers kept per process.
+STEP_CACHE_SIZE = 8192
+
+
+def _remembered_step(content: Content, state: CallState, event: Event, world: Circumstances) -> Reply:
+    """`dialog.step`, remembered: it is pure, so the same place, key and circumstances give the same reply.
+
+    Speech is never remembered: what a caller says stays out of the process's memory.
+    """
+    key = _step_key(state, event, world)
+    if key is None:
+        return dialog.step(content, state, event, world)
+    cache = current_app.extensions.get("careline.steps")
+    if cache is None:
+        cache = current_app.extensions.setdefault("careline.steps", LruCache(STEP_CACHE_SIZE))
+    return cache.get_or_make(key, lambda: dialog.step(content, state, event, world))
+
+
+def _step_key(state: CallState, event: Event, world: Circumstances) -> Hashable | None:
+    """A key for the step cache, or None when this step must be worked out afresh."""
+    if isinstance(event, dialog.Heard) and event.speech:
+        return None
+    facts: list[Hashable] = []
+    for item in fields(world):  # every fact, so a new one added to Circumstances is part of the key
+        value = getattr(world, item.name)
+        if isinstance(value, Mapping):
+            value = tuple(sorted(value.items()))
+        facts.append(value)
+    key = (state, event, tuple(facts))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 def _documents() -> DocumentCache:
@@ -102,7 +142,8 @@ def incoming_call() -> Response:
 @twilio_only
 def step() -> Response:
     """Every later moment of a call: a key, speech, silence, the end of a staff dial or of a message."""
-    state = dialog.sanitize(services().content, state_from_query(request.args))
+    # A plain dict: a missing key is then a cheap miss, not a caught BadRequestKeyError.
+    state = dialog.sanitize(services().content, state_from_query(request.args.to_dict()))
     form = request.form
     event: Event
     if state.node == dialog.STAFF:
