@@ -37,5 +37,10 @@ class LruCache(Generic[V]):
                 self._values.popitem(last=False)
         return value
 
+    def remembered(self) -> list[Hashable]:
+        """The keys remembered now, least recently used first."""
+        with self._lock:
+            return list(self._values)
+
     def __len__(self) -> int:
         return len(self._values)

@@ -6,6 +6,7 @@ following the TwiML the line returns. The caller's place in the conversation is 
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Hashable, Mapping
 from dataclasses import fields
@@ -73,30 +74,33 @@ def _remembered_step(content: Content, state: CallState, event: Event, world: Ci
     Speech is never remembered: what a caller says stays out of the process's memory.
     """
     key = _step_key(state, event, world)
-    if key is None:
-        return dialog.step(content, state, event, world)
-    cache = current_app.extensions.get("careline.steps")
-    if cache is None:
-        cache = current_app.extensions.setdefault("careline.steps", LruCache(STEP_CACHE_SIZE))
-    return cache.get_or_make(key, lambda: dialog.step(content, state, event, world))
+    if key is not None:
+        cache = current_app.extensions.get("careline.steps")
+        if cache is None:
+            cache = current_app.extensions.setdefault("careline.steps", LruCache(STEP_CACHE_SIZE))
+        try:
+            return cache.get_or_make(key, lambda: dialog.step(content, state, event, world))
+        except TypeError:  # a circumstance that cannot be a key: work this step out afresh
+            pass
+    return dialog.step(content, state, event, world)
 
 
 def _step_key(state: CallState, event: Event, world: Circumstances) -> Hashable | None:
     """A key for the step cache, or None when this step must be worked out afresh."""
     if isinstance(event, dialog.Heard) and event.speech:
         return None
-    facts: list[Hashable] = []
-    for item in fields(world):  # every fact, so a new one added to Circumstances is part of the key
-        value = getattr(world, item.name)
-        if isinstance(value, Mapping):
-            value = tuple(sorted(value.items()))
-        facts.append(value)
-    key = (state, event, tuple(facts))
-    try:
-        hash(key)
-    except TypeError:
-        return None
-    return key
+    # Every fact, so that one added to Circumstances one day is part of the key too.
+    facts = tuple(_hashable(getattr(world, name)) for name in _circumstance_names())
+    return (state, event, facts)
+
+
+@functools.cache
+def _circumstance_names() -> tuple[str, ...]:
+    return tuple(item.name for item in fields(Circumstances))
+
+
+def _hashable(value: object) -> object:
+    return tuple(sorted(value.items())) if isinstance(value, Mapping) else value
 
 
 def _documents() -> DocumentCache:

@@ -151,3 +151,21 @@ def test_a_document_is_rendered_once_then_remembered_within_a_bound(app: Flask) 
         assert len(rendered) == 5
     finally:
         del svc.renderer.voice
+
+
+@pytest.mark.sqlite_only
+def test_steps_are_remembered_but_never_what_a_caller_said(app: Flask, call: Call) -> None:
+    call.start()
+    call.say("hospice")
+    spoken_answer = call.heard
+    call.press("#")
+    call.press("5")
+    assert call.heard == spoken_answer  # the key and the words lead to the same place
+    call.press("#")
+    steps = app.extensions["careline.steps"]
+    remembered = len(steps)
+    call.press("5")
+    call.press("#")
+    assert len(steps) == remembered  # the same places and keys: answered from memory
+    events = [key[1] for key in steps.remembered()]
+    assert events and not any(isinstance(e, dialog.Heard) and e.speech for e in events)
