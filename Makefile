@@ -6,12 +6,22 @@ VENV := .venv
 PY := $(VENV)/bin/python
 READY := $(VENV)/.installed
 
-.PHONY: run test lint transcripts serve test-pg bench
+.PHONY: run test lint transcripts call text serve test-pg bench
 
 $(READY): requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $(READY)
+
+# Render every spoken prompt and section part to build/audio/<lang>/*.wav with espeak-ng (150 words a
+# minute) and print the longest; needs the Debian packages espeak-ng and sox (.ci/run installs them).
+.PHONY: audio content-report
+audio: $(READY)
+	$(PY) -m ivr.audio build/audio
+
+# Words, seconds, readability, text segments and review dates for every prompt and section.
+content-report: $(READY)
+	$(PY) -m flask --app ivr content-report
 
 run: $(READY)
 	$(PY) -m ivr
@@ -26,6 +36,14 @@ lint: $(READY)
 # After a deliberate content change: rewrite the golden call transcripts, then read `git diff tests/transcripts`.
 transcripts: $(READY)
 	UPDATE_TRANSCRIPTS=1 $(PY) -m pytest -q tests/test_transcripts.py
+
+# The local phone (ivr/phone.py): call or text the line `make run` serves, from a terminal.
+# Options go in ARGS, e.g. make call ARGS='--keys "5 * #"'   make call ARGS=--speak   make text ARGS=--in-process
+call: $(READY)
+	$(PY) -m ivr.phone call $(ARGS)
+
+text: $(READY)
+	$(PY) -m ivr.phone text $(ARGS)
 
 # Production-style serving: gunicorn with gunicorn.conf.py (HOST, PORT, WEB_CONCURRENCY; see README).
 serve: $(READY)

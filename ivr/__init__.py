@@ -64,6 +64,18 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(voice.bp)
     errors.init_app(app)
 
+    from ivr import report
+
+    app.cli.add_command(report.content_report_command)
+
+    from ivr import sms
+
+    app.register_blueprint(sms.bp)
+
+    from ivr import staff
+
+    staff.init_app(app)
+
     from ivr import health
 
     app.register_blueprint(health.bp)

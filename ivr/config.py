@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 #: Defaults for every setting; the README's configuration table documents each one.
 DEFAULTS: dict[str, Any] = {
@@ -31,10 +32,18 @@ DEFAULTS: dict[str, Any] = {
     "VOICEMAIL_MAX_SECONDS": 120,
     "SECRET_KEY": "",
     "PROMPTS_DIR": "",  # empty: the prompts/ folder beside the package
+    "STAFF_PHONE": "",  # empty: the line's own number (the `To` of each request)
+    "LINE_NUMBER": "",  # empty: the number the caller dialled
+    "TWILIO_API_BASE_URL": "",  # empty: Twilio's own API; a loopback URL only, for tests and local runs
 }
 
 _RATE = re.compile(r"^(\d{2,3})%$")
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+#: An E.164 phone number: + and 7 to 15 digits.
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+#: Twilio's limit on <Number>/<Sip> nouns in one <Dial>.
+MAX_STAFF_NUMBERS = 10
 
 
 class ConfigError(ValueError):
@@ -86,8 +95,10 @@ def _rate(name: str, value: Any) -> str:
 def _staff_numbers(name: str, value: Any) -> tuple[str, ...]:
     items = value if isinstance(value, list | tuple) else str(value).split(",")
     numbers = tuple(str(item).strip() for item in items if str(item).strip())
+    if len(numbers) > MAX_STAFF_NUMBERS:
+        raise ConfigError(f"{name}: Twilio rings at most {MAX_STAFF_NUMBERS} numbers at once, not {len(numbers)}")
     for number in numbers:
-        if not (_E164.match(number) or number.startswith("sip:")):
+        if not (E164.match(number) or number.startswith("sip:")):
             raise ConfigError(f"{name}: {number!r} is neither an E.164 number like +15551234567 nor a sip: URI")
     return numbers
 
@@ -108,6 +119,26 @@ def _base_url(name: str, value: Any) -> str:
     return url
 
 
+def _phone(name: str, value: Any) -> str:
+    number = str(value).strip()
+    if number and not E164.match(number):
+        raise ConfigError(f"{name} must be an E.164 number like +15551234567, not {value!r}")
+    return number
+
+
+def _loopback_url(name: str, value: Any) -> str:
+    """A URL on this machine: the REST client sends the Twilio credentials there, so nowhere else."""
+    url = str(value).strip().rstrip("/")
+    if not url:
+        return url
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    loopback = host == "localhost" or host.startswith("127.") or host == "::1"
+    if parts.scheme not in ("http", "https") or not loopback or parts.query or parts.fragment:
+        raise ConfigError(f"{name} is for tests and local runs: it must be like http://127.0.0.1:8099, not {value!r}")
+    return url
+
+
 _PARSERS = {
     "GATHER_TIMEOUT": _whole_number(6, 30),
     "STAFF_RING_SECONDS": _whole_number(5, 60),
@@ -117,6 +148,9 @@ _PARSERS = {
     "STAFF_NUMBERS": _staff_numbers,
     "STAFF_HOLIDAYS": _date_list,
     "PUBLIC_BASE_URL": _base_url,
+    "STAFF_PHONE": _phone,
+    "TWILIO_API_BASE_URL": _loopback_url,
+    "LINE_NUMBER": _phone,
 }
 
 

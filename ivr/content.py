@@ -12,13 +12,24 @@ import datetime as dt
 import re
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NoReturn
 
 import yaml
 
+from ivr import gsm
+from ivr.hours import (
+    HOURS_CLOCKS,
+    HOURS_DAY_LISTS,
+    HOURS_JOINERS,
+    HOURS_TEMPLATES,
+    HoursError,
+    HoursWords,
+    HourWords,
+    minutes_of,
+)
 from ivr.matching import Vocabulary, normalize
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
@@ -31,7 +42,9 @@ MAX_TOPICS = 6
 GLOBAL_COMMANDS = frozenset({"staff", "repeat", "main_menu", "slower", "language"})
 SECTION_COMMANDS = frozenset({"more", "text_me"})
 MESSAGE_COMMANDS = frozenset({"leave_message"})
-ALL_COMMANDS = GLOBAL_COMMANDS | SECTION_COMMANDS | MESSAGE_COMMANDS
+#: Commands that work only at the main menu, besides its topics.
+MENU_COMMANDS = frozenset({"forget"})
+ALL_COMMANDS = GLOBAL_COMMANDS | SECTION_COMMANDS | MESSAGE_COMMANDS | MENU_COMMANDS
 
 #: Every spoken prompt the line uses, with the placeholders it may contain.
 VOICE_PROMPTS: Mapping[str, frozenset[str]] = MappingProxyType(
@@ -82,11 +95,42 @@ VOICE_PROMPTS: Mapping[str, frozenset[str]] = MappingProxyType(
         "error_apology": frozenset(),
         "whisper_topic": frozenset({"title"}),
         "whisper_no_topic": frozenset(),
+        # Remembered choices (language, speed, last topic) and how to clear them.
+        "greeting_emergency": frozenset(),
+        "memory_notice": frozenset(),
+        "menu_forget": frozenset(),
+        "memory_cleared": frozenset(),
+        "last_topic": frozenset({"title", "key"}),
     }
 )
 
-#: Every texted prompt the line uses, with its placeholders. Empty until the text line exists.
-SMS_PROMPTS: Mapping[str, frozenset[str]] = MappingProxyType({})
+#: Every texted prompt the line uses, with its placeholders (prompts/<lang>/sms.yaml).
+SMS_PROMPTS: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        "menu_heading": frozenset(),
+        "menu_option": frozenset({"key", "keyword", "topic"}),
+        "menu_call": frozenset(),
+        "language_offer": frozenset(),
+        "language_back": frozenset(),
+        "not_understood": frozenset(),
+        "language_switched": frozenset(),
+        "welcome": frozenset(),
+        "help": frozenset({"phone", "hours"}),
+        "stopped": frozenset(),
+        "more_footer": frozenset(),
+        "end_footer": frozenset(),
+        "no_more": frozenset({"topic"}),
+        "callback_saved": frozenset({"hours"}),
+        "urgent": frozenset({"hours"}),
+    }
+)
+
+#: The kinds of words people text (sms.yaml `keywords`). stop, start and help count only as the
+#: whole text; the others anywhere in it. stop, start and help work from every language.
+SMS_KEYWORD_FAMILIES = frozenset({"stop", "start", "help", "menu", "call", "staff", "more", "language"})
+WHOLE_TEXT_FAMILIES = frozenset({"stop", "start", "help"})
+#: The words of sms.yaml `hours`, which write STAFF_HOURS in a text.
+_HOUR_WORDS = ("days", "day_range", "opening", "separator", "clock", "am", "pm", "always", "closed", "all_day")
 
 _KEY_PATTERN = re.compile(r"^[0-9*#]$")
 _KEYWORD_PATTERN = re.compile(r"^[A-Z]{2,20}$")
@@ -115,6 +159,24 @@ class Section:
 
 
 @dataclass(frozen=True)
+class TextWords:
+    """What the text line needs in one language besides its prompts."""
+
+    #: Topic names for the menu, GSM-7 only, by section id.
+    topics: Mapping[str, str]
+    #: Normalized phrases of each keyword family (see SMS_KEYWORD_FAMILIES).
+    keywords: Mapping[str, frozenset[str]]
+    #: Each family as a vocabulary whose meaning is the family name, to find it inside a text.
+    phrases: Mapping[str, Vocabulary]
+    #: Topic titles, keywords, synonyms and texted names; meaning 'section:<id>'.
+    sections: Vocabulary
+    #: Phrases of suicide, self-harm or a medical emergency (urgent.yaml); meaning 'urgent'.
+    urgent: Vocabulary
+    #: How staff hours are written.
+    hours: HourWords
+
+
+@dataclass(frozen=True)
 class Language:
     """Everything the line says or texts in one language."""
 
@@ -128,6 +190,10 @@ class Language:
     vocabulary: Vocabulary
     #: Phrases worth telling the speech recogniser about: commands and topic names.
     hints: tuple[str, ...]
+    #: Keywords, topic names, urgent phrases and hour words of the text line.
+    texting: TextWords
+    #: Words for saying staff hours (prompts/<lang>/hours.yaml).
+    hours: HoursWords | None = None
 
     def say(self, prompt: str, **values: str) -> str:
         """The spoken prompt `prompt`, with its placeholders filled in."""
@@ -149,6 +215,8 @@ class Content:
     global_keys: Mapping[str, str]
     section_keys: Mapping[str, str]
     message_keys: Mapping[str, str]
+    #: Keys that work only at the main menu, besides the topic keys (e.g. 7: forget).
+    menu_keys: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def language(self, code: str) -> Language:
         """The language `code`, or the default one when `code` is not offered."""
@@ -178,6 +246,7 @@ def load_content(prompts_dir: Path | str = PROMPTS_DIR) -> Content:
     global_keys = _key_map(menu, "global_keys", GLOBAL_COMMANDS, menu_path)
     section_keys = _key_map(menu, "section_keys", SECTION_COMMANDS, menu_path)
     message_keys = _key_map(menu, "message_keys", MESSAGE_COMMANDS, menu_path)
+    menu_keys = _key_map(menu, "menu_keys", MENU_COMMANDS, menu_path) if "menu_keys" in menu else {}
     if set(global_keys.values()) != GLOBAL_COMMANDS:
         _fail(menu_path, f"global_keys must give a key to each of {sorted(GLOBAL_COMMANDS)}")
 
@@ -196,6 +265,9 @@ def load_content(prompts_dir: Path | str = PROMPTS_DIR) -> Content:
         if key in topic_keys or key in global_keys:
             _fail(menu_path, f"key {key!r} of section {section_id!r} is already used")
         topic_keys[key] = section_id
+    clash = set(menu_keys) & (set(topic_keys) | set(global_keys))
+    if clash:
+        _fail(menu_path, f"menu_keys reuse topic or global keys {sorted(clash)}")
     for name, keys in (("section_keys", section_keys), ("message_keys", message_keys)):
         clash = set(keys) & set(global_keys)
         if clash:
@@ -218,6 +290,7 @@ def load_content(prompts_dir: Path | str = PROMPTS_DIR) -> Content:
         global_keys=MappingProxyType(global_keys),
         section_keys=MappingProxyType(section_keys),
         message_keys=MappingProxyType(message_keys),
+        menu_keys=MappingProxyType(menu_keys),
     )
 
 
@@ -231,7 +304,10 @@ def _load_language(
     commands = _commands(commands_raw, voice_path)
 
     sms_path = folder / "sms.yaml"
-    sms_raw = _read_yaml(sms_path) if sms_path.exists() else {}
+    sms_raw = _read_yaml(sms_path)
+    topics_raw = sms_raw.pop("topics", None)
+    keywords_raw = sms_raw.pop("keywords", None)
+    hours_raw = sms_raw.pop("hours", None)
     sms = _prompt_map(sms_raw, SMS_PROMPTS, sms_path)
 
     sections_dir = folder / "sections"
@@ -261,6 +337,9 @@ def _load_language(
         meanings.extend((phrase, f"section:{section.id}") for phrase in names)
     hints = tuple(dict.fromkeys(phrase.lower() for phrase, _ in meanings))
 
+    texting = _text_words(sms_path, topics_raw, keywords_raw, hours_raw, folder / "urgent.yaml", sections)
+    _check_texts(sms_path, sms, texting, sections)
+
     return Language(
         code=code,
         locale=locale,
@@ -270,7 +349,98 @@ def _load_language(
         sections=MappingProxyType(sections),
         vocabulary=Vocabulary.build(meanings),
         hints=hints,
+        texting=texting,
+        hours=_load_hours(folder / "hours.yaml"),
     )
+
+
+def _text_words(
+    path: Path, topics_raw: Any, keywords_raw: Any, hours_raw: Any, urgent_path: Path, sections: Mapping[str, Section]
+) -> TextWords:
+    """Read sms.yaml's topics, keywords and hours, and urgent.yaml's phrases."""
+    if not isinstance(topics_raw, dict) or set(topics_raw) != set(sections):
+        _fail(path, f"`topics` must name each of the topics {sorted(sections)} once")
+    topics: dict[str, str] = {}
+    for section_id, name in topics_raw.items():
+        if not isinstance(name, str) or not name.strip():
+            _fail(path, f"topic name for {section_id!r} must be non-empty text")
+        topics[section_id] = " ".join(name.split())
+
+    if not isinstance(keywords_raw, dict) or set(keywords_raw) != SMS_KEYWORD_FAMILIES:
+        _fail(path, f"`keywords` must list words for each of {sorted(SMS_KEYWORD_FAMILIES)}")
+    section_names: dict[str, str] = {}
+    section_pairs: list[tuple[str, str]] = []
+    for section in sections.values():
+        for phrase in (section.keyword, section.title, topics[section.id], *section.synonyms):
+            section_names[normalize(phrase)] = section.id
+            section_pairs.append((phrase, f"section:{section.id}"))
+    keywords: dict[str, frozenset[str]] = {}
+    owner: dict[str, str] = {}
+    for family, phrases in keywords_raw.items():
+        words_ok = isinstance(phrases, list) and all(isinstance(p, str) and normalize(p) for p in phrases)
+        if not phrases or not words_ok:
+            _fail(path, f"keywords {family!r} must be a list of words or phrases (quote YES, NO, ON and OFF)")
+        folded = frozenset(normalize(p) for p in phrases)
+        for phrase in folded:
+            if owner.get(phrase, family) != family:
+                _fail(path, f"keyword {phrase!r} is in both {owner[phrase]!r} and {family!r}")
+            if phrase in section_names:
+                _fail(path, f"keyword {phrase!r} ({family}) already names the topic {section_names[phrase]!r}")
+            owner[phrase] = family
+        keywords[family] = folded
+
+    if not isinstance(hours_raw, dict) or not all(isinstance(hours_raw.get(k), str | list) for k in _HOUR_WORDS):
+        _fail(path, f"`hours` must give {list(_HOUR_WORDS)}")
+    days = hours_raw["days"]
+    if not isinstance(days, list) or len(days) != 7 or not all(isinstance(d, str) and d.strip() for d in days):
+        _fail(path, "hours `days` must be the seven day names from Monday")
+    if hours_raw["clock"] not in ("12h", "24h"):
+        _fail(path, "hours `clock` must be 12h or 24h")
+    templates = {"day_range": {"first", "last"}, "opening": {"days", "opens", "closes"}, "all_day": {"days"}}
+    for name, fields in templates.items():
+        used = {f for _, f, _, _ in string.Formatter().parse(hours_raw[name]) if f is not None}
+        if used != fields:
+            _fail(path, f"hours `{name}` must use exactly the placeholders {sorted(fields)}")
+    hours = HourWords(
+        days=tuple(str(d).strip() for d in days),
+        **{k: str(hours_raw[k]) for k in _HOUR_WORDS if k != "days"},
+    )
+
+    urgent_raw = _read_yaml(urgent_path)
+    urgent = _string_list(urgent_raw, "phrases", urgent_path)
+    return TextWords(
+        topics=MappingProxyType(topics),
+        keywords=MappingProxyType(keywords),
+        phrases=MappingProxyType(
+            {family: Vocabulary.build((p, family) for p in keywords_raw[family]) for family in keywords_raw}
+        ),
+        sections=Vocabulary.build(section_pairs),
+        urgent=Vocabulary.build((phrase, "urgent") for phrase in urgent),
+        hours=hours,
+    )
+
+
+def _check_texts(path: Path, sms: Mapping[str, str], texting: TextWords, sections: Mapping[str, Section]) -> None:
+    """Texts must be GSM-7 (306 characters in 2 segments), and every section message must fit with its footer."""
+    words = [*sms.values(), *texting.topics.values(), *texting.hours.days]
+    words += [getattr(texting.hours, name) for name in _HOUR_WORDS if name != "days"]
+    for text in words:
+        odd = gsm.non_gsm7(text)
+        if odd:
+            _fail(path, f"{text!r} has characters outside GSM-7 {odd}, which would cut a text to 134 characters")
+    for section in sections.values():
+        for number, message in enumerate(section.sms, start=1):
+            odd = gsm.non_gsm7(message)
+            if odd:
+                _fail(section.path, f"sms message {number} has characters outside GSM-7 {odd}")
+            footer = sms["more_footer"] if number < len(section.sms) else sms["end_footer"]
+            length = gsm.measure(f"{message}\n{footer}")
+            if length.segments > gsm.MAX_SEGMENTS:
+                _fail(
+                    section.path,
+                    f"sms message {number} with its footer is {length.units} characters; "
+                    f"at most {gsm.MAX_GSM7_CHARACTERS} fit in {gsm.MAX_SEGMENTS} text segments",
+                )
 
 
 def _load_section(path: Path, section_id: str, key: str) -> Section:
@@ -301,6 +471,47 @@ def _load_section(path: Path, section_id: str, key: str) -> Section:
         reviewed_on=reviewed_on,
         source=_require(raw, "source", str, path),
         path=path,
+    )
+
+
+def _load_hours(path: Path) -> HoursWords:
+    """Read prompts/<lang>/hours.yaml: the pieces staff hours are said with."""
+    raw = _read_yaml(path)
+    templates = _prompt_map(
+        {name: value for name, value in raw.items() if name in HOURS_TEMPLATES}, HOURS_TEMPLATES, path
+    )
+    unknown = set(raw) - set(HOURS_TEMPLATES) - set(HOURS_DAY_LISTS) - set(HOURS_CLOCKS) - set(HOURS_JOINERS)
+    if unknown:
+        _fail(path, f"unknown entries {sorted(unknown)}")
+    day_lists = {}
+    for name in HOURS_DAY_LISTS:
+        days = _string_list(raw, name, path)
+        if len(days) != 7:
+            _fail(path, f"{name} must name the 7 days, Monday first")
+        day_lists[name] = days
+    clocks = {}
+    for name in HOURS_CLOCKS:
+        value = raw.get(name)
+        try:
+            clocks[name] = minutes_of(str(value))
+        except HoursError:
+            _fail(path, f"{name} must be a time like 17:00, not {value!r}")
+    if not 0 < clocks["afternoon_from"] <= clocks["evening_from"] <= 24 * 60:
+        _fail(path, "afternoon_from must come before evening_from")
+    joiners = {}
+    for name in HOURS_JOINERS:
+        value = raw.get(name)
+        if not isinstance(value, str) or not value:
+            _fail(path, f"{name} must be text such as ', '")
+        joiners[name] = value
+    return HoursWords(
+        days=day_lists["days"],
+        days_plural=day_lists["days_plural"],
+        templates=MappingProxyType(templates),
+        afternoon_from=clocks["afternoon_from"],
+        evening_from=clocks["evening_from"],
+        list_separator=joiners["list_separator"],
+        list_and=joiners["list_and"],
     )
 
 

@@ -9,10 +9,15 @@ The promises kept here: the same keys everywhere (0 a person, * repeat, # main m
 works wherever keys do, a kind word for every mistake, a person offered after three misses, and
 silence answered with a reprompt, then a warning with a way to get more time, then a way out and a
 spoken goodbye. Never a silent hang-up, never an endless loop.
+
+Remembered choices: CallStarted carries what was saved about the caller (their language and speed, and
+the last section with its age); the dialog greets them accordingly, tells a caller once when it first
+saves something (RememberChoices), and clears everything on 7 at the main menu (ForgetChoices).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -36,6 +41,17 @@ MISSES_BEFORE_OFFERING_PERSON = 3
 #: Counters are capped so a state URL never grows and a replayed URL stays valid.
 _COUNTER_CAP = 9
 
+#: What the line may remember about a caller on this call (CallState.memory):
+#: off: nothing (no usable caller number, or the caller cleared it during this call);
+#: new: nothing is saved yet, and the caller has not been told that the line remembers;
+#: on: choices are saved (or were just saved, with the caller told), and 7 at the main menu clears them.
+MEMORY_OFF = "off"
+MEMORY_NEW = "new"
+MEMORY_ON = "on"
+MEMORY_STATES = frozenset({MEMORY_OFF, MEMORY_NEW, MEMORY_ON})
+#: A caller who calls back within this time is offered the last section they heard.
+OFFER_LAST_SECTION_WITHIN = dt.timedelta(days=7)
+
 
 @dataclass(frozen=True)
 class CallState:
@@ -48,14 +64,32 @@ class CallState:
     part: int = 0
     misses: int = 0
     silences: int = 0
+    memory: str = MEMORY_OFF
 
 
 # Events: what the caller (or Twilio on their behalf) just did.
 
 
 @dataclass(frozen=True)
+class Remembered:
+    """What the line saved about a caller on earlier calls; `last_heard_ago` is the age of `last_section`."""
+
+    lang: str
+    slow: bool = False
+    last_section: str = ""
+    last_heard_ago: dt.timedelta | None = None
+
+
+@dataclass(frozen=True)
 class CallStarted:
-    """A new call reached the line's number."""
+    """A new call reached the line's number.
+
+    `can_remember` is false when the caller's number is hidden or unusable; `remembered` holds what
+    was saved about this caller, or None when nothing was.
+    """
+
+    can_remember: bool = False
+    remembered: Remembered | None = None
 
 
 @dataclass(frozen=True)
@@ -133,7 +167,21 @@ class CountSectionPlay:
     section: str
 
 
-Effect = SendSectionText | OpenVoicemail | CountSectionPlay
+@dataclass(frozen=True)
+class RememberChoices:
+    """Save the caller's language and speed (and, when `section` is set, that they just heard it)."""
+
+    lang: str
+    slow: bool
+    section: str = ""
+
+
+@dataclass(frozen=True)
+class ForgetChoices:
+    """Erase everything saved about the caller."""
+
+
+Effect = SendSectionText | OpenVoicemail | CountSectionPlay | RememberChoices | ForgetChoices
 
 
 # What the line does next.
@@ -202,7 +250,7 @@ def step(content: Content, state: CallState, event: Event, world: Circumstances 
     state = sanitize(content, state)
     talk = _Talk(content, state, world)
     if isinstance(event, CallStarted):
-        return talk.welcome()
+        return talk.welcome(event)
     if isinstance(event, TransferredIn):
         return talk.transferred_in(event.section)
     if isinstance(event, DialEnded):
@@ -231,6 +279,7 @@ def sanitize(content: Content, state: CallState) -> CallState:
         part=part,
         misses=min(max(state.misses, 0), _COUNTER_CAP),
         silences=min(max(state.silences, 0), _COUNTER_CAP),
+        memory=state.memory if state.memory in MEMORY_STATES else MEMORY_OFF,
     )
 
 
@@ -241,6 +290,12 @@ def whisper_text(content: Content, topic: str) -> str:
     if section:
         return staff_language.say("whisper_topic", title=section.title)
     return staff_language.say("whisper_no_topic")
+
+
+def opening(content: Content, lang: str) -> tuple[Line, ...]:
+    """The start of a call in `lang`: greeting, the other language's offer, the emergency line, the text line."""
+    talk = _Talk(content, sanitize(content, CallState(lang=lang)), Circumstances())
+    return tuple(talk.opening_lines())
 
 
 class _Talk:
@@ -272,6 +327,8 @@ class _Talk:
             lines.append(self.line("menu_option", title=section.title, key=section.key))
         lines.append(self.line("menu_say_topic"))
         lines.append(self.line("menu_person"))
+        if self.state.memory == MEMORY_ON:
+            lines.append(self.line("menu_forget"))
         if self.state.slow:
             lines.append(self.line("menu_normal_speed"))
         elif first_time:
@@ -313,28 +370,79 @@ class _Talk:
 
     # -- the replies ----------------------------------------------------------------------------
 
-    def welcome(self) -> Reply:
-        lines = [self.line("greeting"), *self.language_switch_lines(), self.line("text_offer"), self.line("intro")]
-        lines += self.menu_lines(first_time=True)
-        return self.listen(lines, self.at(node=MAIN, section="", part=0))
+    def remember(self, section: str = "") -> tuple[list[Line], tuple[Effect, ...]]:
+        """Save the caller's choices (in the current state) unless memory is off; tell them the first time."""
+        if self.state.memory == MEMORY_OFF:
+            return [], ()
+        lines = []
+        if self.state.memory == MEMORY_NEW:
+            self.state = replace(self.state, memory=MEMORY_ON)
+            lines.append(self.line("memory_notice", pause_before=bool(section)))
+        return lines, (RememberChoices(self.state.lang, self.state.slow, section),)
 
-    def main_menu(self, before: list[Line] | None = None) -> Reply:
+    def opening_lines(self) -> list[Line]:
+        """The greeting as heard: welcome, the other language's offer, emergency, and the text line."""
+        return [
+            self.line("greeting"),
+            *self.language_switch_lines(),
+            self.line("greeting_emergency"),
+            self.line("text_offer"),
+        ]
+
+    def recent_section(self, remembered: Remembered | None) -> str:
+        """The section a returning caller heard last, if that was recent enough to offer again."""
+        if remembered is None or remembered.last_heard_ago is None:
+            return ""
+        if remembered.last_section not in self.content.section_ids:
+            return ""
+        return remembered.last_section if remembered.last_heard_ago <= OFFER_LAST_SECTION_WITHIN else ""
+
+    def welcome(self, event: CallStarted | None = None) -> Reply:
+        event = event or CallStarted()
+        remembered = event.remembered if event.can_remember else None
+        memory = MEMORY_OFF
+        if event.can_remember:
+            memory = MEMORY_ON if remembered else MEMORY_NEW
+        self.state = self.at(node=MAIN, section="", part=0, memory=memory)
+        if remembered:
+            # A returning caller hears their own language and speed from the first word.
+            lang = remembered.lang if remembered.lang in self.content.languages else self.state.lang
+            self.state = replace(self.state, lang=lang, slow=bool(remembered.slow))
+        lines = self.opening_lines()
+        last = self.recent_section(remembered)
+        if last:
+            section = self.language.sections[last]
+            # The offer uses the topic's own menu key, so keys mean the same thing everywhere.
+            lines.append(self.line("last_topic", title=section.title, key=section.key))
+        lines += [self.line("intro"), *self.menu_lines(first_time=True)]
+        return self.listen(lines, self.state)
+
+    def main_menu(
+        self, before: list[Line] | None = None, effects: tuple[Effect, ...] = (), first_time: bool = False
+    ) -> Reply:
         self.state = self.at(node=MAIN, part=0)
-        return self.listen([*(before or []), *self.menu_lines()], self.state)
+        return self.listen([*(before or []), *self.menu_lines(first_time)], self.state, effects)
 
-    def play_section(self, section_id: str, part: int = 0, before: list[Line] | None = None) -> Reply:
+    def play_section(
+        self, section_id: str, part: int = 0, before: list[Line] | None = None, remember: bool = False
+    ) -> Reply:
+        """Say one part of a section and its choices; `remember` saves it as the caller's last section."""
         self.state = self.at(node=SECTION, section=section_id, part=part)
         section = self.section()
         lines = [*(before or []), Line(section.voice[part], self.state.lang)]
-        lines += self.section_option_lines()
         effects: tuple[Effect, ...] = (CountSectionPlay(section_id),) if part == 0 else ()
+        if remember:
+            notice, saving = self.remember(section_id)
+            lines += notice
+            effects += saving
+        lines += self.section_option_lines()
         return self.listen(lines, self.state, effects)
 
     def transferred_in(self, section_id: str) -> Reply:
         if section_id not in self.content.section_ids:
             return self.welcome()
         title = self.language.sections[section_id].title
-        return self.play_section(section_id, 0, [self.line("section_from_transfer", title=title)])
+        return self.play_section(section_id, 0, [self.line("section_from_transfer", title=title)], remember=True)
 
     def heard(self, event: Heard) -> Reply:
         digits = event.digits.strip()
@@ -352,6 +460,8 @@ class _Talk:
             return f"command:{self.content.global_keys[key]}"
         if self.state.node == MAIN and key in self.content.topic_keys:
             return f"section:{self.content.topic_keys[key]}"
+        if self.state.node == MAIN and self.state.memory == MEMORY_ON and key in self.content.menu_keys:
+            return f"command:{self.content.menu_keys[key]}"
         if self.state.node == SECTION and key in self.content.section_keys:
             return f"command:{self.content.section_keys[key]}"
         if self.state.node in (OFFER, RECORD, STAFF) and key in self.content.message_keys:
@@ -368,7 +478,7 @@ class _Talk:
     def act(self, meaning: str) -> Reply:
         kind, _, name = meaning.partition(":")
         if kind == "section":
-            return self.play_section(name)
+            return self.play_section(name, remember=True)
         node = self.state.node
         if name == "staff":
             return self.staff()
@@ -378,13 +488,24 @@ class _Talk:
             return self.main_menu()
         if name == "slower":
             self.state = self.at(slow=not self.state.slow)
-            return self.repeat([self.line("slower_on" if self.state.slow else "slower_off")])
+            notice, effects = self.remember()
+            return self.repeat([self.line("slower_on" if self.state.slow else "slower_off"), *notice], effects)
         if name == "language":
             other = self.content.other_language(self.state.lang)
             if other is None:
                 return self.miss(spoken=False)
             self.state = self.at(lang=other)
-            return self.repeat([self.line("language_switched")])
+            notice, effects = self.remember()
+            # The emergency line again, now in words the caller understands.
+            before = [self.line("language_switched"), self.line("greeting_emergency"), *notice]
+            if node == MAIN:
+                # Everything said before was in the other language: the way back, the intro and every key again.
+                before += [*self.language_switch_lines(), self.line("intro")]
+                return self.main_menu(before, effects, first_time=True)
+            return self.repeat(before, effects)
+        if name == "forget" and node == MAIN and self.state.memory == MEMORY_ON:
+            self.state = self.at(memory=MEMORY_OFF)
+            return self.main_menu([self.line("memory_cleared")], (ForgetChoices(),))
         if name == "more" and node == SECTION:
             if self.state.part + 1 < len(self.section().voice):
                 return self.play_section(self.state.section, self.state.part + 1)
@@ -400,13 +521,14 @@ class _Talk:
             return self.record()
         return self.miss(spoken=True)
 
-    def repeat(self, before: list[Line] | None = None) -> Reply:
+    def repeat(self, before: list[Line] | None = None, effects: tuple[Effect, ...] = ()) -> Reply:
         self.state = self.at()
         if self.state.node == SECTION:
-            return self.play_section(self.state.section, self.state.part, before)
+            reply = self.play_section(self.state.section, self.state.part, before)
+            return replace(reply, effects=reply.effects + effects)
         if self.state.node == MAIN:
-            return self.main_menu(before)
-        return self.listen([*(before or []), *self.options()], self.state)
+            return self.main_menu(before, effects)
+        return self.listen([*(before or []), *self.options()], self.state, effects)
 
     def miss(self, spoken: bool) -> Reply:
         if self.state.silences >= SILENCES_BEFORE_WARNING:

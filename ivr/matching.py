@@ -14,13 +14,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 _NON_WORD = re.compile(r"[^a-z0-9*#ñ]+")
+#: Apostrophes join a word ("can't" is "cant"), so people who type either are understood alike.
+_APOSTROPHES = re.compile(r"['’‘`´]")
 
 
 def normalize(text: str) -> str:
-    """Lowercase `text`, fold accents (keeping ñ), and turn everything but letters and digits into spaces."""
+    """Lowercase `text`, fold accents (keeping ñ), drop apostrophes, and turn all but letters and digits into spaces."""
     decomposed = unicodedata.normalize("NFKD", text.lower().replace("ñ", "\0"))
     plain = "".join(c for c in decomposed if not unicodedata.combining(c)).replace("\0", "ñ")
-    return " ".join(_NON_WORD.sub(" ", plain).split())
+    return " ".join(_NON_WORD.sub(" ", _APOSTROPHES.sub("", plain)).split())
 
 
 def words(text: str) -> tuple[str, ...]:
@@ -31,6 +33,10 @@ def words(text: str) -> tuple[str, ...]:
 def typo_distance(a: str, b: str, limit: int) -> int:
     """Edit distance between `a` and `b` counting a swap of neighbours as one edit; stops past `limit`."""
     if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    # Each edit adds or removes at most two letters from the set of letters used: a cheap way to
+    # rule out most pairs before the quadratic count (a 1600-character text meets every phrase).
+    if len(set(a) ^ set(b)) > 2 * limit:
         return limit + 1
     previous2: list[int] = []
     previous = list(range(len(b) + 1))
@@ -48,21 +54,47 @@ def typo_distance(a: str, b: str, limit: int) -> int:
 
 
 def typos_allowed(word: str) -> int:
-    """How many typos a word of this length may carry and still count: none for short words."""
-    if len(word) >= 8:
+    """How many typos a word of this length may carry and still count: none for short words.
+
+    Five-letter words get none: "dying" would otherwise match "doing", "tumor" "humor".
+    """
+    if not word.isalpha():
+        return 0
+    if len(word) >= 9:
         return 2
-    if len(word) >= 5:
+    if len(word) >= 6:
         return 1
     return 0
 
 
-def _word_matches(said: str, wanted: str, fuzzy: bool) -> bool:
-    if said == wanted:
-        return True
-    if not fuzzy:
-        return False
-    allowed = typos_allowed(wanted)
-    return allowed > 0 and typo_distance(said, wanted, allowed) <= allowed
+class Said:
+    """One text's words, prepared once for matching against any number of vocabularies.
+
+    Remembers, for each vocabulary word met, which words of the text are that word give or take
+    the typos it allows, so a long text costs one comparison per pair of distinct words at most.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.words = words(text)
+        self.present = frozenset(self.words)
+        self._by_length: dict[int, list[str]] = {}
+        for word in self.present:
+            self._by_length.setdefault(len(word), []).append(word)
+        self._close: dict[str, frozenset[str]] = {}
+
+    def close_to(self, wanted: str) -> frozenset[str]:
+        """The words of the text that are `wanted` or within the typos `wanted` allows."""
+        found = self._close.get(wanted)
+        if found is None:
+            allowed = typos_allowed(wanted)
+            candidates = (
+                word
+                for size in range(len(wanted) - allowed, len(wanted) + allowed + 1)
+                for word in self._by_length.get(size, ())
+            )
+            found = frozenset(w for w in candidates if w == wanted or typo_distance(w, wanted, allowed) <= allowed)
+            self._close[wanted] = found
+        return found
 
 
 @dataclass(frozen=True)
@@ -85,10 +117,13 @@ class Vocabulary:
         entries.sort(key=lambda e: (-len(" ".join(e[0])), order[e]))
         return cls(tuple(entries))
 
-    def match(self, text: str, fuzzy: bool = False) -> str | None:
-        """The meaning of the longest phrase found in `text`, trying exact words before typos."""
-        said = words(text)
-        if not said:
+    def match(self, text: str | Said, fuzzy: bool = False) -> str | None:
+        """The meaning of the longest phrase found in `text`, trying exact words before typos.
+
+        Pass a `Said` to match one text against several vocabularies without preparing it again.
+        """
+        said = text if isinstance(text, Said) else Said(text)
+        if not said.words:
             return None
         for allow_typos in (False, True) if fuzzy else (False,):
             for phrase_words, meaning in self.entries:
@@ -97,9 +132,15 @@ class Vocabulary:
         return None
 
 
-def _contains(said: tuple[str, ...], phrase: tuple[str, ...], fuzzy: bool) -> bool:
+def _contains(said: Said, phrase: tuple[str, ...], fuzzy: bool) -> bool:
+    if fuzzy:
+        options = [said.close_to(word) for word in phrase]
+    else:
+        options = [frozenset((word,)) & said.present for word in phrase]
+    if not all(options):
+        return False  # some word of the phrase is nowhere in the text
     size = len(phrase)
-    for start in range(len(said) - size + 1):
-        if all(_word_matches(said[start + k], phrase[k], fuzzy) for k in range(size)):
+    for start in range(len(said.words) - size + 1):
+        if all(said.words[start + k] in options[k] for k in range(size)):
             return True
     return False

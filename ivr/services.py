@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from flask import current_app
 
 from ivr.content import Content
-from ivr.hours import StaffHours
+from ivr.hours import StaffHours, describe
 from ivr.storage import Storage
 from ivr.twiml import Renderer
 
@@ -32,3 +32,13 @@ def now() -> dt.datetime:
     """The current time; tests freeze it through the app's NOW setting."""
     frozen = current_app.config.get("NOW")
     return frozen if isinstance(frozen, dt.datetime) else dt.datetime.now(dt.UTC)
+
+
+def staff_hours_text(lang: str) -> str:
+    """When staff are in, in plain words in language `lang` ("Monday to Friday, 8:30 in the morning to 5 in the
+    evening"), for speech or a text message; empty when STAFF_HOURS is `closed`."""
+    svc = services()
+    words = svc.content.language(lang).hours
+    if words is None:
+        return ""
+    return describe(svc.hours, words, now().astimezone(svc.hours.timezone).date())

@@ -13,6 +13,7 @@ import hmac
 import logging
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,8 @@ processed_events = sa.Table(
     metadata,
     sa.Column("key", sa.String(96), primary_key=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # The answer given the first time (migration 0002), so a retried message gets the same one.
+    sa.Column("outcome", sa.String(64), nullable=True),
 )
 
 staff_acceptances = sa.Table(
@@ -122,6 +125,18 @@ staff_acceptances = sa.Table(
 def utcnow() -> dt.datetime:
     """The current time in UTC, the only time zone the database sees."""
     return dt.datetime.now(dt.UTC)
+
+
+def as_utc(at: dt.datetime | None) -> dt.datetime:
+    """`at` (an aware datetime; now when None) in UTC: SQLite keeps no time zone, so every stored time is UTC."""
+    return (at or utcnow()).astimezone(dt.UTC)
+
+
+def from_db(at: dt.datetime | None) -> dt.datetime | None:
+    """A time read back from the database, made aware (SQLite returns naive UTC times)."""
+    if at is None:
+        return None
+    return at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -159,13 +174,46 @@ def _sqlite_commit_without_fsync(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+@dataclass(frozen=True)
+class TextSession:
+    """What the text line remembers of one number: its language ("" before the first choice), the
+    section and part that MORE continues with, and whether it opted out of texts."""
+
+    lang: str = ""
+    section: str = ""
+    next_part: int = 0
+    opted_out: bool = False
+
+
+@dataclass(frozen=True)
+class CallbackAsk:
+    """A call-back request from a text: the topic the person was reading, their language, urgency."""
+
+    topic: str
+    lang: str
+    urgent: bool = False
+    opted_out: bool = False
+
+
+@dataclass(frozen=True)
+class TextChanges:
+    """What one incoming text changes: opt-out (True) or opt-in (False), the session, a call-back, a count."""
+
+    opted_out: bool | None = None
+    session: TextSession | None = None
+    callback: CallbackAsk | None = None
+    count_section: str = ""
+
+
 class Storage:
     """The line's database, opened once per process."""
 
     def __init__(self, database_url: str, secret_key: str) -> None:
         self.url = database_url
         self._secret = secret_key.encode()
-        options: dict[str, Any] = {"future": True}
+        # preserve_rowcount: "was this row inserted?" is read from INSERT ... ON CONFLICT DO NOTHING's
+        # rowcount, which psycopg reports as -1 unless SQLAlchemy keeps it before closing the cursor.
+        options: dict[str, Any] = {"future": True, "execution_options": {"preserve_rowcount": True}}
         if database_url.startswith("sqlite"):
             path = database_url.split("///", 1)[-1]
             if path and path != ":memory:":
@@ -262,10 +310,7 @@ class Storage:
 
     def _insert_ignoring_duplicates(self, table: sa.Table, values: dict[str, Any]) -> bool:
         """Insert a row unless its unique key is already there; True when this call inserted it."""
-        # preserve_rowcount: psycopg's cursor is closed (rowcount -1) before SQLAlchemy would read it.
-        statement = (
-            self._insert(table).values(**values).on_conflict_do_nothing().execution_options(preserve_rowcount=True)
-        )
+        statement = self._insert(table).values(**values).on_conflict_do_nothing()
         with self.engine.begin() as connection:
             return connection.execute(statement).rowcount == 1
 
@@ -275,8 +320,72 @@ class Storage:
 
     # -- voice messages and call-backs ----------------------------------------------------------
 
-    def open_voicemail(self, call_sid: str, phone: str, topic: str, lang: str) -> None:
-        """A caller is about to leave a message: keep a call-back request now, so a hang-up loses nothing."""
+    def open_voicemail(self, call_sid: str, phone: str, topic: str, lang: str, at: dt.datetime | None = None) -> None:
+        """A caller is about to leave a message: keep a call-back request now, so a hang-up loses nothing.
+
+        A retry of the same request, or a second try after an empty recording, reuses the call's
+        request that has no recording yet; a caller who leaves a second message gets a second request.
+        """
+        base = f"voicemail:{call_sid}"
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(callback_requests.c.recording_sid).where(_voicemail_keys(call_sid))
+            ).all()
+        if any(row.recording_sid is None for row in rows):
+            return
+        self._insert_ignoring_duplicates(
+            callback_requests,
+            {
+                "created_at": as_utc(at),
+                "channel": "voice",
+                "kind": "voicemail",
+                "phone": phone or None,
+                "topic": topic,
+                "lang": lang,
+                "urgent": False,
+                "note": "no_recording",
+                "status": "open",
+                "dedupe_key": base if not rows else f"{base}:{len(rows) + 1}",
+            },
+        )
+
+    def attach_recording(
+        self,
+        call_sid: str,
+        recording_sid: str,
+        url: str,
+        seconds: int,
+        *,
+        phone: str = "",
+        topic: str = "",
+        lang: str = "en",
+    ) -> bool:
+        """Add a recording to the call's newest message that has none; True when it is now kept.
+
+        The same recording reported again (Record's action and its status callback, or a retry)
+        changes nothing. A recording with no request to go to (which should not happen) gets a
+        request of its own, from what is known, rather than being dropped.
+        """
+        if not recording_sid:
+            return False
+        values = {"recording_sid": recording_sid, "recording_url": url, "recording_seconds": seconds, "note": ""}
+        with self.engine.begin() as connection:
+            known = sa.select(callback_requests.c.id).where(callback_requests.c.recording_sid == recording_sid)
+            if connection.execute(known).first() is not None:
+                return True
+            waiting = connection.execute(
+                sa.select(callback_requests.c.id)
+                .where(_voicemail_keys(call_sid), callback_requests.c.recording_sid.is_(None))
+                .order_by(callback_requests.c.id.desc())
+            ).first()
+            if waiting is not None:
+                updated = connection.execute(
+                    callback_requests.update()
+                    .where(callback_requests.c.id == waiting.id, callback_requests.c.recording_sid.is_(None))
+                    .values(**values)
+                )
+                if updated.rowcount:
+                    return True
         self._insert_ignoring_duplicates(
             callback_requests,
             {
@@ -287,21 +396,12 @@ class Storage:
                 "topic": topic,
                 "lang": lang,
                 "urgent": False,
-                "note": "no_recording",
                 "status": "open",
-                "dedupe_key": f"voicemail:{call_sid}",
+                "dedupe_key": f"recording:{recording_sid}",
+                **values,
             },
         )
-
-    def attach_recording(self, call_sid: str, recording_sid: str, url: str, seconds: int) -> bool:
-        """Add the recording to the call's voice message; True when there was a request to add it to."""
-        with self.engine.begin() as connection:
-            result = connection.execute(
-                callback_requests.update()
-                .where(callback_requests.c.dedupe_key == f"voicemail:{call_sid}")
-                .values(recording_sid=recording_sid, recording_url=url, recording_seconds=seconds, note="")
-            )
-            return result.rowcount > 0
+        return True
 
     def callback_requests(self, status: str | None = "open") -> list[dict[str, Any]]:
         """Call-back requests, urgent first, newest first; all of them when `status` is None."""
@@ -314,14 +414,55 @@ class Storage:
         with self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
 
+    def callback_request(self, request_id: int) -> dict[str, Any] | None:
+        """One call-back request by id, or None."""
+        query = sa.select(callback_requests).where(callback_requests.c.id == request_id)
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        return dict(row._mapping) if row else None
+
+    def done_requests(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The call-back requests most recently marked done, newest first."""
+        query = (
+            sa.select(callback_requests)
+            .where(callback_requests.c.status == "done")
+            .order_by(callback_requests.c.done_at.desc(), callback_requests.c.id.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def mark_done(self, request_id: int, by: str, at: dt.datetime | None = None) -> bool:
+        """Staff member `by` dealt with an open request; True when this call changed it."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                callback_requests.update()
+                .where(callback_requests.c.id == request_id, callback_requests.c.status == "open")
+                .values(status="done", done_by=by[:64], done_at=as_utc(at))
+            )
+            return result.rowcount == 1
+
+    def reopen(self, request_id: int) -> bool:
+        """Put a request marked done back in the queue; True when this call changed it."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                callback_requests.update()
+                .where(callback_requests.c.id == request_id, callback_requests.c.status == "done")
+                .values(status="open", done_by=None, done_at=None)
+            )
+            return result.rowcount == 1
+
     # -- staff transfers ------------------------------------------------------------------------
 
     def accept_staff_call(self, call_sid: str) -> None:
-        """A staff member pressed 1 to take the caller on call `call_sid`."""
-        self._insert_ignoring_duplicates(staff_acceptances, {"call_sid": call_sid, "accepted_at": utcnow()})
+        """A staff member pressed 1 to take the caller; `call_sid` is the staff member's leg of the call."""
+        if call_sid:
+            self._insert_ignoring_duplicates(staff_acceptances, {"call_sid": call_sid, "accepted_at": utcnow()})
 
     def staff_accepted(self, call_sid: str) -> bool:
-        """Whether a staff member took the caller on call `call_sid`."""
+        """Whether the staff member on leg `call_sid` pressed 1 to take the caller."""
+        if not call_sid:
+            return False
         query = sa.select(staff_acceptances.c.call_sid).where(staff_acceptances.c.call_sid == call_sid)
         with self.engine.connect() as connection:
             return connection.execute(query).first() is not None
@@ -356,3 +497,219 @@ class Storage:
         )
         with self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
+
+    # -- the text line --------------------------------------------------------------------------
+
+    def text_session(self, phone: str) -> TextSession:
+        """What the text line remembers of `phone` (an empty session for a number never seen)."""
+        key = self.phone_hash(phone)
+        with self.engine.connect() as connection:
+            session = connection.execute(sa.select(sms_sessions).where(sms_sessions.c.phone_hash == key)).first()
+            opted = connection.execute(sa.select(opt_outs.c.opted_out).where(opt_outs.c.phone_hash == key)).first()
+        return TextSession(
+            lang=session.lang if session else "",
+            section=session.section if session else "",
+            next_part=session.next_part if session else 0,
+            opted_out=bool(opted and opted.opted_out),
+        )
+
+    def set_opt_out(self, phone: str, opted_out: bool) -> None:
+        """Record STOP (`opted_out` True) or START (False) from `phone`; only a hash of the number is kept."""
+        with self.engine.begin() as connection:
+            self._set_opt_out(connection, phone, opted_out)
+
+    def save_text_session(self, phone: str, lang: str, section: str = "", next_part: int = 0) -> None:
+        """Remember the language of `phone` and the section and part MORE continues with."""
+        with self.engine.begin() as connection:
+            self._save_text_session(connection, phone, lang, section, next_part)
+
+    def request_callback(
+        self, phone: str, ask: CallbackAsk, channel: str = "sms", dedupe_key: str | None = None
+    ) -> bool:
+        """Keep a call-back request for staff, once per `dedupe_key`; True when this call added it."""
+        with self.engine.begin() as connection:
+            return self._request_callback(connection, phone, ask, channel, dedupe_key)
+
+    def text_outcome(self, event_key: str) -> str | None:
+        """The answer token stored for a message already handled ("" if none was stored), or None if new."""
+        query = sa.select(processed_events.c.outcome).where(processed_events.c.key == event_key[:96])
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        return None if row is None else (row.outcome or "")
+
+    def record_text_turn(self, event_key: str, phone: str, outcome: str, changes: TextChanges) -> str | None:
+        """Store everything one incoming text changes, all or nothing, once per `event_key` (the MessageSid).
+
+        Returns None when this call stored it. For a message already handled (Twilio retried it, or
+        delivered it twice at once) nothing is stored again, and the answer token stored the first
+        time is returned ("" if there was none), so the retry gets the same answer.
+        """
+        with self.engine.begin() as connection:
+            if event_key:
+                statement = (
+                    self._insert(processed_events)
+                    .values(key=event_key[:96], created_at=utcnow(), outcome=outcome[:64])
+                    .on_conflict_do_nothing()
+                )
+                if connection.execute(statement).rowcount != 1:
+                    query = sa.select(processed_events.c.outcome).where(processed_events.c.key == event_key[:96])
+                    row = connection.execute(query).first()
+                    return (row.outcome or "") if row else ""
+            if changes.opted_out is not None:
+                self._set_opt_out(connection, phone, changes.opted_out)
+            if changes.session is not None:
+                session = changes.session
+                self._save_text_session(connection, phone, session.lang, session.section, session.next_part)
+            if changes.callback is not None:
+                self._request_callback(connection, phone, changes.callback, "sms", event_key or None)
+        if changes.count_section:
+            # Counting is for the staff usage panel only: after the turn is safely stored.
+            self.count_use("sms", changes.count_section)
+        return None
+
+    def _set_opt_out(self, connection: Any, phone: str, opted_out: bool) -> None:
+        values = {"phone_hash": self.phone_hash(phone), "opted_out": opted_out, "changed_at": utcnow()}
+        statement = self._insert(opt_outs).values(**values).on_conflict_do_update(
+            index_elements=["phone_hash"], set_={"opted_out": opted_out, "changed_at": values["changed_at"]}
+        )
+        connection.execute(statement)
+
+    def _save_text_session(self, connection: Any, phone: str, lang: str, section: str, next_part: int) -> None:
+        values = {
+            "phone_hash": self.phone_hash(phone),
+            "lang": lang,
+            "section": section,
+            "next_part": next_part,
+            "updated_at": utcnow(),
+        }
+        statement = self._insert(sms_sessions).values(**values).on_conflict_do_update(
+            index_elements=["phone_hash"],
+            set_={k: v for k, v in values.items() if k != "phone_hash"},
+        )
+        connection.execute(statement)
+
+    def _request_callback(
+        self, connection: Any, phone: str, ask: CallbackAsk, channel: str, dedupe_key: str | None
+    ) -> bool:
+        # Notes are codes for the staff page, never the words someone texted.
+        notes = [note for note, flag in (("urgent_words", ask.urgent), ("texts_opted_out", ask.opted_out)) if flag]
+        values = {
+            "created_at": utcnow(),
+            "channel": channel,
+            "kind": "callback",
+            "phone": phone or None,
+            "topic": ask.topic,
+            "lang": ask.lang,
+            "urgent": ask.urgent,
+            "note": ",".join(notes),
+            "status": "open",
+            "dedupe_key": dedupe_key[:80] if dedupe_key else None,
+        }
+        statement = self._insert(callback_requests).values(**values).on_conflict_do_nothing()
+        return connection.execute(statement).rowcount == 1
+    # -- remembered choices (phone line) ----------------------------------------------------------
+
+    def recall_choices(
+        self, phone: str, now: dt.datetime, keep_last_section_for: dt.timedelta
+    ) -> dict[str, Any] | None:
+        """What the line saved about `phone` (lang, slow, last_section, last_heard_at), or None.
+
+        A last section older than `keep_last_section_for` is no longer needed, so it is erased here.
+        """
+        key = self.phone_hash(phone)
+        query = sa.select(preferences).where(preferences.c.phone_hash == key)
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        if row is None:
+            return None
+        saved = dict(row._mapping)
+        heard_at = _aware(saved["last_heard_at"])
+        saved["last_heard_at"] = heard_at
+        if saved["last_section"] and (heard_at is None or now - heard_at > keep_last_section_for):
+            with self.engine.begin() as connection:
+                connection.execute(
+                    preferences.update()
+                    .where(preferences.c.phone_hash == key)
+                    .values(last_section="", last_heard_at=None)
+                )
+            saved.update(last_section="", last_heard_at=None)
+        return saved
+
+    def remember_choices(self, phone: str, lang: str, slow: bool, section: str, now: dt.datetime) -> None:
+        """Save `phone`'s language and speed; with `section`, also that they heard it at `now`."""
+        values: dict[str, Any] = {"lang": lang, "slow": slow, "updated_at": now}
+        if section:
+            values.update(last_section=section, last_heard_at=now)
+        statement = (
+            self._insert(preferences)
+            .values({"phone_hash": self.phone_hash(phone), "last_section": "", **values})
+            .on_conflict_do_update(index_elements=["phone_hash"], set_=values)
+        )
+        with self.engine.begin() as connection:
+            connection.execute(statement)
+
+    def forget_choices(self, phone: str) -> None:
+        """Erase everything the line saved about `phone`'s choices."""
+        with self.engine.begin() as connection:
+            connection.execute(preferences.delete().where(preferences.c.phone_hash == self.phone_hash(phone)))
+
+    # -- staff accounts -------------------------------------------------------------------------
+
+    def key_hash(self, kind: str, value: str) -> str:
+        """A keyed hash of `value` (a user name, an IP address): countable, but not readable."""
+        return hmac.new(self._secret, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+
+    def create_staff_user(self, username: str, password_hash: str) -> bool:
+        """Add a staff account; False when the name is taken."""
+        values = {"username": username, "password_hash": password_hash, "created_at": utcnow()}
+        return self._insert_ignoring_duplicates(staff_users, values)
+
+    def set_staff_password(self, username: str, password_hash: str) -> bool:
+        """Change a staff member's password hash; False when there is no such account."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                staff_users.update().where(staff_users.c.username == username).values(password_hash=password_hash)
+            )
+            return result.rowcount == 1
+
+    def staff_user(self, username: str) -> dict[str, Any] | None:
+        """The staff account called `username`, or None."""
+        query = sa.select(staff_users).where(staff_users.c.username == username)
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        return dict(row._mapping) if row else None
+
+    def record_login_failure(self, key_hashes: list[str], at: dt.datetime) -> None:
+        """Note one failed sign-in against each key (user name, address); forget failures older than a day."""
+        at = as_utc(at)
+        with self.engine.begin() as connection:
+            connection.execute(login_attempts.delete().where(login_attempts.c.at < at - dt.timedelta(days=1)))
+            connection.execute(login_attempts.insert(), [{"key_hash": key, "at": at} for key in key_hashes])
+
+    def login_failures(self, key_hash: str, since: dt.datetime) -> int:
+        """Failed sign-ins against `key_hash` since `since`."""
+        query = (
+            sa.select(sa.func.count())
+            .select_from(login_attempts)
+            .where(login_attempts.c.key_hash == key_hash, login_attempts.c.at >= as_utc(since))
+        )
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def clear_login_failures(self, key_hash: str) -> None:
+        """Forget the failed sign-ins against `key_hash` (after a successful one)."""
+        with self.engine.begin() as connection:
+            connection.execute(login_attempts.delete().where(login_attempts.c.key_hash == key_hash))
+
+
+def _aware(moment: dt.datetime | None) -> dt.datetime | None:
+    """SQLite hands back naive datetimes: they were stored in UTC."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=dt.UTC)
+    return moment
+
+
+def _voicemail_keys(call_sid: str) -> sa.ColumnElement[bool]:
+    """Matches the voice-message requests of call `call_sid` (voicemail:<sid>, voicemail:<sid>:2, ...)."""
+    base = f"voicemail:{call_sid}"
+    return sa.or_(callback_requests.c.dedupe_key == base, callback_requests.c.dedupe_key.startswith(f"{base}:"))

@@ -1,21 +1,44 @@
 """Turn dialog Replies into TwiML: the one place that knows voices, languages, speech rate,
 Gather defaults, and how a caller's state is written into (and read back from) action URLs.
+It also writes the text line's answers (`messages`), so all TwiML comes from here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import Dial, Gather, Say, VoiceResponse
 
 from ivr.content import Content
-from ivr.dialog import AwaitOutcome, CallState, Connect, HangUp, Line, Listen, RecordMessage, Reply
+from ivr.dialog import (
+    MEMORY_NEW,
+    MEMORY_OFF,
+    MEMORY_ON,
+    AwaitOutcome,
+    CallState,
+    Connect,
+    HangUp,
+    Line,
+    Listen,
+    RecordMessage,
+    Reply,
+)
 from ivr.memo import LruCache
 
 #: Seconds a caller has to start speaking or pressing a key.
 DEFAULT_GATHER_TIMEOUT = 8
+
+#: A three-digit number standing alone (911, 988) is dialled, not counted: said digit by digit in every
+#: language ("nine one one", "nueve uno uno"), never "nine hundred eleven" or "novecientos once".
+DIALLED_NUMBER = re.compile(r"(?<![\d:.,])(\d{3})(?![\d:])")
+
+#: CallState.memory in a URL: absent means off (so an old or hand-made URL never saves anything).
+_MEMORY_TO_QUERY = {MEMORY_NEW: "n", MEMORY_ON: "y"}
+_MEMORY_FROM_QUERY = {code: memory for memory, code in _MEMORY_TO_QUERY.items()}
 
 
 def state_to_query(state: CallState) -> dict[str, Any]:
@@ -30,6 +53,8 @@ def state_to_query(state: CallState) -> dict[str, Any]:
         query["m"] = str(state.misses)
     if state.silences:
         query["q"] = str(state.silences)
+    if state.memory in _MEMORY_TO_QUERY:
+        query["r"] = _MEMORY_TO_QUERY[state.memory]
     return query
 
 
@@ -48,6 +73,7 @@ def state_from_query(query: Mapping[str, str]) -> CallState:
         part=number("p"),
         misses=number("m"),
         silences=number("q"),
+        memory=_MEMORY_FROM_QUERY.get(str(query.get("r", "")), MEMORY_OFF),
     )
 
 
@@ -91,7 +117,12 @@ class Renderer:
         locale = self.content.language(line.lang).locale
         voice = self.settings.voices.get(line.lang) or next(iter(self.settings.voices.values()))
         say = Say(voice=voice, language=locale)
-        say.prosody(line.text, rate=self.settings.slow_speech_rate if slow else self.settings.speech_rate)
+        prosody = say.prosody(rate=self.settings.slow_speech_rate if slow else self.settings.speech_rate)
+        for index, piece in enumerate(DIALLED_NUMBER.split(line.text)):
+            if index % 2:
+                prosody.say_as(piece, interpret_as="digits")
+            elif piece:
+                prosody.append(piece)
         return say
 
     def _speak(self, target: VoiceResponse | Gather, reply: Reply) -> None:
@@ -153,6 +184,9 @@ class Renderer:
                 recording_status_callback_method="POST",
                 recording_status_callback_event="completed absent",
             )
+            # Twilio skips the action after an empty recording and runs the next verb: send that
+            # caller to the same URL too, so silence at the beep is answered, not met with a hang-up.
+            response.redirect(links.step(nxt.state), method="POST")
         elif isinstance(nxt, HangUp):
             self._speak(response, reply)
             response.hangup()
@@ -173,6 +207,13 @@ class Renderer:
         return str(response)
 
     @staticmethod
+    def redirect(url: str) -> str:
+        """A TwiML document that sends the call (or this leg of it) on to `url`."""
+        response = VoiceResponse()
+        response.redirect(url, method="POST")
+        return str(response)
+
+    @staticmethod
     def hangup() -> str:
         """A TwiML document that ends the call (or this leg of it)."""
         response = VoiceResponse()
@@ -183,6 +224,14 @@ class Renderer:
     def empty() -> str:
         """An empty TwiML document."""
         return str(VoiceResponse())
+
+
+def messages(bodies: Sequence[str]) -> str:
+    """The messaging TwiML that answers a text with `bodies`, one <Message> each; none is an empty <Response/>."""
+    response = MessagingResponse()
+    for body in bodies:
+        response.message(body)
+    return str(response)
 
 
 #: Distinct documents kept per process; the line has a few thousand (states x replies) at most.

@@ -8,22 +8,34 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Hashable, Mapping
 from dataclasses import fields
+from types import MappingProxyType
 
 from flask import Blueprint, Response, current_app, request, url_for
+from sqlalchemy.exc import SQLAlchemyError
 
 from ivr import dialog, texting
+from ivr.config import E164
 from ivr.content import Content
 from ivr.dialog import CallState, Circumstances, Event, Reply
 from ivr.memo import LruCache
 from ivr.security import twilio_only
-from ivr.services import now, services
+from ivr.services import now, services, staff_hours_text
 from ivr.twiml import DocumentCache, Links, StaffDial, state_from_query, state_to_query
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("voice", __name__, url_prefix="/voice")
+
+_PHONE_NUMBER = re.compile(r"^\+[1-9]\d{7,14}$")
+#: Withheld caller IDs spelled on a keypad (ANONYMOUS, RESTRICTED, BLOCKED, UNKNOWN, UNAVAILABLE), as
+#: carriers and Twilio may send them in From: such a "number" is shared by many people, so never remembered.
+_HIDDEN_CALLER_IDS = frozenset({"+266696687", "+7378742833", "+2562533", "+8656696", "+86282452253"})
+
+#: A recording SID as stored (Twilio's are RE and 32 hex digits; anything plain and short is kept, never dropped).
+RECORDING_SID = re.compile(r"^[A-Za-z0-9]{2,64}$")
 
 
 def twiml(document: str) -> Response:
@@ -41,9 +53,30 @@ def links() -> Links:
 
 
 def _circumstances() -> Circumstances:
+    """Whether staff can be rung now, and when they are in, in each language (none without staff numbers)."""
     svc = services()
-    staff_open = bool(current_app.config["STAFF_NUMBERS"]) and svc.hours.is_open(now())
-    return Circumstances(staff_open=staff_open)
+    if not current_app.config["STAFF_NUMBERS"]:
+        return Circumstances(staff_open=False)
+    staff_hours = {code: staff_hours_text(code) for code in svc.content.languages}
+    return Circumstances(staff_open=svc.hours.is_open(now()), staff_hours=MappingProxyType(staff_hours))
+
+
+def _caller_and_line() -> tuple[str, str]:
+    """The caller's number and the line's number for this call.
+
+    A call the line did not receive (one placed through the REST API, or a <Dial> leg moved here
+    by a live-call update) has them the other way round.
+    """
+    form = request.form
+    if form.get("Direction", "inbound").startswith("outbound"):
+        return form.get("To", ""), form.get("From", "")
+    return form.get("From", ""), form.get("To", "")
+
+
+def _line_number() -> str:
+    """The number the line calls and texts from: LINE_NUMBER, else the number the caller reached."""
+    _, line = _caller_and_line()
+    return current_app.config.get("LINE_NUMBER") or (line if E164.match(line) else "")
 
 
 def _answer(state: CallState, event: Event) -> Response:
@@ -54,7 +87,7 @@ def _answer(state: CallState, event: Event) -> Response:
     reply = _perform(reply, world)
     staff = StaffDial(
         numbers=current_app.config["STAFF_NUMBERS"],
-        caller_id=request.form.get("To", ""),
+        caller_id=_line_number(),
         ring_seconds=current_app.config["STAFF_RING_SECONDS"],
     )
     # The links are this app's routes under this mount point: the same script root, the same URLs.
@@ -71,7 +104,8 @@ STEP_CACHE_SIZE = 8192
 def _remembered_step(content: Content, state: CallState, event: Event, world: Circumstances) -> Reply:
     """`dialog.step`, remembered: it is pure, so the same place, key and circumstances give the same reply.
 
-    Speech is never remembered: what a caller says stays out of the process's memory.
+    Neither speech nor a caller's saved choices are remembered: nothing about a caller stays in
+    the process's memory.
     """
     key = _step_key(state, event, world)
     if key is not None:
@@ -89,6 +123,8 @@ def _step_key(state: CallState, event: Event, world: Circumstances) -> Hashable 
     """A key for the step cache, or None when this step must be worked out afresh."""
     if isinstance(event, dialog.Heard) and event.speech:
         return None
+    if isinstance(event, dialog.CallStarted) and event.remembered is not None:
+        return None  # what the line saved about this caller stays out of the cache too
     # Every fact, so that one added to Circumstances one day is part of the key too.
     facts = tuple(_hashable(getattr(world, name)) for name in _circumstance_names())
     return (state, event, facts)
@@ -115,16 +151,18 @@ def _perform(reply: Reply, world: Circumstances) -> Reply:
     """Carry out the reply's effects; feed an outcome back to the dialog where it waits for one."""
     svc = services()
     call_sid = request.form.get("CallSid", "")
-    caller = request.form.get("From", "")
+    caller, _ = _caller_and_line()
     outcome: Event | None = None
     for effect in reply.effects:
         if isinstance(effect, dialog.CountSectionPlay):
             svc.storage.count_use("voice", effect.section)
         elif isinstance(effect, dialog.OpenVoicemail):
-            svc.storage.open_voicemail(call_sid, caller, effect.topic, effect.lang)
+            svc.storage.open_voicemail(call_sid, caller, effect.topic, effect.lang, at=now())
+        elif isinstance(effect, dialog.RememberChoices | dialog.ForgetChoices):
+            _save_choices(effect, caller)
         elif isinstance(effect, dialog.SendSectionText):
             result = texting.send_section(
-                svc, to=caller, from_=request.form.get("To", ""), section=effect.section, lang=effect.lang
+                svc, to=caller, from_=_line_number(), section=effect.section, lang=effect.lang
             )
             outcome = dialog.TextOutcome(result)
     if isinstance(reply.next, dialog.AwaitOutcome):
@@ -134,12 +172,54 @@ def _perform(reply: Reply, world: Circumstances) -> Reply:
     return reply
 
 
+def can_remember(number: str) -> bool:
+    """Whether choices may be remembered for the caller number `number` (a real, shown phone number)."""
+    return bool(_PHONE_NUMBER.match(number)) and number not in _HIDDEN_CALLER_IDS
+
+
+def _recall(caller: str) -> dialog.CallStarted:
+    """The call's start, with what the line saved about this caller (one read, no write in the usual case)."""
+    if not can_remember(caller):
+        return dialog.CallStarted()
+    clock = now()
+    try:
+        saved = services().storage.recall_choices(caller, clock, dialog.OFFER_LAST_SECTION_WITHIN)
+    except SQLAlchemyError as error:
+        # Remembered choices are a convenience: a database hiccup must not cost the caller the call.
+        log.warning("Could not read saved choices: %s", type(error).__name__)
+        return dialog.CallStarted()
+    if saved is None:
+        return dialog.CallStarted(can_remember=True)
+    heard_at = saved["last_heard_at"]
+    remembered = dialog.Remembered(
+        lang=saved["lang"],
+        slow=bool(saved["slow"]),
+        last_section=saved["last_section"],
+        last_heard_ago=clock - heard_at if heard_at else None,
+    )
+    return dialog.CallStarted(can_remember=True, remembered=remembered)
+
+
+def _save_choices(effect: dialog.RememberChoices | dialog.ForgetChoices, caller: str) -> None:
+    """Save or erase the caller's choices; a failure is logged (without the number) and the call goes on."""
+    if not can_remember(caller):
+        return
+    storage = services().storage
+    try:
+        if isinstance(effect, dialog.ForgetChoices):
+            storage.forget_choices(caller)
+        else:
+            storage.remember_choices(caller, effect.lang, effect.slow, effect.section, now())
+    except SQLAlchemyError as error:
+        log.warning("Could not save the caller's choices: %s", type(error).__name__)
+
+
 @bp.post("")
 @twilio_only
 def incoming_call() -> Response:
-    """A call comes in: greet the caller and read the main menu."""
+    """A call comes in: greet the caller (in their remembered language and speed) and read the main menu."""
     state = CallState(lang=services().content.default_language)
-    return _answer(state, dialog.CallStarted())
+    return _answer(state, _recall(request.form.get("From", "")))
 
 
 @bp.post("/step")
@@ -151,10 +231,11 @@ def step() -> Response:
     form = request.form
     event: Event
     if state.node == dialog.STAFF:
-        accepted = services().storage.staff_accepted(form.get("CallSid", ""))
+        # Acceptance is kept per staff leg (DialCallSid), so a second try in the same call starts afresh.
+        accepted = services().storage.staff_accepted(form.get("DialCallSid", ""))
         event = dialog.DialEnded(status=form.get("DialCallStatus", "failed"), accepted=accepted)
     elif state.node == dialog.RECORD:
-        event = dialog.Recorded(has_audio=_save_recording())
+        event = dialog.Recorded(has_audio=_save_recording(state))
     else:
         event = dialog.Heard(digits=form.get("Digits", ""), speech=form.get("SpeechResult", ""))
     return _answer(state, event)
@@ -163,26 +244,40 @@ def step() -> Response:
 @bp.post("/section/<name>")
 @twilio_only
 def section_entry(name: str) -> Response:
-    """A staff member transferred the caller straight to a section."""
-    lang = request.args.get("l", services().content.default_language)
-    return _answer(CallState(lang=lang), dialog.TransferredIn(name))
+    """A staff member transferred the caller straight to a section (`?l=es` to land in Spanish)."""
+    content = services().content
+    lang = request.args.get("l", content.default_language)
+    return _answer(CallState(lang=lang), dialog.TransferredIn(name.strip().lower()))
+
+
+#: How many times a staff member may press a wrong key on the whisper before the leg is hung up.
+WHISPER_RETRIES = 1
 
 
 @bp.post("/whisper")
 @twilio_only
 def whisper() -> Response:
     """Heard by the staff member who answers: who is calling, and press 1 to take the call."""
-    text = dialog.whisper_text(services().content, request.args.get("topic", ""))
-    return twiml(services().renderer.whisper(text, url_for("voice.whisper_answer")))
+    topic = request.args.get("topic", "")[:32]
+    tries = _small_number(request.args.get("t", "0"))
+    text = dialog.whisper_text(services().content, topic)
+    answer_url = url_for("voice.whisper_answer", topic=topic or None, t=tries)
+    return twiml(services().renderer.whisper(text, answer_url))
 
 
 @bp.post("/whisper/answer")
 @twilio_only
 def whisper_answer() -> Response:
-    """The staff member pressed a key: 1 connects the caller, anything else hangs up this leg."""
+    """The staff member pressed a key: 1 connects the caller; another key hears the whisper again, once."""
     if request.form.get("Digits") == "1":
-        services().storage.accept_staff_call(request.form.get("ParentCallSid", ""))
+        # CallSid here is the staff member's leg: the Dial action reports it back as DialCallSid.
+        services().storage.accept_staff_call(request.form.get("CallSid", ""))
         return twiml(services().renderer.empty())
+    tries = _small_number(request.args.get("t", "0"))
+    if tries < WHISPER_RETRIES:
+        topic = request.args.get("topic", "")[:32]
+        again = url_for("voice.whisper", topic=topic or None, t=tries + 1)
+        return twiml(services().renderer.redirect(again))
     return twiml(services().renderer.hangup())
 
 
@@ -190,17 +285,30 @@ def whisper_answer() -> Response:
 @twilio_only
 def recording_status() -> Response:
     """Twilio's word that a voice message's recording is ready (or absent)."""
-    _save_recording()
+    state = dialog.sanitize(services().content, state_from_query(request.args))
+    if request.form.get("RecordingStatus", "completed") == "completed":
+        _save_recording(state)
     return twiml(services().renderer.empty())
 
 
-def _save_recording() -> bool:
+def _small_number(text: str) -> int:
+    return int(text) if text.isdigit() and len(text) <= 2 else 0
+
+
+def _save_recording(state: CallState) -> bool:
     """Attach the recording in this request to the caller's message; True when it holds sound."""
     form = request.form
     url = form.get("RecordingUrl", "")
     seconds_text = form.get("RecordingDuration", "0")
     seconds = int(seconds_text) if seconds_text.isdigit() else 0
-    if url and seconds > 0:
-        services().storage.attach_recording(form.get("CallSid", ""), form.get("RecordingSid", ""), url, seconds)
-        return True
-    return False
+    if not url or seconds <= 0:
+        return False
+    # Record's action may not name the recording; its URL always ends with the recording's SID.
+    recording_sid = form.get("RecordingSid", "") or url.rstrip("/").rsplit("/", 1)[-1]
+    if not RECORDING_SID.match(recording_sid):
+        return False
+    caller, _ = _caller_and_line()
+    services().storage.attach_recording(
+        form.get("CallSid", ""), recording_sid, url, seconds, phone=caller, topic=state.section, lang=state.lang
+    )
+    return True

@@ -106,3 +106,44 @@ class Call:
 
     def text(self) -> str:
         return " ".join(self.heard)
+
+
+def messages(body: bytes | str) -> list[str]:
+    """The texts a messaging TwiML document sends, checking it holds nothing but <Message>s."""
+    root = parse_twiml(body)
+    assert all(child.tag == "Message" for child in root), [child.tag for child in root]
+    return ["".join(child.itertext()) for child in root]
+
+
+@dataclass
+class Phone:
+    """A mobile phone texting the line, as Twilio delivers each text: a signed POST to /sms."""
+
+    client: FlaskClient
+    number: str = CALLER
+    line: str = LINE_NUMBER
+    sent: int = 0
+    last_sid: str = ""
+
+    def form(self, body: str, sid: str) -> dict[str, str]:
+        return {
+            "MessageSid": sid,
+            "SmsSid": sid,
+            "AccountSid": "AC00000000000000000000000000000000",
+            "From": self.number,
+            "To": self.line,
+            "Body": body,
+            "NumMedia": "0",
+            "NumSegments": "1",
+        }
+
+    def text(self, body: str, sid: str | None = None) -> list[str]:
+        """Send `body` (as a new message, or again as `sid` like a Twilio retry); the texts the line answers."""
+        if sid is None:
+            self.sent += 1
+            sid = f"SM{self.number[-6:]}{self.sent:026d}"
+        self.last_sid = sid
+        response = twilio_post(self.client, "/sms", self.form(body, sid))
+        assert response.status_code == 200, response.data
+        assert response.mimetype == "text/xml"
+        return messages(response.data)

@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from flask import Flask
+from flask.testing import FlaskClient
 
 from ivr import dialog
 from ivr.dialog import CallState
@@ -64,28 +65,48 @@ def activity(app: Flask) -> Iterator[DatabaseActivity]:
         sa.event.remove(engine.pool, "checkout", on_checkout)
 
 
-def test_menu_steps_touch_no_database(call: Call, activity: DatabaseActivity) -> None:
+def test_moving_around_the_menus_touches_no_database(call: Call, activity: DatabaseActivity) -> None:
     call.start()
+    # The greeting reads what the line saved about this caller (language, speed): one read, no write.
+    (statement,) = activity.statements
+    assert statement.startswith("SELECT") and "FROM preferences" in statement
+    activity.clear()
+
     call.press("*")  # repeat
-    call.press("8")  # slower
-    call.press("8")  # normal speed
-    call.press("7")  # not a choice
     call.silence()
     call.say("main menu")
-    call.press("9")  # Spanish
-    call.press("9")  # back to English
+    call.press("#")  # main menu
+    call.press("1")  # a section (counted below)
+    activity.clear()
+    call.press("1")  # more of it
+    call.press("*")  # that part again
     call.press("#")  # main menu
     assert activity.checkouts == 0, activity.statements
     assert activity.statements == []
 
 
+def test_only_choices_worth_keeping_are_written(call: Call, activity: DatabaseActivity) -> None:
+    call.start()
+    for key, table in (
+        ("8", "INSERT INTO preferences"),
+        ("9", "INSERT INTO preferences"),
+        ("7", "DELETE FROM preferences"),
+    ):
+        activity.clear()
+        call.press(key)  # slower, the other language, forget my choices: each kept (or erased) at once
+        assert [s[: len(table)] for s in activity.statements] == [table], key
+
+
 def test_a_section_costs_one_usage_statement_and_its_further_parts_none(call: Call, activity: DatabaseActivity) -> None:
     call.start()
-    call.press("1")  # "cancer that comes back": counted once, for the staff usage panel
-    assert activity.checkouts == 1
-    (statement,) = activity.statements
-    assert statement.startswith("INSERT INTO usage_daily") and "ON CONFLICT" in statement
-    assert activity.counting_statements == 1  # on the connections that do not wait for an fsync
+    activity.clear()
+    call.press("1")  # "cancer that comes back"
+    # One count for the staff usage panel, on connections that do not wait for an fsync, and the
+    # caller's last section heard (so a returning caller can pick up where they left off).
+    usage, choices = activity.statements
+    assert usage.startswith("INSERT INTO usage_daily") and "ON CONFLICT" in usage
+    assert activity.counting_statements == 1
+    assert choices.startswith("INSERT INTO preferences")
 
     activity.clear()
     call.press("1")  # more of the same section
@@ -93,8 +114,20 @@ def test_a_section_costs_one_usage_statement_and_its_further_parts_none(call: Ca
     assert activity.statements == []
 
 
+def test_a_caller_with_a_hidden_number_costs_only_the_usage_count(
+    client: FlaskClient, activity: DatabaseActivity
+) -> None:
+    call = Call(client, caller="anonymous")
+    call.start()
+    call.press("8")
+    call.press("1")
+    (usage,) = activity.statements
+    assert usage.startswith("INSERT INTO usage_daily")
+
+
 def test_leaving_a_message_writes_what_the_caller_leaves(call: Call, activity: DatabaseActivity) -> None:
     call.start()
+    activity.clear()
     call.press("0")  # no staff numbers configured: offered a message
     assert activity.statements == []
     call.press("1")
@@ -154,7 +187,8 @@ def test_a_document_is_rendered_once_then_remembered_within_a_bound(app: Flask) 
 
 
 @pytest.mark.sqlite_only
-def test_steps_are_remembered_but_never_what_a_caller_said(app: Flask, call: Call) -> None:
+def test_steps_are_remembered_but_never_what_a_caller_said(app: Flask, client: FlaskClient) -> None:
+    call = Call(client, caller="anonymous")  # nothing saved between calls: the same words every time
     call.start()
     call.say("hospice")
     spoken_answer = call.heard

@@ -20,7 +20,7 @@ from ivr import create_app
 from ivr.storage import Storage
 from tests.conftest import app_config
 from tests.servers import HttpClient, LineServer, line_environment
-from tests.support import CALLER, Call
+from tests.support import CALLER, Call, Phone
 
 pytestmark = pytest.mark.slow
 
@@ -134,9 +134,33 @@ def test_one_call_alternating_between_two_processes(
         assert CALLER not in log and CALLER.lstrip("+") not in log
 
 
-# ---------------------------------------------------------------------------------------------------
-# SMS: ONE TEXT CONVERSATION ACROSS TWO PROCESSES (MENU, a section, MORE, STOP, START).
-# To be added once /sms (branch `sms`) is on main: play it with `spread` exactly like the call above
-# (TwinCalls-style: each message to the other process, every reply compared with the single app's),
-# then check the opt-out in the shared database after STOP and after START.
-# ---------------------------------------------------------------------------------------------------
+def test_one_text_conversation_alternating_between_two_processes(
+    two_processes: tuple[LineServer, LineServer], reference: Flask, database_url: str
+) -> None:
+    first, second = two_processes
+    spread = HttpClient([first.port, second.port])
+    shared_phone = Phone(spread)  # type: ignore[arg-type]  # posts like Flask's test client, over HTTP
+    single_phone = Phone(reference.test_client())
+    content = reference.extensions["careline"].content
+    keyword = content.language(content.default_language).sections["hospice"].keyword
+    shared = Storage(database_url, "test-secret-key")
+    try:
+        for body in ("MENU", keyword, "MORE", "STOP", "START"):
+            answer = shared_phone.text(body)
+            assert answer == single_phone.text(body), f"the texter noticed a difference after {body!r}"
+            assert answer or body == "STOP", f"no answer to {body!r}"
+            if body == "STOP":
+                assert shared.is_opted_out(CALLER)
+            if body == "START":
+                assert not shared.is_opted_out(CALLER)
+        # MORE went on from the section the other process had sent: the conversation lives in the database.
+        assert spread.served_by == [first.port, second.port, first.port, second.port, first.port]
+        usage = {(r["channel"], r["section"]): r["count"] for r in shared.usage(dt.date.today() - dt.timedelta(1))}
+        assert usage.get(("sms", "hospice"), 0) >= 1
+    finally:
+        shared.dispose()
+    for server in (first, second):
+        log = server.log()
+        assert CALLER not in log and CALLER.lstrip("+") not in log and keyword not in log, (
+            "a number or a text was logged"
+        )

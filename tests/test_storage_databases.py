@@ -90,13 +90,17 @@ def test_a_voice_message_is_kept_with_its_recording(storage: Storage) -> None:
     storage.open_voicemail("CA1", "+15551230001", "hospice", "es")
     storage.open_voicemail("CA1", "+15551230001", "hospice", "es")  # Twilio retried the request
     assert storage.attach_recording("CA1", "RE1", "https://api.twilio.com/rec/RE1", 14)
-    assert not storage.attach_recording("CA-unknown", "RE2", "https://api.twilio.com/rec/RE2", 3)
+    assert storage.attach_recording("CA1", "RE1", "https://api.twilio.com/rec/RE1", 14)  # and its callback
     (request,) = storage.callback_requests()
     assert request["phone"] == "+15551230001"
     assert (request["topic"], request["lang"], request["kind"]) == ("hospice", "es", "voicemail")
     assert (request["recording_sid"], request["recording_seconds"], request["note"]) == ("RE1", 14, "")
     if storage.engine.dialect.name == "postgresql":
         assert request["created_at"].tzinfo is not None  # timestamptz: stored in UTC, read back aware
+
+    # A recording with no request to go to is never dropped: it gets a request of its own.
+    assert storage.attach_recording("CA-unknown", "RE2", "https://api.twilio.com/rec/RE2", 3, phone="+15551230002")
+    assert {r["recording_sid"] for r in storage.callback_requests()} == {"RE1", "RE2"}
 
 
 def test_events_are_processed_once(storage: Storage) -> None:

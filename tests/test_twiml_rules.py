@@ -91,7 +91,12 @@ def test_whisper_and_its_answer(tmp_path: Path) -> None:
     assert "hospice care" in " ".join(call.heard)
     assert whisper.find("Hangup") is not None, "no key: the staff leg hangs up, never a staff voicemail"
     check_document(app, whisper, caller_facing=False)
-    declined = call.post("/voice/whisper/answer", Digits="2", ParentCallSid=call.call_sid)
+    # A wrong key hears the whisper once more (t=1); a second wrong key hangs up the staff leg.
+    retried = call.post(gather.attrib["action"], Digits="2", ParentCallSid=call.call_sid)
+    redirect = retried.find("Redirect")
+    assert redirect is not None and "t=1" in (redirect.text or "")
+    again = call.post(redirect.text or "")
+    declined = call.post(again.find("Gather").attrib["action"], Digits="2", ParentCallSid=call.call_sid)
     assert declined.find("Hangup") is not None
     accepted = call.post("/voice/whisper/answer", Digits="1", ParentCallSid=call.call_sid)
     assert list(accepted) == []

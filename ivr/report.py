@@ -1,0 +1,214 @@
+"""`flask --app ivr content-report`: how long, how plain and how fresh every word of the line is.
+
+For each language it lists the opening as heard, every section's spoken parts and text messages, every
+spoken and texted prompt: words, seconds at 150 words a minute, a readability score (Flesch-Kincaid
+grade for English, Fernández-Huerta ease for Spanish), text-message segments and encoding, and each
+section's review data. It flags what breaks the line's rules; the same rules are enforced by the tests.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from ivr import dialog, gsm, readability
+from ivr.content import Content, Language
+
+#: Longest a spoken section part may take, and the opening (greeting to text line), in seconds.
+MAX_PART_SECONDS = 60.0
+MAX_OPENING_SECONDS = 15.0
+#: Most segments one text message may take.
+MAX_SMS_SEGMENTS = 2
+#: A section whose review is older than this is flagged for review.
+REVIEW_EVERY = dt.timedelta(days=365)
+
+
+# -- the report ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measured text: where it is (`item`), its numbers, and what is wrong with it (`problems`)."""
+
+    lang: str
+    kind: str  # opening | voice | sms | prompt | sms-prompt
+    item: str
+    text: str
+    words: int
+    seconds: float
+    score: readability.Score
+    segments: int = 0
+    encoding: str = ""
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Review:
+    """A section's review data in one language; `overdue` when older than a year."""
+
+    lang: str
+    section: str
+    reviewed_by: str
+    reviewed_on: dt.date
+    source: str
+    overdue: bool
+
+
+@dataclass(frozen=True)
+class Report:
+    """Every measured text and every section's review, with the problems found."""
+
+    today: dt.date
+    rows: tuple[Row, ...]
+    reviews: tuple[Review, ...]
+    problems: tuple[str, ...] = field(default=())
+
+
+def opening_text(content: Content, lang: str) -> str:
+    """The opening a caller hears in `lang` (greeting, the other language's offer, emergency, text line)."""
+    return " ".join(line.text for line in dialog.opening(content, lang))
+
+
+def sample_values(language: Language) -> dict[str, str]:
+    """Placeholder values for measuring a prompt: the longest real title and a key; hours come from config."""
+    titles = [section.title for section in language.sections.values()]
+    return {"title": max(titles, key=len), "key": "1", "hours": ""}
+
+
+def filled(template: str, values: dict[str, str]) -> str:
+    """`template` with its placeholders replaced by `values` (missing ones left empty), spaces tidied."""
+    names = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    return " ".join(template.format_map({name: values.get(name, "") for name in names}).split())
+
+
+def _spoken_row(lang: str, kind: str, item: str, text: str, score_required: bool) -> Row:
+    seconds = readability.spoken_seconds(text)
+    score = readability.readability(text, lang)
+    problems = []
+    if kind == "voice" and seconds > MAX_PART_SECONDS:
+        problems.append(f"{seconds:.0f} s is over {MAX_PART_SECONDS:.0f} s")
+    if kind == "opening" and seconds > MAX_OPENING_SECONDS:
+        problems.append(f"{seconds:.1f} s is over {MAX_OPENING_SECONDS:.0f} s")
+    if score_required and not score.passes:
+        problems.append(f"{score} is not plain enough")
+    return Row(lang, kind, item, text, readability.word_count(text), seconds, score, problems=tuple(problems))
+
+
+def _sms_row(lang: str, kind: str, item: str, text: str, score_required: bool) -> Row:
+    length = gsm.measure(text)
+    segments, encoding = length.segments, length.encoding
+    score = readability.readability(text, lang)
+    problems = []
+    if segments > MAX_SMS_SEGMENTS:
+        problems.append(f"{segments} segments ({encoding}) is over {MAX_SMS_SEGMENTS}")
+    if score_required and not score.passes:
+        problems.append(f"{score} is not plain enough")
+    words = readability.word_count(text)
+    return Row(lang, kind, item, text, words, 0.0, score, segments, encoding, tuple(problems))
+
+
+def prompt_score_required(lang: str) -> bool:
+    """Whether a single short prompt must pass the readability rule on its own.
+
+    Flesch-Kincaid behaves on a short English sentence, so each English prompt must pass. Fernández-Huerta
+    weighs syllables per word so heavily that one required key name ("asterisco", "numeral") swings a
+    five-word Spanish prompt by 20 points: Spanish prompts are checked together (the whole script, and the
+    opening), and every Spanish section part and text message on its own.
+    """
+    return lang != "es"
+
+
+def build_report(content: Content, today: dt.date) -> Report:
+    """Measure every text of every language in `content`; `today` dates the review check."""
+    rows: list[Row] = []
+    reviews: list[Review] = []
+    for code, language in content.languages.items():
+        rows.append(_spoken_row(code, "opening", "opening as heard", opening_text(content, code), True))
+        values = sample_values(language)
+        # Everything a caller may hear; the whispers are for staff only.
+        heard = {name: text for name, text in language.voice.items() if not name.startswith("whisper")}
+        script = " ".join(filled(text, values) for text in heard.values())
+        rows.append(_spoken_row(code, "script", "all spoken prompts together", script, True))
+        for section in language.sections.values():
+            for number, part in enumerate(section.voice, start=1):
+                rows.append(_spoken_row(code, "voice", f"{section.id} voice {number}", part, True))
+            for number, message in enumerate(section.sms, start=1):
+                rows.append(_sms_row(code, "sms", f"{section.id} sms {number}", message, True))
+            overdue = today - section.reviewed_on > REVIEW_EVERY
+            reviews.append(
+                Review(code, section.id, section.reviewed_by, section.reviewed_on, section.source, overdue)
+            )
+        for name, text in language.voice.items():
+            rows.append(_spoken_row(code, "prompt", name, filled(text, values), prompt_score_required(code)))
+        for name, text in language.sms.items():
+            rows.append(_sms_row(code, "sms-prompt", name, filled(text, values), prompt_score_required(code)))
+    problems = [f"{row.lang} {row.item}: {problem}" for row in rows for problem in row.problems]
+    problems += [
+        f"{r.lang} {r.section}: review of {r.reviewed_on} is more than a year old" for r in reviews if r.overdue
+    ]
+    return Report(today, tuple(rows), tuple(reviews), tuple(problems))
+
+
+def render(report: Report) -> str:
+    """The report as plain text for a terminal or the README."""
+    out = [
+        f"CareLine content report, {report.today.isoformat()}",
+        f"Seconds at {readability.WORDS_PER_MINUTE} words a minute. Plain enough: English Flesch-Kincaid grade"
+        f" <= {readability.MAX_ENGLISH_GRADE:g}; Spanish Fernández-Huerta >= {readability.MIN_SPANISH_EASE:g}.",
+        f"Limits: opening <= {MAX_OPENING_SECONDS:g} s, spoken part <= {MAX_PART_SECONDS:g} s,"
+        f" text message <= {MAX_SMS_SEGMENTS} segments, review within {REVIEW_EVERY.days} days.",
+    ]
+    for lang in dict.fromkeys(row.lang for row in report.rows):
+        rows = [row for row in report.rows if row.lang == lang]
+        out += ["", f"== {lang} =="]
+        for row in rows:
+            if row.kind in ("opening", "script"):
+                out.append(f"{row.item:<28} {row.words:>4} words {row.seconds:>5.1f} s  {row.score}{_flag(row)}")
+        out += ["", f"{'section part':<28} {'words':>5} {'secs':>7}  {'readability':<24} text message"]
+        for row in rows:
+            if row.kind == "voice":
+                out.append(f"{row.item:<28} {row.words:>5} {row.seconds:>6.1f}s  {row.score!s:<24}{_flag(row)}")
+            elif row.kind == "sms":
+                sms = f"{len(row.text)} chars, {row.segments} seg {row.encoding}"
+                out.append(f"{row.item:<28} {row.words:>5} {'':>7}  {row.score!s:<24} {sms}{_flag(row)}")
+        out += ["", "reviews"]
+        for review in (r for r in report.reviews if r.lang == lang):
+            flag = "  << REVIEW OVERDUE" if review.overdue else ""
+            by = f"by {review.reviewed_by}; source: {review.source}"
+            out.append(f"  {review.section:<12} {review.reviewed_on} {by}{flag}")
+        out += ["", f"{'prompt':<28} {'words':>5} {'secs':>7}  readability"]
+        for row in rows:
+            if row.kind == "prompt":
+                out.append(f"{row.item:<28} {row.words:>5} {row.seconds:>6.1f}s  {row.score}{_flag(row)}")
+            elif row.kind == "sms-prompt":
+                sms = f"{len(row.text)} chars, {row.segments} seg {row.encoding}"
+                out.append(f"{row.item + ' (text)':<28} {row.words:>5} {'':>7}  {row.score!s:<24} {sms}{_flag(row)}")
+    out += ["", f"{len(report.problems)} problem(s)" + (":" if report.problems else ".")]
+    out += [f"  {problem}" for problem in report.problems]
+    return "\n".join(line.rstrip() for line in out)
+
+
+def _flag(row: Row) -> str:
+    return "  << " + "; ".join(row.problems) if row.problems else ""
+
+
+@click.command("content-report")
+@click.option("--today", "today_text", default=None, help="Date for the review check (YYYY-MM-DD); default today.")
+@click.option("--strict", is_flag=True, help="Exit with status 1 when anything is flagged.")
+@with_appcontext
+def content_report_command(today_text: str | None, strict: bool) -> None:
+    """Print words, seconds, readability, text segments and review dates for every prompt and section."""
+    from ivr.services import now, services
+
+    readability.use_local_cmudict(Path(current_app.instance_path) / "nltk_data")
+    today = dt.date.fromisoformat(today_text) if today_text else now().date()
+    report = build_report(services().content, today)
+    click.echo(render(report))
+    if strict and report.problems:
+        raise SystemExit(1)

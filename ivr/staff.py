@@ -1,0 +1,467 @@
+"""The staff page, /staff: sign in, work the call-back queue, play voice messages, text a topic, see usage.
+
+Server-rendered (templates/staff/), no JavaScript. Security, in short:
+- accounts are made with `flask --app ivr create-staff NAME`; passwords are hashed with scrypt
+  (werkzeug.security) and never stored or logged in the clear;
+- the session cookie is HttpOnly, SameSite=Lax, and Secure outside local mode; it lasts 8 hours and
+  stops working when the account's password changes;
+- every form carries a CSRF token (Flask-WTF's CSRFProtect). The check runs for every POST in the
+  app except views marked `@twilio_only`, which Twilio signs instead;
+- failed sign-ins are counted in the database (so every app process sees them): 5 per user name or
+  20 per address in 15 minutes, and further tries wait;
+- staff pages send a strict Content-Security-Policy and are never framed or cached.
+Voice messages are played through the app (`/staff/requests/<id>/recording`), which fetches the
+recording from Twilio with the account's credentials: Twilio's media URLs need HTTP auth, and staff
+browsers never see those credentials or the raw recording URL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import logging
+import re
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+import requests
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    stream_with_context,
+    url_for,
+)
+from flask.cli import with_appcontext
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from ivr import texting
+from ivr.security import local_mode
+from ivr.services import now, services
+from ivr.storage import from_db
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("staff", __name__, url_prefix="/staff", static_folder="static", static_url_path="/static")
+csrf = CSRFProtect()
+
+#: Failed sign-ins allowed per user name, and per client address, within FAILURE_WINDOW.
+MAX_FAILURES_PER_USER = 5
+MAX_FAILURES_PER_ADDRESS = 20
+FAILURE_WINDOW = dt.timedelta(minutes=15)
+SESSION_HOURS = 8
+MIN_PASSWORD_LENGTH = 12
+USAGE_DAYS = 14
+#: Open requests listed at once; the rest wait below the fold of the queue (the count says how many).
+QUEUE_SHOWN = 200
+
+_USERNAME = re.compile(r"^[A-Za-z0-9._@-]{2,64}$")
+_RECORDING_PATH = re.compile(r"^/2010-04-01/Accounts/AC[0-9a-fA-F]{32}/Recordings/RE[0-9a-fA-F]{32}$")
+#: Endpoints reachable without signing in.
+_PUBLIC_ENDPOINTS = frozenset({"staff.login", "staff.static"})
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; media-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def init_app(app: Flask) -> None:
+    """Register the staff page, its CSRF protection, session cookie settings and the create-staff command."""
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config["SESSION_COOKIE_SECURE"] = not local_mode(app.config)
+    app.config["SESSION_COOKIE_NAME"] = "careline_session"
+    app.config["PERMANENT_SESSION_LIFETIME"] = dt.timedelta(hours=SESSION_HOURS)
+    # The app-wide hook below decides which requests are checked; tokens live as long as the session.
+    app.config["WTF_CSRF_CHECK_DEFAULT"] = False
+    app.config["WTF_CSRF_TIME_LIMIT"] = None
+    csrf.init_app(app)
+    app.before_request(_csrf_unless_signed_by_twilio)
+    app.register_error_handler(CSRFError, _csrf_failed)
+    app.register_blueprint(bp)
+    app.cli.add_command(create_staff_command)
+
+
+def _csrf_unless_signed_by_twilio() -> None:
+    """Check the CSRF token of every form post, except webhooks that carry Twilio's signature instead."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    if view is None or getattr(view, "twilio_signed", False):
+        return
+    if current_app.config.get("WTF_CSRF_ENABLED", True):
+        csrf.protect()
+
+
+def _csrf_failed(error: CSRFError) -> tuple[str, int]:
+    log.info("Staff form refused: %s", error.description)
+    return render_template("staff/error.html", problem="csrf"), 400
+
+
+# -- accounts -------------------------------------------------------------------------------------
+
+
+def hash_password(password: str) -> str:
+    """A salted scrypt hash of `password`, as stored in staff_users."""
+    return generate_password_hash(password, method="scrypt")
+
+
+@functools.cache
+def _decoy_hash() -> str:
+    # Checked when the user name is unknown, so a wrong name takes as long as a wrong password.
+    return hash_password("decoy password that matches nothing")
+
+
+def _fingerprint(password_hash: str) -> str:
+    """Ties a session to the password it was opened with: a new password ends old sessions."""
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:24]
+
+
+def _signed_in_user() -> str | None:
+    username = session.get("staff_user")
+    if not isinstance(username, str):
+        return None
+    account = services().storage.staff_user(username)
+    if account is None or session.get("staff_key") != _fingerprint(account["password_hash"]):
+        return None
+    return username
+
+
+@bp.before_request
+def _require_sign_in() -> Response | None:
+    if request.endpoint in _PUBLIC_ENDPOINTS:
+        return None
+    user = _signed_in_user()
+    if user is None:
+        session.pop("staff_user", None)
+        return redirect(url_for("staff.login", next=request.full_path.rstrip("?")), code=303)
+    g.staff_user = user
+    return None
+
+
+@bp.after_request
+def _security_headers(response: Response) -> Response:
+    headers = response.headers
+    headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    headers["X-Frame-Options"] = "DENY"
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Referrer-Policy"] = "same-origin"
+    headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
+    headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    if request.endpoint != "staff.static":
+        # Call-back requests are health data: never keep a copy in a browser or proxy cache.
+        headers["Cache-Control"] = "no-store"
+    if not local_mode(current_app.config):
+        headers["Strict-Transport-Security"] = "max-age=31536000"
+    return response
+
+
+def _safe_next(target: str | None) -> str:
+    """Where to go after signing in: only a path on the staff page, never another site."""
+    if target and target.startswith("/staff") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("staff.index")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    """The sign-in form; signs a staff member in after checking the rate limit and the password."""
+    next_page = _safe_next(request.values.get("next"))
+    if request.method == "GET":
+        if _signed_in_user():
+            return redirect(next_page, code=303)
+        return render_template("staff/login.html", next_page=next_page, problem=None, username="")
+
+    storage = services().storage
+    username = request.form.get("username", "").strip()[:64]
+    password = request.form.get("password", "")[:1024]
+    moment = now()
+    user_key = storage.key_hash("login-user", username.lower())
+    address_key = storage.key_hash("login-address", request.remote_addr or "")
+    since = moment - FAILURE_WINDOW
+    if (
+        storage.login_failures(user_key, since) >= MAX_FAILURES_PER_USER
+        or storage.login_failures(address_key, since) >= MAX_FAILURES_PER_ADDRESS
+    ):
+        log.warning("Staff sign-in refused: too many failed attempts")
+        page = render_template("staff/login.html", next_page=next_page, problem="too_many", username=username)
+        return page, 429, {"Retry-After": str(int(FAILURE_WINDOW.total_seconds()))}
+
+    account = storage.staff_user(username) if username else None
+    password_ok = check_password_hash(account["password_hash"] if account else _decoy_hash(), password)
+    if account is None or not password_ok:
+        storage.record_login_failure([user_key, address_key], moment)
+        log.info("Staff sign-in failed")
+        page = render_template("staff/login.html", next_page=next_page, problem="wrong", username=username)
+        return page, 401
+
+    storage.clear_login_failures(user_key)
+    session.clear()  # a fresh session at sign-in: nothing set before it carries over
+    session.permanent = True
+    session["staff_user"] = account["username"]
+    session["staff_key"] = _fingerprint(account["password_hash"])
+    log.info("Staff member %s signed in", account["username"])
+    return redirect(next_page, code=303)
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    """Sign out: forget the session."""
+    session.clear()
+    flash("signed_out")
+    return redirect(url_for("staff.login"), code=303)
+
+
+# -- the page ---------------------------------------------------------------------------------------
+
+
+@bp.get("")
+@bp.get("/")
+def index() -> str:
+    """The queue of call-back requests, the send-a-topic form, recent work and the usage panel."""
+    return _render_index()
+
+
+def _render_index(send_form: dict[str, str] | None = None, send_problem: str | None = None, status: int = 200) -> Any:
+    svc = services()
+    content = svc.content
+    staff_language = content.language(content.default_language)
+    today = now().astimezone(svc.hours.timezone).date()
+    open_requests = svc.storage.callback_requests("open")
+    page = render_template(
+        "staff/index.html",
+        user=g.staff_user,
+        queue=[_request_view(row) for row in open_requests[:QUEUE_SHOWN]],
+        open_count=len(open_requests),
+        done=[_request_view(row) for row in svc.storage.done_requests()],
+        sections=[(sid, _sentence(staff_language.sections[sid].title)) for sid in content.section_ids],
+        languages=list(content.languages),
+        texting_ready=_texting_ready(),
+        send_form=send_form or {"phone": "", "section": content.section_ids[0], "lang": content.default_language},
+        send_problem=send_problem,
+        usage=_usage_rows(today - dt.timedelta(days=USAGE_DAYS - 1)),
+        usage_days=USAGE_DAYS,
+        timezone_name=str(svc.hours.timezone).replace("_", " "),
+    )
+    return page if status == 200 else (page, status)
+
+
+def _request_view(row: dict[str, Any]) -> dict[str, Any]:
+    """A call-back request as the page shows it: local times, the topic's title, no raw recording URL."""
+    content = services().content
+    titles = content.language(content.default_language).sections
+    return {
+        "id": row["id"],
+        "created_at": _local(row["created_at"]),
+        "channel": row["channel"],
+        "kind": row["kind"],
+        "phone": row["phone"] or "",
+        "topic": _sentence(titles[row["topic"]].title) if row["topic"] in titles else "",
+        "lang": row["lang"],
+        "urgent": bool(row["urgent"]),
+        "has_recording": bool(row["recording_sid"]),
+        "recording_seconds": row["recording_seconds"] or 0,
+        # Notes are codes (comma-separated) set by the phone and text lines; the page words them.
+        "notes": [note for note in (row["note"] or "").split(",") if note],
+        "done_by": row["done_by"] or "",
+        "done_at": _local(row["done_at"]),
+    }
+
+
+def _local(moment: dt.datetime | None) -> dt.datetime | None:
+    """A stored time in the staff's time zone (STAFF_TIMEZONE)."""
+    aware = from_db(moment)
+    return aware.astimezone(services().hours.timezone) if aware else None
+
+
+@bp.app_template_filter("staff_time")
+def staff_time(moment: dt.datetime | None) -> str:
+    """A local time as staff read it: "Thu Nov 26, 9:05 AM"."""
+    return moment.strftime("%a %b %-d, %-I:%M %p") if moment else ""
+
+
+@bp.app_template_filter("spoken_duration")
+def spoken_duration(seconds: int) -> str:
+    """A length in words: "1 minute 5 seconds"."""
+    minutes, rest = divmod(max(int(seconds), 0), 60)
+    parts = []
+    if minutes:
+        parts.append(f"{minutes} minute{'s' if minutes != 1 else ''}")
+    if rest or not minutes:
+        parts.append(f"{rest} second{'s' if rest != 1 else ''}")
+    return " ".join(parts)
+
+
+def _usage_rows(since: dt.date) -> list[dict[str, Any]]:
+    """Calls and texts per section per day, newest day first: counts only, never a phone number."""
+    content = services().content
+    titles = content.language(content.default_language).sections
+    table: dict[tuple[dt.date, str], dict[str, int]] = {}
+    for row in services().storage.usage(since):
+        counts = table.setdefault((row["day"], row["section"]), {"voice": 0, "sms": 0})
+        counts[row["channel"]] = counts.get(row["channel"], 0) + int(row["count"])
+    rows = []
+    for (day, section), counts in table.items():
+        rows.append({"day": day, "sid": section, "calls": counts["voice"], "texts": counts["sms"]})
+    order = {sid: index for index, sid in enumerate(content.section_ids)}
+    rows.sort(key=lambda r: (-r["day"].toordinal(), order.get(r["sid"], len(order)), r["sid"]))
+    for row in rows:
+        row["section"] = _sentence(titles[row["sid"]].title) if row["sid"] in titles else row["sid"]
+    return rows
+
+
+def _sentence(title: str) -> str:
+    """A topic title as a label on the page: "hospice care" -> "Hospice care"."""
+    return title[:1].upper() + title[1:]
+
+
+def _texting_ready() -> bool:
+    config = current_app.config
+    return bool(config.get("LINE_NUMBER") and config.get("TWILIO_ACCOUNT_SID") and config.get("TWILIO_AUTH_TOKEN"))
+
+
+# -- actions ----------------------------------------------------------------------------------------
+
+
+@bp.post("/requests/<int:request_id>/done")
+def mark_done(request_id: int) -> Response:
+    """Mark a call-back request done, noting who and when."""
+    changed = services().storage.mark_done(request_id, g.staff_user, now())
+    if changed:
+        log.info("Staff member %s marked call-back request %d done", g.staff_user, request_id)
+    flash("marked_done" if changed else "already_done")
+    return redirect(url_for("staff.index") + "#queue", code=303)
+
+
+@bp.post("/requests/<int:request_id>/reopen")
+def reopen(request_id: int) -> Response:
+    """Put a request marked done by mistake back in the queue."""
+    changed = services().storage.reopen(request_id)
+    if changed:
+        log.info("Staff member %s reopened call-back request %d", g.staff_user, request_id)
+    flash("reopened" if changed else "already_open")
+    return redirect(url_for("staff.index") + "#queue", code=303)
+
+
+def normalize_phone(text: str) -> str | None:
+    """A phone number typed by staff as E.164 (+15551234567); 10-digit numbers are taken as US numbers."""
+    cleaned = re.sub(r"[\s().\-]", "", text.strip())
+    if re.fullmatch(r"\+[1-9]\d{6,14}", cleaned):
+        return cleaned
+    if re.fullmatch(r"[2-9]\d{9}", cleaned):
+        return "+1" + cleaned
+    if re.fullmatch(r"1[2-9]\d{9}", cleaned):
+        return "+" + cleaned
+    return None
+
+
+@bp.post("/send")
+def send_section() -> Any:
+    """Text a chosen section to a number, unless that number opted out of texts."""
+    svc = services()
+    form = {
+        "phone": request.form.get("phone", "")[:40],
+        "section": request.form.get("section", ""),
+        "lang": request.form.get("lang", ""),
+    }
+    if form["section"] not in svc.content.section_ids or form["lang"] not in svc.content.languages:
+        return _render_index(form, "bad_choice", 400)
+    number = normalize_phone(form["phone"])
+    if number is None:
+        return _render_index(form, "bad_number", 400)
+    if not _texting_ready():
+        return _render_index(form, "texting_off", 503)
+    result = texting.send_section(
+        svc, to=number, from_=current_app.config["LINE_NUMBER"], section=form["section"], lang=form["lang"]
+    )
+    log.info("Staff member %s texted section %s: %s", g.staff_user, form["section"], result)
+    if result != "sent":
+        return _render_index(form, f"send_{result}", 409 if result == "opted_out" else 502)
+    flash("sent")
+    return redirect(url_for("staff.index") + "#send", code=303)
+
+
+@bp.get("/requests/<int:request_id>/recording")
+def recording(request_id: int) -> Response:
+    """Play a voice message: fetched from Twilio with the account's credentials and passed through."""
+    row = services().storage.callback_request(request_id)
+    if row is None or not row["recording_sid"]:
+        abort(404)
+    config = current_app.config
+    if not (config.get("TWILIO_ACCOUNT_SID") and config.get("TWILIO_AUTH_TOKEN")):
+        abort(503)
+    headers = {"Range": request.headers["Range"]} if "Range" in request.headers else {}
+    try:
+        upstream = requests.get(
+            _recording_media_url(row),
+            auth=(config["TWILIO_ACCOUNT_SID"], config["TWILIO_AUTH_TOKEN"]),
+            headers=headers,
+            stream=True,
+            timeout=(5, 30),
+        )
+    except requests.RequestException as error:
+        log.warning("Could not fetch a recording from Twilio: %s", type(error).__name__)
+        abort(502)
+    if upstream.status_code not in (200, 206):
+        upstream.close()
+        log.warning("Twilio answered %d for a recording", upstream.status_code)
+        abort(404 if upstream.status_code == 404 else 502)
+    passed = {"Content-Type": "audio/mpeg", "Content-Disposition": "inline", "Accept-Ranges": "bytes"}
+    for name in ("Content-Length", "Content-Range"):
+        if name in upstream.headers:
+            passed[name] = upstream.headers[name]
+
+    def body() -> Iterator[bytes]:
+        with upstream:
+            yield from upstream.iter_content(64 * 1024)
+
+    return Response(stream_with_context(body()), status=upstream.status_code, headers=passed)
+
+
+def _recording_media_url(row: dict[str, Any]) -> str:
+    """The MP3 of a recording on Twilio's REST API (or TWILIO_API_BASE_URL's stand-in), never any other host."""
+    parts = urlsplit(row["recording_url"] or "")
+    if parts.scheme == "https" and (parts.hostname or "").endswith(".twilio.com") and _RECORDING_PATH.match(parts.path):
+        path = parts.path
+    else:
+        path = f"/2010-04-01/Accounts/{current_app.config['TWILIO_ACCOUNT_SID']}/Recordings/{row['recording_sid']}"
+    return texting.twilio_api_base().rstrip("/") + path + ".mp3"
+
+
+# -- the create-staff command ---------------------------------------------------------------------------
+
+
+@click.command("create-staff")
+@click.argument("username")
+@click.option("--reset", is_flag=True, help="Give an existing account a new password.")
+@with_appcontext
+def create_staff_command(username: str, reset: bool) -> None:
+    """Create a staff account for the staff page (asks for the password twice)."""
+    if not _USERNAME.match(username):
+        raise click.BadParameter("use 2 to 64 letters, digits, '.', '_', '@' or '-'", param_hint="USERNAME")
+    storage = services().storage
+    exists = storage.staff_user(username) is not None
+    if exists and not reset:
+        raise click.ClickException(f"{username!r} already exists; use --reset to give it a new password")
+    if reset and not exists:
+        raise click.ClickException(f"there is no account {username!r}")
+    password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise click.ClickException(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    if reset:
+        storage.set_staff_password(username, hash_password(password))
+        click.echo(f"New password set for {username!r}; their open sessions have ended.")
+    else:
+        storage.create_staff_user(username, hash_password(password))
+        click.echo(f"Created staff account {username!r}. Sign in at /staff.")

@@ -1,0 +1,183 @@
+"""Every text the line can send fits in 2 SMS segments, in GSM-7; broken text content stops start-up."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ivr import gsm
+from ivr import textline as tl
+from ivr.content import PROMPTS_DIR, SMS_PROMPTS, ContentError, load_content
+from ivr.hours import HourWords, StaffHours, describe_hours
+
+CONTENT = load_content()
+LANGS = tuple(CONTENT.languages)
+
+#: STAFF_HOURS a clinic might set; the two-rule one is the longest the prompts are written for.
+HOURS_SPECS = ("Mon-Fri 08:30-17:00", "Mon-Fri 07:30-19:30; Sat-Sun 10:00-14:00", "Mon-Sun 00:00-24:00", "closed")
+#: The longest staff number the prompts are written for (an international E.164 number).
+STAFF_PHONES = ("555-987-0000", "+442079460000", "+4915123456789")
+
+
+def all_facts() -> list[tl.Facts]:
+    facts = []
+    for spec in HOURS_SPECS:
+        hours = StaffHours.parse(spec, "America/Los_Angeles")
+        described = {code: describe_hours(hours, lang.texting.hours) for code, lang in CONTENT.languages.items()}
+        facts += [tl.Facts(staff_phone=phone, staff_hours=described) for phone in STAFF_PHONES]
+    return facts
+
+
+def every_message() -> list[tuple[str, str]]:
+    """(label, text) for every message the text line or the voice-to-text feature can send."""
+    found: dict[str, str] = {}
+    for facts_number, facts in enumerate(all_facts()):
+        for lang, language in CONTENT.languages.items():
+            for kind in sorted(tl.KINDS - {tl.SECTION, tl.NO_MORE}):
+                for index, text in enumerate(tl.render(CONTENT, tl.Outcome(kind, lang), facts)):
+                    found[f"{lang}:{kind}:{index}:facts{facts_number}"] = text
+            for section in language.sections.values():
+                no_more = tl.Outcome(tl.NO_MORE, lang, section.id)
+                found[f"{lang}:no_more:{section.id}"] = tl.render(CONTENT, no_more, facts)[0]
+                for part in range(len(section.sms)):
+                    outcome = tl.Outcome(tl.SECTION, lang, section.id, part)
+                    found[f"{lang}:{section.id}:{part}"] = tl.render(CONTENT, outcome, facts)[0]
+                for part, text in enumerate(tl.whole_section(CONTENT, lang, section.id)):
+                    found[f"{lang}:{section.id}:by-call:{part}"] = text
+            # Each prompt alone too, with its longest values: also those only a menu in another
+            # default language would show (the way into English, when English is not the default).
+            longest = {
+                "key": "9",
+                "keyword": max((s.keyword for s in language.sections.values()), key=len),
+                "topic": max(language.texting.topics.values(), key=len),
+                "phone": max(STAFF_PHONES, key=len),
+                "hours": max(facts.staff_hours.values(), key=len),
+            }
+            for name, fields in SMS_PROMPTS.items():
+                found[f"{lang}:prompt:{name}"] = language.text(name, **{f: longest[f] for f in fields})
+    return sorted(found.items())
+
+
+MESSAGES = every_message()
+
+
+@pytest.mark.parametrize(("label", "text"), MESSAGES, ids=[label for label, _ in MESSAGES])
+def test_every_message_fits_in_two_gsm7_segments(label: str, text: str) -> None:
+    assert gsm.non_gsm7(text) == [], f"{label}: characters outside GSM-7 make it UCS-2 (134 characters)"
+    length = gsm.measure(text)
+    assert length.segments <= gsm.MAX_SEGMENTS, f"{label}: {length.units} characters, {length.segments} segments"
+    assert len(text) <= gsm.MAX_GSM7_CHARACTERS
+
+
+def test_every_prompt_is_checked() -> None:
+    """The list above covers every texted prompt of every language (menu pieces through the menu)."""
+    texts = "\n".join(text for _, text in MESSAGES)
+    labels = {label for label, _ in MESSAGES}
+    for lang, language in CONTENT.languages.items():
+        for name, fields in SMS_PROMPTS.items():
+            assert f"{lang}:prompt:{name}" in labels
+            if not fields and name not in ("language_offer", "language_back"):
+                assert language.text(name) in texts.replace(f"{lang}:prompt:", ""), f"{lang}: {name} is never sent"
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_every_section_message_leaves_room_for_reply_more(lang: str) -> None:
+    language = CONTENT.language(lang)
+    for section in language.sections.values():
+        for text in section.sms:
+            with_footer = f"{text}\n{language.text('more_footer')}"
+            assert gsm.fits(with_footer), (section.id, len(with_footer))
+
+
+def test_spanish_texts_use_gsm7_spellings() -> None:
+    """á í ó ú would make a text UCS-2 (134 characters in 2 segments); ñ é ü ¿ ¡ are GSM-7."""
+    assert gsm.is_gsm7("ñ é ü ¿ ¡ Ñ É Ü")
+    assert not any(gsm.is_gsm7(c) for c in "áíóúÁÍÓÚ")
+    spanish = [text for label, text in MESSAGES if label.startswith("es:")]
+    assert spanish and all(gsm.is_gsm7(text) for text in spanish)
+    assert any("ñ" in text for text in spanish)
+
+
+@pytest.mark.parametrize(
+    ("spec", "lang", "expected"),
+    [
+        ("Mon-Fri 08:30-17:00", "en", "Mon-Fri 8:30am-5pm"),
+        ("Mon-Fri 08:30-17:00", "es", "lun a vie 8:30-17:00"),
+        ("Mon-Fri 08:30-17:00; Sat 09:00-12:00", "en", "Mon-Fri 8:30am-5pm, Sat 9am-12pm"),
+        ("Mon-Fri 08:30-17:00; Sat 09:00-12:00", "es", "lun a vie 8:30-17:00; sab 9:00-12:00"),
+        ("Sat-Mon 00:00-24:00", "en", "Sat-Mon all day"),
+        ("Mon-Fri 09:00-17:00; Sat-Sun 00:00-24:00", "es", "lun a vie 9:00-17:00; sab a dom todo el dia"),
+        ("Mon-Fri 00:00-12:00", "en", "Mon-Fri 12am-12pm"),
+        ("Mon-Sun 00:00-24:00", "en", "any time, day or night"),
+        ("Mon-Sun 00:00-24:00", "es", "a toda hora, todos los dias"),
+        ("closed", "en", "hours vary"),
+        ("Tue 12:15-13:45", "en", "Tue 12:15pm-1:45pm"),
+    ],
+)
+def test_staff_hours_written_for_texts(spec: str, lang: str, expected: str) -> None:
+    hours = StaffHours.parse(spec, "America/New_York")
+    assert describe_hours(hours, CONTENT.language(lang).texting.hours) == expected
+
+
+def test_hour_words_are_data() -> None:
+    words = HourWords(
+        days=("L", "M", "X", "J", "V", "S", "D"),
+        day_range="{first}..{last}",
+        opening="{days}={opens}/{closes}",
+        separator=" + ",
+        clock="24h",
+        am="",
+        pm="",
+        always="siempre",
+        closed="nunca",
+        all_day="{days}=todo",
+    )
+    hours = StaffHours.parse("Mon-Fri 08:00-16:30; Sat 00:00-24:00; Sun 10:00-11:00", "UTC")
+    assert describe_hours(hours, words) == "L..V=8:00/16:30 + S=todo + D=10:00/11:00"
+
+
+# -- broken content stops start-up, naming the file ---------------------------------------------------
+
+
+def broken_copy(tmp_path: Path, relative: str, old: str, new: str) -> Path:
+    root = tmp_path / "prompts"
+    shutil.copytree(PROMPTS_DIR, root)
+    path = root / relative
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in {relative}"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("relative", "old", "new", "problem"),
+    [
+        ("en/sms.yaml", "Reply MORE for the rest.", "Reply MORE for the rest — thanks.", "outside GSM-7"),
+        ("es/sms.yaml", "Responda MAS para el resto.", "Responda MÁS para el resto.", "outside GSM-7"),
+        ("en/sms.yaml", '  start: [START, UNSTOP, "YES"]', "  start: [START, UNSTOP, YES]", "quote YES"),
+        ("en/sms.yaml", "  more: [MORE,", "  more: [HOSPICE, MORE,", "already names the topic"),
+        ("en/sms.yaml", "  more: [MORE,", "  more: [HELP, MORE,", "in both"),
+        ("en/sms.yaml", "  language: [ENGLISH", "  languages: [ENGLISH", "`keywords` must list"),
+        ("en/sms.yaml", "  hospice: \"hospice care\"\n", "", "`topics` must name"),
+        ("es/sms.yaml", "  clock: 24h", "  clock: 25h", "clock"),
+        ("en/sms.yaml", "callback_saved:", "callback_saving:", "missing prompts"),
+        ("en/sms.yaml", "Staff hours: {hours}. If", "Staff hours: {hours} {when}. If", "unknown placeholders"),
+        ("en/urgent.yaml", "phrases:", "phrase:", "phrases"),
+        (
+            "en/sections/hospice.yaml",
+            "Talk with your care team to learn if hospice is right for you.",
+            "Talk with your care team to learn if hospice is right for you. " + "More words here. " * 10,
+            "at most 306 fit in 2 text segments",
+        ),
+        ("es/sections/hospice.yaml", "calmar sus sintomas", "calmar sus síntomas", "outside GSM-7"),
+    ],
+)
+def test_broken_text_content_names_the_file(tmp_path: Path, relative: str, old: str, new: str, problem: str) -> None:
+    root = broken_copy(tmp_path, relative, old, new)
+    with pytest.raises(ContentError) as caught:
+        load_content(root)
+    message = str(caught.value)
+    assert str(root / relative) in message or str(root / relative.rsplit("/", 1)[0]) in message
+    assert problem in message

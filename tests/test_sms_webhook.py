@@ -1,0 +1,378 @@
+"""POST /sms end to end: signed like Twilio, real SQLite files, restarts, retries, opt-outs, privacy."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from ivr import create_app
+from ivr.config import ConfigError
+from ivr.services import Services
+from tests.conftest import app_config
+from tests.support import CALLER, LINE_NUMBER, PUBLIC_BASE_URL, Phone, messages, sign, twilio_post
+
+
+@pytest.fixture
+def phone(client: FlaskClient) -> Phone:
+    return Phone(client)
+
+
+def storage(app: Flask) -> Services:
+    return app.extensions["careline"]
+
+
+def database_rows(app: Flask) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table, read straight from the database (SQLite or PostgreSQL)."""
+    engine = sa.create_engine(app.config["DATABASE_URL"], poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            tables = sa.inspect(connection).get_table_names()
+            return {t: [tuple(r) for r in connection.exec_driver_sql(f"SELECT * FROM {t}")] for t in tables}
+    finally:
+        engine.dispose()
+
+
+# -- the answers ---------------------------------------------------------------------------------------
+
+
+def test_menu_lists_every_topic_with_its_number_and_keyword(phone: Phone) -> None:
+    (menu,) = phone.text("MENU")
+    lines = menu.splitlines()
+    assert lines[0] == "CareLine topics. Reply a number or word:"
+    assert lines[1:7] == [
+        "1 RECUR: cancer that comes back",
+        "2 TREATMENT: treatment choices",
+        "3 PALLIATIVE: palliative care",
+        "4 DIRECTIVES: advance directives",
+        "5 HOSPICE: hospice care",
+        "6 COPING: coping and support",
+    ]
+    assert "CALL" in lines[7] and lines[8] == "ESPAÑOL: en español"
+
+
+@pytest.mark.parametrize(
+    ("text", "first_words"),
+    [
+        ("5", "HOSPICE CARE:"),
+        ("hospice", "HOSPICE CARE:"),
+        ("Info on HOSPISE pls 🙏", "HOSPICE CARE:"),
+        ("living will", "ADVANCE DIRECTIVES:"),
+        ("paliative", "PALLIATIVE CARE:"),
+        ("trials?", "TREATMENT CHOICES:"),
+        ("come back", "CANCER THAT COMES BACK:"),
+        ("hospicio", "CUIDADOS DE HOSPICIO:"),
+        ("tratamiento", "OPCIONES DE TRATAMIENTO:"),
+        ("paliativo!", "CUIDADOS PALIATIVOS:"),
+    ],
+)
+def test_keywords_numbers_synonyms_and_typos_return_the_section(phone: Phone, text: str, first_words: str) -> None:
+    (reply,) = phone.text(text)
+    assert reply.startswith(first_words)
+    assert reply.endswith("Reply MORE for the rest.") or reply.endswith("Responda MAS para el resto.")
+
+
+@pytest.mark.parametrize("text", ["", "hi", "HELLO", "🙂", "what is this"])
+def test_empty_greeting_or_unknown_text_gets_the_menu(phone: Phone, text: str) -> None:
+    (reply,) = phone.text(text)
+    assert "5 HOSPICE: hospice care" in reply
+
+
+def test_more_continues_where_the_number_left_off_and_survives_a_restart(tmp_path: Path) -> None:
+    config = app_config(tmp_path)
+    first = Phone(create_app(config).test_client())
+    other = Phone(first.client, number="+15551230002")
+    parts = storage(first.client.application).content.language("en").sections["treatment"].sms
+    assert first.text("treatment") == [f"{parts[0]}\nReply MORE for the rest."]
+    assert other.text("hospice")[0].startswith("HOSPICE CARE:")  # another number keeps its own place
+    assert first.text("MORE") == [f"{parts[1]}\nReply MORE for the rest."]
+
+    restarted = Phone(create_app(config).test_client(), sent=first.sent)
+    assert restarted.text("more") == [f"{parts[2]}\nReply MORE for the rest."]
+    (last,) = restarted.text("more")
+    assert last.startswith(parts[3]) and "Reply MENU for other topics" in last
+    (done,) = restarted.text("MORE")
+    assert done.startswith("That is all we have on treatment choices.")
+    assert other.text("more")[0].startswith("A hospice team")
+
+
+def test_spanish_conversation(phone: Phone) -> None:
+    (menu,) = phone.text("ESPAÑOL")
+    assert menu.startswith("Bien, textos en español.")
+    assert "5 HOSPICIO: cuidados de hospicio" in menu and menu.splitlines()[-1] == "ENGLISH: en inglés"
+    (section,) = phone.text("5")
+    assert section.startswith("CUIDADOS DE HOSPICIO:") and section.endswith("Responda MAS para el resto.")
+    (more,) = phone.text("mas")
+    assert more.startswith("Un equipo le ayuda")
+    (help_text,) = phone.text("AYUDA")
+    assert "Responda STOP" in help_text and "Pueden aplicar tarifas" in help_text
+    (back,) = phone.text("english")
+    assert back.startswith("OK, texts in English.")
+
+
+# -- HELP, STOP, START ----------------------------------------------------------------------------------
+
+
+def test_help_names_the_program_offer_staff_phone_hours_stop_and_rates(phone: Phone) -> None:
+    (text,) = phone.text("HELP")
+    assert text.startswith("CareLine: health info for people with cancer")
+    assert "Staff: 555-987-0000, Mon-Fri 8:30am-5pm." in text  # default: the line's own number
+    assert "Reply STOP to opt out." in text
+    assert "Msg & data rates may apply." in text
+    assert "911" in text
+    assert phone.text("info") == [text]
+
+
+def test_help_gives_staff_phone_and_hours_from_the_settings(tmp_path: Path) -> None:
+    hours = "Mon-Thu 09:00-16:30; Fri 09:00-12:00"
+    app = create_app(app_config(tmp_path, STAFF_PHONE="+15552223333", STAFF_HOURS=hours))
+    (text,) = Phone(app.test_client()).text("Help!")
+    assert "Staff: 555-222-3333, Mon-Thu 9am-4:30pm, Fri 9am-12pm." in text
+
+
+def test_staff_phone_must_be_a_phone_number(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="STAFF_PHONE"):
+        create_app(app_config(tmp_path, STAFF_PHONE="call the front desk"))
+
+
+#: Texts that get no reply after STOP (only START and HELP do).
+NOT_START_OR_HELP = [
+    "hospice",
+    "5",
+    "MENU",
+    "more",
+    "hello",
+    "",
+    "call me",
+    "ESPAÑOL",
+    "blah",
+    "I want to die",
+    "YES please",
+]
+
+
+def test_stop_then_silence_then_start_on_a_real_database_file_across_a_restart(tmp_path: Path) -> None:
+    config = app_config(tmp_path)
+    app = create_app(config)
+    phone = Phone(app.test_client())
+    neighbour = Phone(app.test_client(), number="+15551230002")
+    assert phone.text("hospice")
+    assert phone.text("STOP") == []  # Twilio sends its own confirmation; ours would be blocked anyway
+    for text in NOT_START_OR_HELP:
+        assert phone.text(text) == [], text
+    (help_text,) = phone.text("HELP")
+    assert "Reply STOP to opt out" in help_text
+    assert neighbour.text("hospice")  # one number's STOP is that number's only
+
+    app = create_app(config)  # a new process on the same database file
+    phone = Phone(app.test_client(), sent=phone.sent)
+    for text in NOT_START_OR_HELP:
+        assert phone.text(text) == [], text
+    welcome, menu = phone.text("START")
+    assert welcome.startswith("Welcome to CareLine texts") and "STOP" in welcome and "rates may apply" in welcome
+    assert "5 HOSPICE: hospice care" in menu
+    assert phone.text("5")[0].startswith("HOSPICE CARE:")
+    assert phone.text("Stop") == []
+    assert phone.text("unstop")[1] == menu
+
+    rows = database_rows(app)
+    assert len(rows["opt_outs"]) == 1
+    assert CALLER not in repr(rows["opt_outs"]) and CALLER not in repr(rows["sms_sessions"])
+
+
+def test_asks_for_staff_after_stop_are_kept_without_a_reply(app: Flask, phone: Phone) -> None:
+    phone.text("STOP")
+    assert phone.text("please call me") == []
+    assert phone.text("I want to kill myself") == []
+    requests = storage(app).storage.callback_requests()
+    assert [(r["urgent"], r["phone"], r["note"]) for r in requests] == [
+        (True, CALLER, "urgent_words,texts_opted_out"),
+        (False, CALLER, "texts_opted_out"),
+    ]
+
+
+@pytest.mark.parametrize(("word", "confirmation"), [("Stop.", "CareLine: You will not"), ("PARAR", "CareLine: Ya no")])
+def test_opt_out_words_twilio_does_not_confirm_get_one_confirmation(phone: Phone, word: str, confirmation: str) -> None:
+    (text,) = phone.text(word)
+    assert text.startswith(confirmation) and "START" in text
+    assert phone.text("hospice") == []
+
+
+# -- call-back requests and urgent words ------------------------------------------------------------------
+
+
+def test_call_back_request_is_stored_for_staff_and_confirmed_with_hours(app: Flask, phone: Phone) -> None:
+    phone.text("hospice")
+    (text,) = phone.text("CALL")
+    assert text.startswith("Thank you. We saved your request.")
+    assert "Staff hours: Mon-Fri 8:30am-5pm." in text
+    (request,) = storage(app).storage.callback_requests()
+    assert request["channel"] == "sms" and request["kind"] == "callback"
+    assert request["phone"] == CALLER  # staff need the number to call back
+    assert request["topic"] == "hospice" and request["lang"] == "en" and not request["urgent"]
+    assert request["status"] == "open" and request["dedupe_key"] == f"sms:{phone.last_sid}"
+
+
+@pytest.mark.parametrize("text", ["NURSE", "staff", "callback", "talk to someone", "Can someone call me?", "LLAMAR"])
+def test_call_words(app: Flask, phone: Phone, text: str) -> None:
+    (reply,) = phone.text(text)
+    assert reply.startswith(("Thank you. We saved your request.", "Gracias. Guardamos su pedido."))
+    assert len(storage(app).storage.callback_requests()) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "topic"),
+    [
+        ("I want to kill myself", "coping"),  # the topic being read
+        ("i cant breathe!!", "coping"),
+        ("Chest pain", "palliative"),  # or the topic the text names ("pain")
+        ("thinking about suicide", "coping"),
+        ("quiero morir", "hospice"),  # "morir" names hospice in Spanish
+    ],
+)
+def test_urgent_words_get_911_and_988_first_and_are_flagged_for_staff(
+    app: Flask, phone: Phone, text: str, topic: str
+) -> None:
+    phone.text("coping")
+    phone.text("call me")
+    replies = phone.text(text)
+    assert len(replies) == 1
+    assert replies[0].startswith(("If this is an emergency", "Si esta en peligro"))
+    assert "911" in replies[0] and "988" in replies[0]
+    first, second = storage(app).storage.callback_requests()
+    assert first["urgent"] and first["phone"] == CALLER and first["note"] == "urgent_words"  # urgent first
+    assert first["topic"] == topic
+    assert not second["urgent"]
+
+
+# -- retries of one MessageSid --------------------------------------------------------------------------
+
+
+def test_a_retried_message_gets_the_same_answer_and_stores_nothing_twice(app: Flask, phone: Phone) -> None:
+    answer = phone.text("call me")
+    assert phone.text("call me", sid=phone.last_sid) == answer
+    assert phone.text("call me", sid=phone.last_sid) == answer
+    assert len(storage(app).storage.callback_requests()) == 1
+
+    urgent = phone.text("I want to die")
+    assert phone.text("I want to die", sid=phone.last_sid) == urgent
+    assert len(storage(app).storage.callback_requests()) == 2
+
+
+def test_a_retried_more_sends_the_same_part_not_the_next(app: Flask, phone: Phone) -> None:
+    phone.text("treatment")
+    second = phone.text("MORE")
+    assert phone.text("MORE", sid=phone.last_sid) == second
+    third = phone.text("MORE")
+    assert third != second and third[0].startswith("Radiation, chemo, or surgery")
+    usage = storage(app).storage.usage(since=__import__("datetime").date(2000, 1, 1))
+    assert [(u["channel"], u["section"], u["count"]) for u in usage] == [("sms", "treatment", 1)]
+
+
+def test_a_retried_stop_and_start(phone: Phone) -> None:
+    assert phone.text("STOP") == []
+    stop_sid = phone.last_sid
+    welcome = phone.text("START")
+    # A late retry of the STOP must not opt the number out again after START.
+    assert phone.text("STOP", sid=stop_sid) == []
+    assert phone.text("hospice")[0].startswith("HOSPICE CARE:")
+    assert phone.text("START", sid=phone.last_sid) != welcome  # a different message: answered on its own
+
+
+def test_a_retry_that_arrives_after_stop_is_not_answered(phone: Phone) -> None:
+    assert phone.text("hospice")
+    hospice_sid = phone.last_sid
+    assert phone.text("help")
+    help_sid = phone.last_sid
+    assert phone.text("STOP") == []
+    assert phone.text("hospice", sid=hospice_sid) == []  # the first answer was a section: not any more
+    assert phone.text("help", sid=help_sid)  # HELP is always answered
+
+
+def test_texts_without_a_message_sid_are_still_answered(client: FlaskClient) -> None:
+    form = {"From": CALLER, "To": LINE_NUMBER, "Body": "5"}
+    response = twilio_post(client, "/sms", form)
+    assert messages(response.data)[0].startswith("HOSPICE CARE:")
+
+
+# -- signatures, bad input, privacy --------------------------------------------------------------------
+
+
+def test_unsigned_or_badly_signed_texts_get_403_and_change_nothing(app: Flask, client: FlaskClient) -> None:
+    form = Phone(client).form("STOP", "SM" + "1" * 32)
+    assert client.post("/sms", data=form).status_code == 403
+    assert client.post("/sms", data=form, headers={"X-Twilio-Signature": "bm90IGEgc2lnbmF0dXJl"}).status_code == 403
+    wrong_token = sign(PUBLIC_BASE_URL + "/sms", form, token="not-our-token")
+    assert client.post("/sms", data=form, headers={"X-Twilio-Signature": wrong_token}).status_code == 403
+    wrong_url = sign("https://evil.example.org/sms", form)
+    assert client.post("/sms", data=form, headers={"X-Twilio-Signature": wrong_url}).status_code == 403
+    tampered = dict(form, Body="START")
+    good_for_stop = sign(PUBLIC_BASE_URL + "/sms", form)
+    assert client.post("/sms", data=tampered, headers={"X-Twilio-Signature": good_for_stop}).status_code == 403
+    assert not storage(app).storage.is_opted_out(CALLER)
+    assert database_rows(app)["processed_events"] == []
+    assert client.get("/sms").status_code == 405
+
+
+def test_local_mode_answers_this_machine_only(tmp_path: Path) -> None:
+    client = create_app(app_config(tmp_path, TWILIO_AUTH_TOKEN="")).test_client()
+    form = {"From": CALLER, "To": LINE_NUMBER, "Body": "menu", "MessageSid": "SM" + "2" * 32}
+    assert client.post("/sms", data=form, environ_base={"REMOTE_ADDR": "203.0.113.9"}).status_code == 403
+    response = client.post("/sms", data=form, environ_base={"REMOTE_ADDR": "127.0.0.1"})
+    assert "5 HOSPICE" in messages(response.data)[0]
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {},
+        {"Body": "5"},
+        {"From": CALLER},
+        {"From": "not a number", "To": "", "Body": "call me", "MessageSid": "x"},
+        {"From": CALLER, "To": LINE_NUMBER, "Body": "hospice " * 400, "MessageSid": "SM" + "3" * 32},
+        {"From": CALLER, "To": LINE_NUMBER, "Body": "\x00\u202e\ufffd <Response/> ]]> &amp;", "MessageSid": "S" * 99},
+    ],
+)
+def test_odd_requests_still_get_valid_twiml(client: FlaskClient, form: dict[str, str]) -> None:
+    response = twilio_post(client, "/sms", form)
+    assert response.status_code == 200
+    messages(response.data)
+
+
+def test_no_phone_number_or_message_in_logs_or_in_the_clear_outside_call_backs(
+    app: Flask, phone: Phone, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    for text in ["zebra hospice question", "more", "ESPAÑOL", "STOP", "START", "call me about zebra", "I want to die"]:
+        phone.text(text)
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert CALLER not in logged and CALLER[2:] not in logged and "zebra" not in logged
+    rows = database_rows(app)
+    for table, content in rows.items():
+        if table == "alembic_version":
+            continue
+        assert "zebra" not in repr(content), table
+        if table != "callback_requests":
+            assert CALLER[2:] not in repr(content), table
+
+
+def test_the_schema_is_migrated_to_the_newest_revision(app: Flask) -> None:
+    assert database_rows(app)["alembic_version"] == [("0002",)]
+    with storage(app).storage.engine.connect() as connection:
+        columns = [column["name"] for column in sa.inspect(connection).get_columns("processed_events")]
+    assert columns == ["key", "created_at", "outcome"]
+
+
+
+def test_a_broken_database_still_gets_valid_empty_twiml_and_logs_no_number(
+    app: Flask, phone: Phone, caplog: pytest.LogCaptureFixture
+) -> None:
+    with storage(app).storage.engine.begin() as connection:
+        connection.exec_driver_sql("DROP TABLE sms_sessions")
+    assert phone.text("hospice") == []  # nothing we could check the opt-out for
+    assert "Unexpected OperationalError" in caplog.text or "Unexpected ProgrammingError" in caplog.text  # SQLite, PG
+    assert CALLER not in caplog.text and CALLER[2:] not in caplog.text

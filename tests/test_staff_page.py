@@ -1,0 +1,263 @@
+"""The staff page's work: the queue, playing a message, marking it done, texting a topic, the usage panel.
+
+Texts and recordings go through the real `twilio` client and `requests` to a stand-in for Twilio's REST API
+on 127.0.0.1 (TWILIO_API_BASE_URL), which checks the account's credentials like Twilio does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from ivr import textline
+from ivr.services import services
+from ivr.storage import CallbackAsk, as_utc, callback_requests, opt_outs
+from tests.staff_support import (
+    ACCOUNT_SID,
+    OPEN_TIME,
+    TwilioStandIn,
+    create_staff,
+    csrf_token,
+    make_app,
+    recording_sid,
+    recording_url,
+    sign_in,
+    silent_mp3,
+    twilio_standin,
+)
+from tests.support import AUTH_TOKEN, LINE_NUMBER
+
+PATIENT = "+15551230001"
+
+
+@pytest.fixture
+def standin() -> Iterator[TwilioStandIn]:
+    with twilio_standin(ACCOUNT_SID, AUTH_TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+def app(tmp_path: Path, standin: TwilioStandIn) -> Flask:
+    app = make_app(tmp_path, LINE_NUMBER=LINE_NUMBER, TWILIO_API_BASE_URL=standin.base_url)
+    create_staff(app)
+    return app
+
+
+@pytest.fixture
+def staff(app: Flask) -> FlaskClient:
+    client = app.test_client()
+    assert sign_in(client).status_code == 303
+    return client
+
+
+def add_request(app: Flask, **values: object) -> int:
+    row = {
+        "created_at": OPEN_TIME,
+        "channel": "voice",
+        "kind": "voicemail",
+        "phone": PATIENT,
+        "topic": "hospice",
+        "lang": "en",
+        "urgent": False,
+        "note": "",
+        "status": "open",
+    }
+    row.update(values)
+    row["created_at"] = as_utc(row["created_at"])  # type: ignore[arg-type]  # as Storage keeps every time
+    with app.app_context():
+        engine = services().storage.engine
+        with engine.begin() as connection:
+            return connection.execute(callback_requests.insert().values(**row)).inserted_primary_key[0]
+
+
+def page(client: FlaskClient) -> str:
+    response = client.get("/staff/")
+    assert response.status_code == 200
+    return response.get_data(as_text=True)
+
+
+def test_the_queue_shows_urgent_first_then_newest(app: Flask, staff: FlaskClient) -> None:
+    old = add_request(app, phone="+15550000011", created_at=OPEN_TIME - dt.timedelta(hours=3))
+    new = add_request(app, phone="+15550000022", created_at=OPEN_TIME - dt.timedelta(hours=1))
+    urgent = add_request(
+        app,
+        phone="+15550000033",
+        channel="sms",
+        kind="callback",
+        urgent=True,
+        created_at=OPEN_TIME - dt.timedelta(hours=5),
+    )
+    html = page(staff)
+    order = [int(found) for found in re.findall(r'id="request-(\d+)-heading"', html)]
+    assert order == [urgent, new, old]
+    assert "(3 open)" in html
+    assert "Urgent" in html and "Call-back request from" in html and "the text line" in html
+    assert "Wed Nov 25, 7:00 AM" in html, "times are shown in the staff's time zone"
+
+
+def test_a_voice_message_plays_through_the_app_with_the_accounts_credentials(
+    app: Flask, staff: FlaskClient, standin: TwilioStandIn
+) -> None:
+    request_id = add_request(app, recording_sid=recording_sid(1), recording_url=recording_url(1), recording_seconds=65)
+    html = page(staff)
+    assert f'src="/staff/requests/{request_id}/recording"' in html
+    assert "Voice message, 1 minute 5 seconds" in html
+    assert recording_url(1) not in html, "the raw Twilio URL never reaches the browser"
+    audio = staff.get(f"/staff/requests/{request_id}/recording")
+    assert audio.status_code == 200
+    assert audio.mimetype == "audio/mpeg"
+    assert audio.data == silent_mp3()
+    assert audio.headers["Cache-Control"] == "no-store"
+    assert standin.requests[-1] == ("GET", f"/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{recording_sid(1)}.mp3")
+    partial = staff.get(f"/staff/requests/{request_id}/recording", headers={"Range": "bytes=0-99"})
+    assert partial.status_code == 206 and len(partial.data) == 100
+    assert partial.headers["Content-Range"].startswith("bytes 0-99/")
+
+
+def test_recordings_are_only_ever_fetched_from_twilio(app: Flask, staff: FlaskClient, standin: TwilioStandIn) -> None:
+    request_id = add_request(app, recording_sid=recording_sid(2), recording_url="https://evil.example/steal")
+    assert staff.get(f"/staff/requests/{request_id}/recording").status_code == 200
+    assert standin.requests[-1] == ("GET", f"/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{recording_sid(2)}.mp3")
+
+
+def test_a_recording_twilio_no_longer_has_is_a_404(app: Flask, staff: FlaskClient, standin: TwilioStandIn) -> None:
+    request_id = add_request(app, recording_sid=recording_sid(3), recording_url=recording_url(3))
+    standin.deleted.add(recording_sid(3))
+    assert staff.get(f"/staff/requests/{request_id}/recording").status_code == 404
+    assert staff.get("/staff/requests/999/recording").status_code == 404
+    without = add_request(app)
+    assert staff.get(f"/staff/requests/{without}/recording").status_code == 404
+
+
+def test_a_message_without_a_recording_says_so(app: Flask, staff: FlaskClient) -> None:
+    add_request(app, note="no_recording")
+    assert "No recording: the caller hung up before leaving a message." in page(staff)
+
+
+def test_a_text_line_request_shows_its_notes_in_words(app: Flask, staff: FlaskClient) -> None:
+    with app.app_context():
+        services().storage.request_callback(
+            PATIENT, CallbackAsk(topic="coping", lang="es", urgent=True, opted_out=True)
+        )
+    html = page(staff)
+    assert "Call-back request from" in html and "the text line" in html and "Spanish" in html
+    assert "may mean it is urgent" in html and "asked not to get texts" in html
+    assert "urgent_words" not in html
+
+
+def test_marking_done_notes_who_and_when_and_can_be_undone(app: Flask, staff: FlaskClient) -> None:
+    request_id = add_request(app)
+    token = csrf_token(page(staff))
+    response = staff.post(f"/staff/requests/{request_id}/done", data={"csrf_token": token})
+    assert response.status_code == 303
+    with app.app_context():
+        row = services().storage.callback_request(request_id)
+    assert row["status"] == "done" and row["done_by"] == "nurse.ana"
+    assert row["done_at"].replace(tzinfo=dt.UTC) == OPEN_TIME
+    html = page(staff)
+    assert "Marked done." in html and "(0 open)" in html
+    assert re.search(r"<td>nurse\.ana</td>", html)
+    again = staff.post(f"/staff/requests/{request_id}/done", data={"csrf_token": token}, follow_redirects=True)
+    assert "already marked done" in again.get_data(as_text=True)
+    staff.post(f"/staff/requests/{request_id}/reopen", data={"csrf_token": token})
+    assert "(1 open)" in page(staff)
+
+
+def test_sending_a_section_by_text(app: Flask, staff: FlaskClient, standin: TwilioStandIn) -> None:
+    token = csrf_token(page(staff))
+    response = staff.post(
+        "/staff/send", data={"csrf_token": token, "phone": "(555) 123-0001", "section": "hospice", "lang": "es"}
+    )
+    assert response.status_code == 303
+    with app.app_context():
+        sms = textline.whole_section(services().content, "es", "hospice")
+    assert [m["Body"] for m in standin.messages] == list(sms)
+    assert standin.messages[0]["Body"].startswith("CUIDADOS DE HOSPICIO")
+    assert {m["To"] for m in standin.messages} == {PATIENT}
+    assert {m["From"] for m in standin.messages} == {LINE_NUMBER}
+    assert "The topic was sent by text message." in page(staff)
+
+
+def test_a_number_that_opted_out_gets_nothing(app: Flask, staff: FlaskClient, standin: TwilioStandIn) -> None:
+    with app.app_context():
+        storage = services().storage
+        with storage.engine.begin() as connection:
+            connection.execute(
+                sa.insert(opt_outs).values(phone_hash=storage.phone_hash(PATIENT), opted_out=True, changed_at=OPEN_TIME)
+            )
+    token = csrf_token(page(staff))
+    response = staff.post(
+        "/staff/send", data={"csrf_token": token, "phone": PATIENT, "section": "hospice", "lang": "en"}
+    )
+    assert response.status_code == 409
+    assert "asked CareLine not to send texts" in response.get_data(as_text=True)
+    assert standin.messages == []
+
+
+def test_a_bad_number_is_explained_and_kept_in_the_form(app: Flask, staff: FlaskClient) -> None:
+    token = csrf_token(page(staff))
+    response = staff.post(
+        "/staff/send", data={"csrf_token": token, "phone": "12ab", "section": "hospice", "lang": "en"}
+    )
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert 'role="alert"' in html and "Enter a phone number that can get texts" in html
+    assert 'value="12ab"' in html and 'aria-invalid="true"' in html
+
+
+def test_twilio_refusing_the_credentials_is_a_failed_send(tmp_path: Path, standin: TwilioStandIn) -> None:
+    app = make_app(
+        tmp_path, LINE_NUMBER=LINE_NUMBER, TWILIO_API_BASE_URL=standin.base_url, TWILIO_ACCOUNT_SID="AC" + "7" * 32
+    )
+    create_staff(app)
+    client = app.test_client()
+    sign_in(client)
+    token = csrf_token(page(client))
+    response = client.post(
+        "/staff/send", data={"csrf_token": token, "phone": PATIENT, "section": "coping", "lang": "en"}
+    )
+    assert response.status_code == 502
+    assert "could not be sent just now" in response.get_data(as_text=True)
+
+
+def test_texting_without_a_line_number_is_explained(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    create_staff(app)
+    client = app.test_client()
+    sign_in(client)
+    html = page(client)
+    assert "Texting is not set up on this line yet" in html
+    response = client.post(
+        "/staff/send", data={"csrf_token": csrf_token(html), "phone": PATIENT, "section": "coping", "lang": "en"}
+    )
+    assert response.status_code == 503
+
+
+def test_the_usage_panel_counts_calls_and_texts_per_topic_per_day_without_numbers(
+    app: Flask, staff: FlaskClient
+) -> None:
+    today = OPEN_TIME.date()
+    with app.app_context():
+        storage = services().storage
+        for _ in range(3):
+            storage.count_use("voice", "hospice", today)
+        storage.count_use("sms", "hospice", today)
+        storage.count_use("voice", "coping", today - dt.timedelta(days=1))
+        storage.count_use("voice", "coping", today - dt.timedelta(days=40))
+    add_request(app)
+    html = page(staff)
+    usage = html[html.index('id="usage-heading"') :]
+    cell = r'<td class="number">(\d+)</td>'
+    rows = re.findall(rf'<tr><td>([^<]+)</td><th scope="row">([^<]+)</th>{cell}{cell}</tr>', usage)
+    assert rows == [
+        (today.strftime("%a %b %-d"), "Hospice care", "3", "1"),
+        ((today - dt.timedelta(days=1)).strftime("%a %b %-d"), "Coping and support", "1", "0"),
+    ]
+    assert PATIENT not in usage

@@ -1,0 +1,335 @@
+"""The text line's decisions, pure: every keyword, synonym, number and urgent phrase, in both languages,
+with the case, punctuation, emoji, sentences and typos people really send."""
+
+from __future__ import annotations
+
+import pytest
+
+from ivr import textline as tl
+from ivr.content import load_content
+from ivr.matching import normalize, typos_allowed
+
+CONTENT = load_content()
+LANGS = tuple(CONTENT.languages)
+SENTENCE = {"en": "info on {} please", "es": "quiero saber de {} por favor"}
+
+
+def decide(text: str, lang: str = "en", **conversation: object) -> tl.Decision:
+    return tl.decide(CONTENT, tl.Conversation(lang=lang, **conversation), text)  # type: ignore[arg-type]
+
+
+def with_typo(phrase: str) -> str | None:
+    """The phrase with one letter of its longest word changed, when that word is long enough to forgive it."""
+    words = phrase.split()
+    longest = max(range(len(words)), key=lambda i: len(words[i]))
+    word = normalize(words[longest])
+    if typos_allowed(word) < 1:
+        return None
+    middle = len(word) // 2
+    words[longest] = word[:middle] + ("x" if word[middle] != "x" else "z") + word[middle + 1 :]
+    return " ".join(words)
+
+
+def section_cases() -> list[tuple[str, str, str, str]]:
+    cases = []
+    for lang, language in CONTENT.languages.items():
+        for section in language.sections.values():
+            phrases = {section.keyword, section.title, language.texting.topics[section.id], *section.synonyms}
+            for phrase in sorted(phrases):
+                variants = {
+                    "as written": phrase,
+                    "capitals": phrase.upper(),
+                    "small letters": phrase.lower(),
+                    "spaces and punctuation": f"  {phrase.title()}?!  ",
+                    "emoji": f"{phrase} 🙏💙",
+                    "in a sentence": SENTENCE[lang].format(phrase),
+                }
+                typo = with_typo(phrase)
+                if typo:
+                    variants["typo"] = typo
+                cases += [(lang, section.id, text, how) for how, text in variants.items()]
+    return cases
+
+
+@pytest.mark.parametrize(("lang", "section_id", "text", "how"), section_cases())
+def test_every_topic_word_finds_its_section(lang: str, section_id: str, text: str, how: str) -> None:
+    decision = decide(text, lang)
+    assert decision.outcome == tl.Outcome(tl.SECTION, lang, section_id, 0), (text, how)
+    assert tl.SaveConversation(lang, section_id, 1) in decision.effects
+    assert tl.CountSectionText(section_id) in decision.effects
+
+
+@pytest.mark.parametrize(
+    ("text", "section_id"),
+    [
+        # The issue's own examples.
+        ("info on hospice please", "hospice"),
+        ("end of life", "hospice"),
+        ("living will", "directives"),
+        ("comfort care", "palliative"),
+        ("come back", "recurrence"),
+        ("trials", "treatment"),
+        ("hospise", "hospice"),
+        ("paliative", "palliative"),
+        ("HOSPICE!!!", "hospice"),
+        ("what does a hospice nurse do?", "hospice"),  # a role word next to a topic is about the topic
+        ("I'm scared", "coping"),
+    ],
+)
+def test_issue_examples(text: str, section_id: str) -> None:
+    assert decide(text).outcome == tl.Outcome(tl.SECTION, "en", section_id, 0)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("template", ["{}", " {} ", "{}.", "#{}", "{}\ufe0f\u20e3", "{})"])
+@pytest.mark.parametrize("key", sorted(CONTENT.topic_keys))
+def test_menu_numbers(lang: str, template: str, key: str) -> None:
+    decision = decide(template.format(key), lang)
+    assert decision.outcome == tl.Outcome(tl.SECTION, lang, CONTENT.topic_keys[key], 0)
+
+
+def family_cases(family: str) -> list[tuple[str, str]]:
+    languages = CONTENT.languages.items()
+    return [(lang, word) for lang, language in languages for word in sorted(language.texting.keywords[family])]
+
+
+@pytest.mark.parametrize("session", LANGS)
+@pytest.mark.parametrize(("lang", "word"), family_cases("stop"))
+def test_stop_words_opt_out_from_any_language(session: str, lang: str, word: str) -> None:
+    for text in (word, word.upper(), f"  {word.capitalize()}  ", f"{word}!"):
+        decision = decide(text, session)
+        assert decision.effects == (tl.OptOut(),), text
+        carrier = text.strip().casefold() in tl.CARRIER_OPT_OUT_WORDS
+        # Twilio confirms its own opt-out words; every other way of saying STOP gets our one confirmation.
+        assert decision.outcome.kind == (tl.SILENT if carrier else tl.STOPPED), text
+        assert tl.render(CONTENT, decision.outcome, tl.Facts()) == (
+            () if carrier else (CONTENT.language(decision.outcome.lang).text("stopped"),)
+        )
+
+
+@pytest.mark.parametrize("word", ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"])
+def test_twilio_opt_out_words_are_all_known(word: str) -> None:
+    assert decide(word).outcome.kind == tl.SILENT
+    assert decide(word, "es").effects == (tl.OptOut(),)
+
+
+@pytest.mark.parametrize("text", ["stop sending hospice info", "please don't stop", "end of life", "cancel my visit"])
+def test_stop_words_inside_a_sentence_do_not_opt_out(text: str) -> None:
+    assert tl.OptOut() not in decide(text).effects
+
+
+@pytest.mark.parametrize("opted_out", [False, True])
+@pytest.mark.parametrize("session", LANGS)
+@pytest.mark.parametrize(("lang", "word"), family_cases("start"))
+def test_start_words_opt_in_with_welcome_and_menu(opted_out: bool, session: str, lang: str, word: str) -> None:
+    decision = decide(word.upper(), session, opted_out=opted_out)
+    assert decision.outcome.kind == tl.WELCOME
+    assert tl.OptIn() in decision.effects
+    welcome, menu = tl.render(CONTENT, decision.outcome, tl.Facts())
+    language = CONTENT.language(decision.outcome.lang)
+    assert welcome == language.text("welcome")
+    assert menu == tl.menu(CONTENT, decision.outcome.lang)
+
+
+@pytest.mark.parametrize("opted_out", [False, True])
+@pytest.mark.parametrize(("lang", "word"), family_cases("help"))
+def test_help_words_answer_even_after_stop(opted_out: bool, lang: str, word: str) -> None:
+    for text in (word, word.upper(), f"{word}?"):
+        decision = decide(text, lang, opted_out=opted_out)
+        assert decision.outcome == tl.Outcome(tl.HELP, lang), text
+        assert tl.OptOut() not in decision.effects and tl.OptIn() not in decision.effects
+
+
+def test_help_in_the_language_it_was_asked_in() -> None:
+    assert decide("AYUDA", "en").outcome == tl.Outcome(tl.HELP, "es")
+    assert decide("HELP", "es").outcome == tl.Outcome(tl.HELP, "en")
+    assert decide("INFO", "es").outcome == tl.Outcome(tl.HELP, "es")  # a word of both: the reader's language
+    assert decide("I need help", "en").outcome == tl.Outcome(tl.HELP, "en")
+
+
+@pytest.mark.parametrize(("lang", "word"), family_cases("menu"))
+def test_menu_words(lang: str, word: str) -> None:
+    for text in (word, word.upper(), f"{word}!! 😊"):
+        assert decide(text, lang).outcome == tl.Outcome(tl.MENU, lang), text
+
+
+@pytest.mark.parametrize("text", ["", "   ", "🙏", "?!", "\u200b"])
+def test_an_empty_text_gets_the_menu(text: str) -> None:
+    assert decide(text).outcome == tl.Outcome(tl.MENU, "en")
+
+
+@pytest.mark.parametrize("text", ["blah", "asdf qwer", "ok thanks", "Doing well thanks", "x" * 5000])
+def test_anything_else_gets_the_menu_with_a_kind_word(text: str) -> None:
+    decision = decide(text)
+    assert decision.outcome == tl.Outcome(tl.NOT_UNDERSTOOD, "en")
+    (message,) = tl.render(CONTENT, decision.outcome, tl.Facts())
+    assert message.startswith(CONTENT.language("en").text("not_understood"))
+    assert "5 HOSPICE: hospice care" in message
+
+
+@pytest.mark.parametrize("family", ["call", "staff"])
+def test_call_and_staff_words_ask_for_a_call_back(family: str) -> None:
+    for lang, word in family_cases(family):
+        for text in (word, word.upper(), f"{word} please!"):
+            decision = decide(text, lang)
+            assert decision.outcome == tl.Outcome(tl.CALLBACK, lang), text
+            assert decision.effects[0] == tl.RequestCallback("", lang, urgent=False)
+
+
+def test_a_call_back_names_the_topic_in_the_text_or_the_one_being_read() -> None:
+    assert decide("call me about hospice").effects[0] == tl.RequestCallback("hospice", "en")
+    assert decide("CALL", section="treatment", next_part=1).effects[0] == tl.RequestCallback("treatment", "en")
+    assert decide("talk to someone").outcome.kind == tl.CALLBACK
+    assert decide("llamenme por favor", "es").effects[0] == tl.RequestCallback("", "es")
+
+
+def test_more_pages_through_a_section_then_says_that_is_all() -> None:
+    messages = CONTENT.language("en").sections["treatment"].sms
+    decision = decide("treatment")
+    seen = [decision.outcome.part]
+    next_part = 1
+    while next_part < len(messages):
+        decision = decide("MORE", section="treatment", next_part=next_part)
+        assert decision.outcome == tl.Outcome(tl.SECTION, "en", "treatment", next_part)
+        assert decision.effects == (tl.SaveConversation("en", "treatment", next_part + 1),)
+        seen.append(decision.outcome.part)
+        next_part += 1
+    assert seen == list(range(len(messages)))
+    last = decide("more please", section="treatment", next_part=len(messages))
+    assert last.outcome == tl.Outcome(tl.NO_MORE, "en", "treatment")
+    (text,) = tl.render(CONTENT, last.outcome, tl.Facts())
+    assert "treatment choices" in text and "MENU" in text
+
+
+@pytest.mark.parametrize(("lang", "word"), family_cases("more"))
+def test_more_words(lang: str, word: str) -> None:
+    decision = decide(word, lang, section="hospice", next_part=1)
+    assert decision.outcome == tl.Outcome(tl.SECTION, lang, "hospice", 1)
+
+
+def test_more_without_a_section_gets_the_menu() -> None:
+    assert decide("MORE").outcome == tl.Outcome(tl.MENU, "en")
+
+
+def test_section_messages_end_with_reply_more_until_the_last() -> None:
+    for lang, language in CONTENT.languages.items():
+        for section in language.sections.values():
+            for part, body in enumerate(section.sms):
+                (message,) = tl.render(CONTENT, tl.Outcome(tl.SECTION, lang, section.id, part), tl.Facts())
+                last = part + 1 == len(section.sms)
+                assert message == f"{body}\n{language.text('end_footer' if last else 'more_footer')}"
+
+
+@pytest.mark.parametrize("session", LANGS)
+@pytest.mark.parametrize(("lang", "word"), family_cases("language"))
+def test_language_words_switch_the_conversation(session: str, lang: str, word: str) -> None:
+    decision = decide(word.upper(), session, section="hospice", next_part=2)
+    assert decision.outcome == tl.Outcome(tl.LANGUAGE, lang)
+    if session != lang:
+        assert decision.effects == (tl.SaveConversation(lang, "hospice", 2),)
+    (menu,) = tl.render(CONTENT, decision.outcome, tl.Facts())
+    assert menu.startswith(CONTENT.language(lang).text("language_switched"))
+
+
+def test_the_language_written_in_is_the_language_answered_in() -> None:
+    assert decide("HOSPICIO", "en").outcome == tl.Outcome(tl.SECTION, "es", "hospice", 0)
+    assert decide("tratamiento", "en").outcome == tl.Outcome(tl.SECTION, "es", "treatment", 0)
+    assert decide("hospice en español", "en").outcome == tl.Outcome(tl.SECTION, "es", "hospice", 0)
+    assert decide("LLAMAR", "en").outcome == tl.Outcome(tl.CALLBACK, "es")
+    assert decide("5", "es").outcome == tl.Outcome(tl.SECTION, "es", "hospice", 0)
+    assert decide("MENU", "es").outcome == tl.Outcome(tl.MENU, "es")  # a word of both languages
+
+
+def test_menus_offer_the_other_language_in_that_language() -> None:
+    english, spanish = tl.menu(CONTENT, "en"), tl.menu(CONTENT, "es")
+    assert english.splitlines()[-1] == CONTENT.language("es").text("language_offer")
+    assert spanish.splitlines()[-1] == CONTENT.language("es").text("language_back")
+    assert "1 RECUR: cancer that comes back" in english.splitlines()
+    assert "2 TRATAMIENTO: opciones de tratamiento" in spanish.splitlines()
+
+
+def urgent_cases() -> list[tuple[str, str]]:
+    cases = []
+    for lang, language in CONTENT.languages.items():
+        phrases = [" ".join(words) for words, _ in language.texting.urgent.entries]
+        for phrase in phrases:
+            cases += [(lang, phrase), (lang, phrase.upper() + "!!"), (lang, f"{SENTENCE[lang].format(phrase)} 😢")]
+            typo = with_typo(phrase)
+            if typo:
+                cases.append((lang, typo))
+    return cases
+
+
+@pytest.mark.parametrize("session", LANGS)
+@pytest.mark.parametrize(("lang", "text"), urgent_cases())
+def test_urgent_words_get_911_and_988_first_and_a_flag_for_staff(session: str, lang: str, text: str) -> None:
+    decision = decide(text, session, section="coping", next_part=1)
+    assert decision.outcome.kind == tl.URGENT, text
+    ask = decision.effects[0]
+    assert isinstance(ask, tl.RequestCallback) and ask.urgent
+    (message,) = tl.render(CONTENT, decision.outcome, tl.Facts(staff_hours={"en": "Mon-Fri 8:30am-5pm"}))
+    assert message.startswith(CONTENT.language(decision.outcome.lang).text("urgent", hours="")[:20])
+    assert "911" in message and "988" in message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I want to kill myself",
+        "i cant breathe",
+        "I can't breathe!!",
+        "I CAN’T BREATHE",
+        "having chest pain since this morning",
+        "I think about suicide a lot",
+        "sucide",
+        "I've been hurting myself",
+        "please call me, I want to die",
+        "STOP I want to die",
+        "quiero morir",
+        "no puedo respirar",
+        "tengo dolor en el pecho",
+    ],
+)
+def test_urgent_phrases_people_send(text: str) -> None:
+    assert decide(text).outcome.kind == tl.URGENT
+
+
+def test_after_stop_only_start_and_help_get_a_reply_but_asks_for_staff_are_kept() -> None:
+    for text in ["hospice", "5", "MENU", "more", "hello", "", "ESPAÑOL", "blah", "PARAR" + " now"]:
+        decision = decide(text, opted_out=True, section="hospice", next_part=1)
+        assert decision.outcome.kind == tl.SILENT, text
+        assert decision.effects == (), text
+        assert tl.render(CONTENT, decision.outcome, tl.Facts()) == ()
+    call = decide("call me", opted_out=True)
+    assert call.outcome.kind == tl.SILENT and call.effects == (tl.RequestCallback("", "en"),)
+    urgent = decide("I want to die", opted_out=True)
+    assert urgent.outcome.kind == tl.SILENT and urgent.effects == (tl.RequestCallback("", "en", urgent=True),)
+
+
+def test_outcome_tokens_round_trip_and_reject_garbage() -> None:
+    for outcome in [tl.Outcome(tl.SECTION, "es", "hospice", 2), tl.Outcome(tl.SILENT, "en"), tl.Outcome(tl.HELP, "en")]:
+        assert tl.Outcome.from_token(outcome.token()) == outcome
+    for garbage in ["", "section", "nonsense|en||0", "section|en|hospice|x", "a|b|c|d|e"]:
+        assert tl.Outcome.from_token(garbage) is None
+
+
+def test_odd_stored_conversations_are_made_safe() -> None:
+    odd = tl.Conversation(lang="xx", section="gone", next_part=-4, opted_out=False)
+    assert tl.sanitize(CONTENT, odd) == tl.Conversation(lang="en")
+    far = tl.sanitize(CONTENT, tl.Conversation(lang="es", section="hospice", next_part=99))
+    assert far.next_part == len(CONTENT.language("es").sections["hospice"].sms)
+    assert decide("more", "xx", section="gone").outcome == tl.Outcome(tl.MENU, "en")
+
+
+def test_rendering_never_fails_on_a_stale_outcome() -> None:
+    for kind in sorted(tl.KINDS):
+        for outcome in (tl.Outcome(kind, "xx", "gone", 99), tl.Outcome(kind, "es", "hospice", 99)):
+            for message in tl.render(CONTENT, outcome, tl.Facts()):
+                assert message.strip()
+
+
+def test_a_whole_section_for_a_caller_ends_with_the_way_on() -> None:
+    messages = tl.whole_section(CONTENT, "es", "hospice")
+    sms = CONTENT.language("es").sections["hospice"].sms
+    assert messages[:-1] == sms[:-1]
+    assert messages[-1] == f"{sms[-1]}\n{CONTENT.language('es').text('end_footer')}"
