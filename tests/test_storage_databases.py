@@ -146,3 +146,30 @@ def test_only_usage_counts_skip_waiting_for_the_disk(storage: Storage) -> None:
         assert connection.exec_driver_sql(setting).scalar() == durable
     with storage.counting_engine.connect() as connection:
         assert connection.exec_driver_sql(setting).scalar() == counting
+
+
+def _other_process_can_write(lock_path: str) -> bool:
+    """Whether another process could take the writers' turn right now."""
+    probe = "import fcntl, os, sys; fcntl.flock(os.open(sys.argv[1], os.O_RDWR), fcntl.LOCK_EX | fcntl.LOCK_NB)"
+    return subprocess.run([sys.executable, "-c", probe, lock_path], capture_output=True).returncode == 0
+
+
+@pytest.mark.sqlite_only
+def test_sqlite_writers_take_turns_and_always_give_the_turn_back(storage: Storage, database_url: str) -> None:
+    lock_path = database_url.split("///", 1)[1] + "-writers"
+    storage.first_time("SM1")  # a write: the queue's file now exists, and the turn was given back
+    assert _other_process_can_write(lock_path)
+
+    with storage.engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO processed_events (key, created_at) VALUES ('SM2', '2026-11-26')"))
+        assert not _other_process_can_write(lock_path)  # this transaction's turn
+    assert _other_process_can_write(lock_path)
+
+    with pytest.raises(sa.exc.IntegrityError), storage.engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO processed_events (key, created_at) VALUES ('SM2', '2026-11-26')"))
+    assert _other_process_can_write(lock_path)  # a failed write gives the turn back too
+
+    storage.count_use("voice", "hospice")
+    with storage.engine.connect() as connection:
+        connection.execute(sa.text("SELECT count(*) FROM processed_events")).scalar()
+        assert _other_process_can_write(lock_path)  # reading never takes a turn
