@@ -298,7 +298,7 @@ def line_environment(database_url: str) -> dict[str, str]:
         TWILIO_AUTH_TOKEN=AUTH_TOKEN,
         PUBLIC_BASE_URL=PUBLIC_BASE_URL,
         SECRET_KEY="bench-secret-key",
-        STAFF_HOURS="closed",
+        STAFF_NUMBERS="+15550001111",  # as in production: staff hours are worked out for every call
         HOST="127.0.0.1",
     )
     return environ

@@ -53,6 +53,16 @@ def links() -> Links:
 
 
 def _circumstances() -> Circumstances:
+    """`_circumstances_now()`, worked out once a minute: staff hours are set in whole minutes."""
+    minute = now().replace(second=0, microsecond=0)
+    remembered = current_app.extensions.get("careline.circumstances")
+    if remembered is None or remembered[0] != minute:
+        remembered = (minute, _circumstances_now())
+        current_app.extensions["careline.circumstances"] = remembered
+    return remembered[1]
+
+
+def _circumstances_now() -> Circumstances:
     """Whether staff can be rung now, and when they are in, in each language (none without staff numbers)."""
     svc = services()
     if not current_app.config["STAFF_NUMBERS"]:
@@ -125,9 +135,17 @@ def _step_key(state: CallState, event: Event, world: Circumstances) -> Hashable 
         return None
     if isinstance(event, dialog.CallStarted) and event.remembered is not None:
         return None  # what the line saved about this caller stays out of the cache too
-    # Every fact, so that one added to Circumstances one day is part of the key too.
+    return (state, event, _facts(world))
+
+
+def _facts(world: Circumstances) -> tuple[object, ...]:
+    """Every fact of `world` as a key (so one added to Circumstances one day is part of the key too)."""
+    remembered = current_app.extensions.get("careline.facts")
+    if remembered is not None and remembered[0] is world:  # the same minute's circumstances
+        return remembered[1]
     facts = tuple(_hashable(getattr(world, name)) for name in _circumstance_names())
-    return (state, event, facts)
+    current_app.extensions["careline.facts"] = (world, facts)
+    return facts
 
 
 @functools.cache
