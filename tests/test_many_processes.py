@@ -1,9 +1,10 @@
-"""Many processes, one line: two separate app processes on one database serve one call, taking turns.
+"""Many processes, one line: two separate app processes on one database serve one call and one text
+conversation, taking turns.
 
-Each request of the call goes to the other process (real gunicorn servers on two loopback ports,
-started with the repository's gunicorn.conf.py), exactly as a load balancer may spread a call. The
-caller must notice nothing: every answer is the one a single in-process app gives to the same call,
-and what the caller leaves (a voice message) is in the shared database once.
+Each request goes to the other process (real gunicorn servers on two loopback ports, started with
+the repository's gunicorn.conf.py), exactly as a load balancer may spread them. The caller and the
+texter must notice nothing: every answer is the one a single in-process app gives to the same call
+or texts, and what they leave (a voice message, an opt-out) is in the shared database once.
 """
 
 from __future__ import annotations
