@@ -7,7 +7,8 @@ Decisions, and why:
 - Preloaded app: the master process reads the configuration, loads and checks every prompt file and
   migrates the database ONCE, then forks the workers. Start-up is one load instead of one per worker,
   workers share the loaded content's memory, and a broken prompt file stops the start with a message
-  instead of a loop of crashing workers. Each worker drops the database connections it inherited.
+  instead of a loop of crashing workers. Each worker drops the database connections it inherited,
+  and gc.freeze() keeps the garbage collector from copying the shared pages into every worker.
 - Sync workers: every request is short CPU work (check the signature, one dialog step, TwiML) plus
   at most one small database statement, so a process per request in flight is simplest and fastest.
 - timeout 10 s: Twilio gives up on a webhook after 15 s; a worker stuck for 10 s is killed and
