@@ -283,6 +283,7 @@ class Storage:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self.counting_engine: Engine = self._make_counting_engine(database_url, options)
         self._counting_upsert: Any = None
+        self._statements: dict[str, Any] = {}
         if self.engine.dialect.name == "sqlite" and path and path != ":memory:":
             writers = SqliteWriterQueue(f"{path}-writers")
             writers.attach(self.engine)
@@ -368,11 +369,32 @@ class Storage:
             return postgresql.insert(table)
         return sqlite.insert(table)
 
+    def _prebuilt(self, name: str, build: Any) -> Any:
+        """The statement `build()` makes, built once per Storage and then run with parameters.
+
+        SQLAlchemy works out a cache key for every new statement object; for a statement built on
+        every request that costs about as much as running it. A statement built once, with its values
+        passed at execution, skips that: the line's per-request queries use this.
+        """
+        statement = self._statements.get(name)
+        if statement is None:
+            statement = self._statements.setdefault(name, build())
+        return statement
+
+    def _upsert(self, table: sa.Table, key: str, updated: tuple[str, ...]) -> Any:
+        """INSERT ... ON CONFLICT (key) DO UPDATE SET each of `updated` to the new row's value, built once."""
+
+        def build() -> Any:
+            insert = self._insert(table)
+            return insert.on_conflict_do_update(index_elements=[key], set_={c: insert.excluded[c] for c in updated})
+
+        return self._prebuilt(f"upsert:{table.name}:{','.join(updated)}", build)
+
     def _insert_ignoring_duplicates(self, table: sa.Table, values: dict[str, Any]) -> bool:
         """Insert a row unless its unique key is already there; True when this call inserted it."""
-        statement = self._insert(table).values(**values).on_conflict_do_nothing()
+        statement = self._prebuilt(f"insert-new:{table.name}", lambda: self._insert(table).on_conflict_do_nothing())
         with self.engine.begin() as connection:
-            return connection.execute(statement).rowcount == 1
+            return connection.execute(statement, values).rowcount == 1
 
     def first_time(self, key: str) -> bool:
         """True the first time `key` (e.g. a Twilio MessageSid) is seen; False on every retry."""
@@ -562,10 +584,16 @@ class Storage:
 
     def text_session(self, phone: str) -> TextSession:
         """What the text line remembers of `phone` (an empty session for a number never seen)."""
-        key = self.phone_hash(phone)
+        key = {"key": self.phone_hash(phone)}
+        session_query = self._prebuilt(
+            "text-session", lambda: sa.select(sms_sessions).where(sms_sessions.c.phone_hash == sa.bindparam("key"))
+        )
+        opted_query = self._prebuilt(
+            "opted-out", lambda: sa.select(opt_outs.c.opted_out).where(opt_outs.c.phone_hash == sa.bindparam("key"))
+        )
         with self.engine.connect() as connection:
-            session = connection.execute(sa.select(sms_sessions).where(sms_sessions.c.phone_hash == key)).first()
-            opted = connection.execute(sa.select(opt_outs.c.opted_out).where(opt_outs.c.phone_hash == key)).first()
+            session = connection.execute(session_query, key).first()
+            opted = connection.execute(opted_query, key).first()
         return TextSession(
             lang=session.lang if session else "",
             section=session.section if session else "",
@@ -606,12 +634,11 @@ class Storage:
         """
         with self.engine.begin() as connection:
             if event_key:
-                statement = (
-                    self._insert(processed_events)
-                    .values(key=event_key[:96], created_at=utcnow(), outcome=outcome[:64])
-                    .on_conflict_do_nothing()
+                statement = self._prebuilt(
+                    "insert-new:processed_events", lambda: self._insert(processed_events).on_conflict_do_nothing()
                 )
-                if connection.execute(statement).rowcount != 1:
+                values = {"key": event_key[:96], "created_at": utcnow(), "outcome": outcome[:64]}
+                if connection.execute(statement, values).rowcount != 1:
                     query = sa.select(processed_events.c.outcome).where(processed_events.c.key == event_key[:96])
                     row = connection.execute(query).first()
                     return (row.outcome or "") if row else ""
@@ -629,10 +656,7 @@ class Storage:
 
     def _set_opt_out(self, connection: Any, phone: str, opted_out: bool) -> None:
         values = {"phone_hash": self.phone_hash(phone), "opted_out": opted_out, "changed_at": utcnow()}
-        statement = self._insert(opt_outs).values(**values).on_conflict_do_update(
-            index_elements=["phone_hash"], set_={"opted_out": opted_out, "changed_at": values["changed_at"]}
-        )
-        connection.execute(statement)
+        connection.execute(self._upsert(opt_outs, "phone_hash", ("opted_out", "changed_at")), values)
 
     def _save_text_session(self, connection: Any, phone: str, lang: str, section: str, next_part: int) -> None:
         values = {
@@ -642,11 +666,8 @@ class Storage:
             "next_part": next_part,
             "updated_at": utcnow(),
         }
-        statement = self._insert(sms_sessions).values(**values).on_conflict_do_update(
-            index_elements=["phone_hash"],
-            set_={k: v for k, v in values.items() if k != "phone_hash"},
-        )
-        connection.execute(statement)
+        updated = tuple(k for k in values if k != "phone_hash")
+        connection.execute(self._upsert(sms_sessions, "phone_hash", updated), values)
 
     def _request_callback(
         self, connection: Any, phone: str, ask: CallbackAsk, channel: str, dedupe_key: str | None
@@ -677,9 +698,11 @@ class Storage:
         A last section older than `keep_last_section_for` is no longer needed, so it is erased here.
         """
         key = self.phone_hash(phone)
-        query = sa.select(preferences).where(preferences.c.phone_hash == key)
+        query = self._prebuilt(
+            "recall", lambda: sa.select(preferences).where(preferences.c.phone_hash == sa.bindparam("key"))
+        )
         with self.engine.connect() as connection:
-            row = connection.execute(query).first()
+            row = connection.execute(query, {"key": key}).first()
         if row is None:
             return None
         saved = dict(row._mapping)
@@ -700,13 +723,9 @@ class Storage:
         values: dict[str, Any] = {"lang": lang, "slow": slow, "updated_at": now}
         if section:
             values.update(last_section=section, last_heard_at=now)
-        statement = (
-            self._insert(preferences)
-            .values({"phone_hash": self.phone_hash(phone), "last_section": "", **values})
-            .on_conflict_do_update(index_elements=["phone_hash"], set_=values)
-        )
+        statement = self._upsert(preferences, "phone_hash", tuple(values))
         with self.engine.begin() as connection:
-            connection.execute(statement)
+            connection.execute(statement, {"phone_hash": self.phone_hash(phone), "last_section": "", **values})
 
     def forget_choices(self, phone: str) -> None:
         """Erase everything the line saved about `phone`'s choices."""
