@@ -8,6 +8,7 @@ data: nothing here logs them.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import replace
 
@@ -76,10 +77,16 @@ def incoming_text() -> Response:
 
     bodies = textline.render(content, outcome, facts(svc, form.get("To", "")))
     for body in bodies:
-        if not gsm.fits(body):
+        if not _fits(body):
             # Only STAFF_HOURS or STAFF_PHONE can make a checked prompt longer; say which kind, not the text.
             log.warning("A %s reply takes %d text segments; shorten STAFF_HOURS", outcome.kind, gsm.segments(body))
-    return _xml(twiml.messages(bodies))
+    return _xml(_messages(bodies))
+
+
+# Replies are the line's own words (a text's words are never echoed), from a small set: measuring
+# and rendering each once per process spares every text that work.
+_fits = functools.lru_cache(maxsize=1024)(gsm.fits)
+_messages = functools.lru_cache(maxsize=1024)(twiml.messages)
 
 
 def _changes(decision: textline.Decision, stored: TextSession) -> TextChanges:
