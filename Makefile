@@ -53,7 +53,7 @@ serve: $(READY)
 test-pg: $(READY)
 	bash .ci/with-postgres $(MAKE) test
 
-# Throughput, latency, start-up and memory against the targets (bench/README.md); run by hand, never in CI.
+# Throughput, latency, start-up and memory against the targets (README, "Benchmark"); by hand, never in CI.
 bench: $(READY)
 	@command -v wrk >/dev/null || { [ "$$(id -u)" -eq 0 ] && apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
 		|| { echo "bench needs wrk: sudo apt-get install -y wrk"; exit 1; }
