@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 READY := $(VENV)/.installed
 
-.PHONY: run test lint transcripts call text
+.PHONY: run test lint transcripts call text serve test-pg bench
 
 $(READY): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,20 @@ call: $(READY)
 
 text: $(READY)
 	$(PY) -m ivr.phone text $(ARGS)
+
+# Production-style serving: gunicorn with gunicorn.conf.py (HOST, PORT, WEB_CONCURRENCY; see README).
+serve: $(READY)
+	$(VENV)/bin/gunicorn -c gunicorn.conf.py
+
+# The whole suite with a throwaway PostgreSQL server, as CI runs it (.ci/with-postgres).
+test-pg: $(READY)
+	bash .ci/with-postgres $(MAKE) test
+
+# Throughput, latency, start-up and memory against the targets (README, "Benchmark"); by hand, never in CI.
+bench: $(READY)
+	@command -v wrk >/dev/null || { [ "$$(id -u)" -eq 0 ] && apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
+		|| { echo "bench needs wrk: sudo apt-get install -y wrk"; exit 1; }
+	bash .ci/with-postgres env PG_DURABLE=1 $(PY) -m bench.run
 
 # Known vulnerabilities in every pinned package (pip-audit over requirements.txt); .ci/run runs it too.
 .PHONY: audit

@@ -17,7 +17,7 @@ from ivr import resilience, retention
 from ivr.config import DEFAULTS, ConfigError, default_database_url, parse_settings, settings_from_environment
 from ivr.content import PROMPTS_DIR, load_content
 from ivr.hours import StaffHours
-from ivr.security import local_mode, trust_proxies
+from ivr.security import WebhookFreeSessionInterface, local_mode, trust_proxies
 from ivr.services import Services
 from ivr.storage import Storage
 from ivr.twiml import Renderer, VoiceSettings
@@ -80,6 +80,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from ivr import staff
 
     staff.init_app(app)
+
+    from ivr import health
+
+    app.register_blueprint(health.bp)
+    app.session_interface = WebhookFreeSessionInterface()
 
     if local_mode(app.config):
         log.warning("Local mode: no TWILIO_AUTH_TOKEN, so only requests from this machine are answered.")

@@ -165,3 +165,20 @@ _PARSERS = {
 def default_database_url(instance_path: str) -> str:
     """The SQLite file `make run` uses when DATABASE_URL is not set."""
     return f"sqlite:///{Path(instance_path) / 'careline.sqlite3'}"
+
+
+# -- serving (gunicorn.conf.py) ----------------------------------------------------------------
+
+
+def serving_settings(environ: Mapping[str, str] | None = None, cpu_count: int | None = None) -> dict[str, Any]:
+    """HOST, PORT and WEB_CONCURRENCY for `make serve`, checked like every other setting.
+
+    Workers default to 2 x CPUs + 1: a request spends part of its time waiting on the database or
+    the network, so a few more workers than cores keep every core busy.
+    """
+    environ = os.environ if environ is None else environ
+    cpus = cpu_count or os.cpu_count() or 1
+    host = environ.get("HOST", "").strip() or "127.0.0.1"
+    port = _whole_number(1, 65535)("PORT", environ.get("PORT", "").strip() or "5000")
+    workers = _whole_number(1, 64)("WEB_CONCURRENCY", environ.get("WEB_CONCURRENCY", "").strip() or 2 * cpus + 1)
+    return {"host": host, "port": port, "workers": workers}

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 _NON_WORD = re.compile(r"[^a-z0-9*#ñ]+")
 #: Apostrophes join a word ("can't" is "cant"), so people who type either are understood alike.
@@ -87,6 +87,10 @@ class Said:
         found = self._close.get(wanted)
         if found is None:
             allowed = typos_allowed(wanted)
+            if not allowed:  # most vocabulary words: present or not, no typo search
+                found = frozenset((wanted,)) if wanted in self.present else frozenset()
+                self._close[wanted] = found
+                return found
             candidates = (
                 word
                 for size in range(len(wanted) - allowed, len(wanted) + allowed + 1)
@@ -102,6 +106,37 @@ class Vocabulary:
     """Phrases and what each means, longest first so the most specific phrase wins."""
 
     entries: tuple[tuple[tuple[str, ...], str], ...]
+    #: Entry numbers by their phrase's first word: a phrase can only be in a text that has (nearly)
+    #: its first word, so a text is checked against those few phrases instead of all of them.
+    by_first_word: Mapping[str, tuple[int, ...]] = field(default_factory=dict, compare=False, repr=False)
+    #: The first words by length: a typo changes a word's length by at most 2.
+    first_words_by_length: Mapping[int, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.by_first_word and self.entries:
+            index: dict[str, list[int]] = {}
+            for number, (phrase_words, _) in enumerate(self.entries):
+                index.setdefault(phrase_words[0], []).append(number)
+            object.__setattr__(self, "by_first_word", {word: tuple(numbers) for word, numbers in index.items()})
+            by_length: dict[int, list[str]] = {}
+            for word in index:
+                by_length.setdefault(len(word), []).append(word)
+            object.__setattr__(self, "first_words_by_length", {n: tuple(ws) for n, ws in by_length.items()})
+
+    def _candidates(self, said: Said, fuzzy: bool) -> list[int]:
+        """Entry numbers whose first word is in the text (or, with `fuzzy`, close to a word of it), in order."""
+        if fuzzy:
+            lengths = {len(word) + change for word in said.present for change in range(-2, 3)}
+            numbers = [
+                n
+                for size in lengths
+                for word in self.first_words_by_length.get(size, ())
+                if said.close_to(word)
+                for n in self.by_first_word[word]
+            ]
+        else:
+            numbers = [n for word in said.present for n in self.by_first_word.get(word, ())]
+        return sorted(numbers)
 
     @classmethod
     def build(cls, pairs: Iterable[tuple[str, str]]) -> Vocabulary:
@@ -126,19 +161,29 @@ class Vocabulary:
         if not said.words:
             return None
         for allow_typos in (False, True) if fuzzy else (False,):
-            for phrase_words, meaning in self.entries:
+            for number in self._candidates(said, allow_typos):
+                phrase_words, meaning = self.entries[number]
                 if _contains(said, phrase_words, allow_typos):
                     return meaning
         return None
 
 
 def _contains(said: Said, phrase: tuple[str, ...], fuzzy: bool) -> bool:
-    if fuzzy:
-        options = [said.close_to(word) for word in phrase]
-    else:
-        options = [frozenset((word,)) & said.present for word in phrase]
-    if not all(options):
-        return False  # some word of the phrase is nowhere in the text
+    # Every text meets every phrase of several vocabularies: rule a phrase out at its first word
+    # that is nowhere in the text, before building anything.
+    options: list[frozenset[str]] = []
+    for word in phrase:
+        if fuzzy:
+            close = said.close_to(word)
+            if not close:
+                return False
+            options.append(close)
+        elif word not in said.present:
+            return False
+    if not fuzzy:
+        if len(phrase) == 1:
+            return True
+        options = [frozenset((word,)) for word in phrase]
     size = len(phrase)
     for start in range(len(said.words) - size + 1):
         if all(said.words[start + k] in options[k] for k in range(size)):

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from flask import Flask, Request, abort, current_app, request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from twilio.request_validator import RequestValidator, add_port, remove_port
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -56,24 +57,35 @@ def request_is_from_twilio(req: Request) -> bool:
     if not signature:
         return False
     url = public_url(req, config.get("PUBLIC_BASE_URL", ""))
-    params = req.form if req.method == "POST" else {}
+    params = _FormValues(req.form.lists()) if req.method == "POST" else {}
     return signature_matches(config["TWILIO_AUTH_TOKEN"], url, params, signature)
 
 
 def signature_matches(token: str, url: str, params: Any, signature: str) -> bool:
     """Whether `signature` is Twilio's for `url` and `params`, compared in constant time.
 
-    Like RequestValidator.validate, the URL counts with or without its default port (Twilio is
-    not consistent there); unlike it, every comparison is hmac.compare_digest.
+    Twilio signs the URL exactly as configured, so one HMAC settles nearly every request; like
+    RequestValidator.validate, the URL also counts with or without its default port (Twilio is not
+    consistent there). Unlike it, every comparison is hmac.compare_digest.
     """
     validator = RequestValidator(token)
     given = signature.encode()
     parsed = urlparse(url)
-    matched = False
     for candidate in dict.fromkeys((url, remove_port(parsed), add_port(parsed))):
-        computed = validator.compute_signature(candidate, params).encode()
-        matched |= hmac.compare_digest(computed, given)
-    return matched
+        if hmac.compare_digest(validator.compute_signature(candidate, params).encode(), given):
+            return True
+    return False
+
+
+class _FormValues(dict[str, list[str]]):
+    """Form fields and all their values, in the shape RequestValidator reads first (`getall`).
+
+    Handed Flask's MultiDict, the validator would raise and catch an AttributeError per field
+    before finding `getlist`; this reads the same values without that.
+    """
+
+    def getall(self, name: str) -> list[str]:
+        return self[name]
 
 
 def twilio_only(view: F) -> F:
@@ -114,3 +126,26 @@ def trust_proxies(app: Flask, hops: int) -> None:
     """
     if hops > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+
+
+#: Where Twilio posts. A webhook never has a browser session: a call's state travels in its URLs.
+WEBHOOK_PATHS = ("/voice", "/sms")
+
+
+def is_webhook_path(path: str) -> bool:
+    """Whether `path` is one of Twilio's webhooks (or below one)."""
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in WEBHOOK_PATHS)
+
+
+class WebhookFreeSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions for staff pages, and none for Twilio's webhooks.
+
+    Opening a session builds a signing serializer and reads a cookie on every request; a key press
+    needs neither. A webhook that tried to use `session` would fail loudly instead of keeping state
+    where another app process could not see it.
+    """
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if is_webhook_path(request.path):
+            return None  # Flask then uses its null session, which is never saved
+        return super().open_session(app, request)

@@ -13,6 +13,7 @@ database at all.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import replace
 from functools import partial
@@ -105,10 +106,16 @@ def _answer_text(use_database: bool) -> Response:
 
     bodies = textline.render(content, outcome, facts(svc, form.get("To", "")))
     for body in bodies:
-        if not gsm.fits(body):
+        if not _fits(body):
             # Only STAFF_HOURS or STAFF_PHONE can make a checked prompt longer; say which kind, not the text.
             log.warning("A %s reply takes %d text segments; shorten STAFF_HOURS", outcome.kind, gsm.segments(body))
-    return _xml(twiml.messages(bodies))
+    return _xml(_messages(bodies))
+
+
+# Replies are the line's own words (a text's words are never echoed), from a small set: measuring
+# and rendering each once per process spares every text that work.
+_fits = functools.lru_cache(maxsize=1024)(gsm.fits)
+_messages = functools.lru_cache(maxsize=1024)(twiml.messages)
 
 
 def _store_turn(

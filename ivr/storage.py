@@ -8,9 +8,14 @@ are health-related data: they are stored in the clear only where staff need to c
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import hmac
 import logging
+import os
+import sqlite3
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,9 +146,34 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets several app processes read while one writes; FULL sync makes an answered write
     # survive a crash of the process or the machine; busy_timeout waits out a short lock.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=5000")
+    _use_wal(cursor)
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.close()
+
+
+def _use_wal(cursor: Any) -> None:
+    """Put the database file in WAL mode, once: the mode is kept in the file itself.
+
+    Switching needs an exclusive lock that SQLite takes without waiting (busy_timeout does not
+    apply), so processes opening a brand-new file together retry for a moment.
+    """
+    for attempt in range(100):
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == 99:
+                raise
+            time.sleep(0.05)
+
+
+def _sqlite_commit_without_fsync(dbapi_connection: Any, _record: Any) -> None:
+    # In WAL mode, NORMAL keeps the database consistent through a crash; only the newest
+    # commits may be lost to a power cut, until the next checkpoint or FULL commit syncs them.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 
@@ -204,14 +234,99 @@ class TextChanges:
         )
 
 
+
+class SqliteWriterQueue:
+    """One writer at a time on a SQLite file, across processes, queued by the kernel.
+
+    SQLite lets one connection write at a time; the others wait in its busy handler, which sleeps
+    1, 2, 5, 10, then 25 and more milliseconds between tries. With several workers writing, those
+    sleeps became the line's slowest answers. Here a writer first takes an exclusive flock() on a
+    file beside the database, which wakes the next writer the moment the last one is done. It is
+    taken at a connection's first INSERT, UPDATE or DELETE and let go when the connection goes back
+    to its pool (after COMMIT or ROLLBACK). Readers never wait for it (WAL).
+    """
+
+    #: Statements that take SQLite's write lock (BEGIN IMMEDIATE: a migration), so the queue comes first.
+    _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "BEGIN IMMEDIATE")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._pid = 0
+        self._lock = threading.RLock()  # threads of one process share the flock: queue them here
+        self._depth = 0
+
+    def attach(self, engine: Engine) -> None:
+        """Make `engine`'s writes take their turn."""
+        sa.event.listen(engine, "before_cursor_execute", self._before_statement)
+        sa.event.listen(engine.pool, "checkin", self._connection_returned)
+
+    def _before_statement(self, conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if conn.info.get("sqlite_writer") or not statement.lstrip()[:16].upper().startswith(self._WRITES):
+            return
+        self._acquire()
+        conn.info["sqlite_writer"] = True
+
+    def _connection_returned(self, _dbapi_connection: Any, record: Any) -> None:
+        if record is not None and record.info.pop("sqlite_writer", False):
+            self._release()
+
+    #: The longest a writer waits for its turn. App writers hold it for milliseconds; a turn this late
+    #: means the database is held by someone else (a stuck writer, another tool), and the line then
+    #: answers without it (ivr/resilience.py) rather than keeping a caller past Twilio's 15 s.
+    WAIT_SECONDS = 3.0
+
+    def _acquire(self) -> None:
+        if not self._lock.acquire(timeout=self.WAIT_SECONDS):
+            raise sqlite3.OperationalError("database is locked (waiting for the writer queue)")
+        try:
+            if self._depth == 0:
+                if self._fd is None or self._pid != os.getpid():  # a forked worker opens its own
+                    self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                    self._pid = os.getpid()
+                self._flock_within(self._fd, self.WAIT_SECONDS)
+        except BaseException:
+            self._lock.release()
+            raise
+        self._depth += 1
+
+    @staticmethod
+    def _flock_within(descriptor: int, seconds: float) -> None:
+        """flock(LOCK_EX), giving up after `seconds` (the kernel's wait has no timeout, so: try, then poll)."""
+        deadline = time.monotonic() + seconds
+        pause = 0.0005
+        while True:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise sqlite3.OperationalError("database is locked (waiting for the writer queue)") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.005)
+
+    def _release(self) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._lock.release()
+
+
 class Storage:
     """The line's database, opened once per process."""
 
     def __init__(self, database_url: str, secret_key: str) -> None:
         self.url = database_url
         self._secret = secret_key.encode()
+        # preserve_rowcount: "was this row inserted?" is read from INSERT ... ON CONFLICT DO NOTHING's
+        # rowcount, which psycopg reports as -1 unless SQLAlchemy keeps it before closing the cursor.
         # hide_parameters: neither log lines nor error messages may quote a phone number.
-        options: dict[str, Any] = {"future": True, "pool_pre_ping": True, "hide_parameters": True}
+        options: dict[str, Any] = {
+            "future": True,
+            "execution_options": {"preserve_rowcount": True},
+            "hide_parameters": True,
+        }
+        path = ""
         if database_url.startswith("sqlite"):
             path = database_url.split("///", 1)[-1]
             if path and path != ":memory:":
@@ -221,13 +336,59 @@ class Storage:
                     # The line still starts (menus need no database); storage is retried later.
                     log.error("Cannot create the database folder: %s", type(error).__name__)
         else:
-            options.update(pool_size=5, max_overflow=5, pool_timeout=3)
+            # A server connection can die (restart, failover): test it when taken from the pool.
+            # A SQLite file cannot go away like that, so it skips that extra round trip.
+            options.update(pool_pre_ping=True, pool_size=5, max_overflow=5, pool_timeout=3)
             # A database host that does not answer, or a row locked by someone else, must not hold a caller
             # past Twilio's 15 s: after 5 s the line answers without the database (ivr/resilience.py).
             options["connect_args"] = {"connect_timeout": 5, "options": "-c lock_timeout=5000"}
         self.engine: Engine = sa.create_engine(database_url, **options)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.counting_engine: Engine = self._make_counting_engine(database_url, options)
+        self._counting_upsert: Any = None
+        self._statements: dict[str, Any] = {}
+        if self.engine.dialect.name == "sqlite" and path and path != ":memory:":
+            writers = SqliteWriterQueue(f"{path}-writers")
+            writers.attach(self.engine)
+            writers.attach(self.counting_engine)
+
+    def _make_counting_engine(self, database_url: str, options: dict[str, Any]) -> Engine:
+        """Connections for usage counts only, whose commits do not wait for the disk.
+
+        A count is written on every section heard; waiting for an fsync each time would make the
+        disk the line's speed limit. A crash or power cut may lose the last few counts (never
+        corrupt them); everything a caller leaves goes through `engine`, which always waits.
+        A count is one statement, so it runs in autocommit: one round trip, no BEGIN and COMMIT,
+        and no liveness ping (a dead connection costs one count, and is replaced).
+        """
+        counting = {**options, "isolation_level": "AUTOCOMMIT", "pool_pre_ping": False}
+        if database_url.startswith("sqlite"):
+            engine = sa.create_engine(database_url, **counting)
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+            sa.event.listen(engine, "connect", _sqlite_commit_without_fsync)
+            return engine
+        counting.update(pool_size=1, max_overflow=4)
+        connect_args = dict(counting.pop("connect_args", {}))
+        connect_args["options"] = f"{connect_args.get('options', '')} -c synchronous_commit=off".strip()
+        return sa.create_engine(database_url, connect_args=connect_args, **counting)
+
+    def _count_statement(self) -> Any:
+        """The usage upsert, built once: SQLAlchemy then reuses its compiled form without recomputing its key."""
+        if self._counting_upsert is None:
+            self._counting_upsert = (
+                self._insert(usage_daily)
+                .values(
+                    day=sa.bindparam("use_day"),
+                    channel=sa.bindparam("use_channel"),
+                    section=sa.bindparam("use_section"),
+                    count=1,
+                )
+                .on_conflict_do_update(
+                    index_elements=["day", "channel", "section"], set_={"count": usage_daily.c.count + 1}
+                )
+            )
+        return self._counting_upsert
 
     # -- schema ---------------------------------------------------------------------------------
 
@@ -236,11 +397,28 @@ class Storage:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
         with self.engine.begin() as connection:
+            # Several processes may start at once: one migrates, the others wait, then find nothing to do.
             if connection.dialect.name == "postgresql":
-                # Several processes may start at once: one migrates, the others wait.
                 connection.execute(sa.text("SELECT pg_advisory_xact_lock(7212026)"))
+            elif connection.dialect.name == "sqlite":
+                # SQLite's driver would start the transaction only at the first write, after Alembic
+                # has read the schema version; take the write lock before that read instead.
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+        # The process that migrated may fork workers next (gunicorn's preload): hand none of
+        # these connections down to them.
+        self.dispose()
+
+    def dispose(self) -> None:
+        """Close every pooled connection (they reopen on the next use)."""
+        self.engine.dispose()
+        self.counting_engine.dispose()
+
+    def after_fork(self) -> None:
+        """Call in a freshly forked worker: drop the parent's pooled connections without closing them."""
+        self.engine.dispose(close=False)
+        self.counting_engine.dispose(close=False)
 
     # -- privacy --------------------------------------------------------------------------------
 
@@ -257,11 +435,32 @@ class Storage:
             return postgresql.insert(table)
         return sqlite.insert(table)
 
+    def _prebuilt(self, name: str, build: Any) -> Any:
+        """The statement `build()` makes, built once per Storage and then run with parameters.
+
+        SQLAlchemy works out a cache key for every new statement object; for a statement built on
+        every request that costs about as much as running it. A statement built once, with its values
+        passed at execution, skips that: the line's per-request queries use this.
+        """
+        statement = self._statements.get(name)
+        if statement is None:
+            statement = self._statements.setdefault(name, build())
+        return statement
+
+    def _upsert(self, table: sa.Table, key: str, updated: tuple[str, ...]) -> Any:
+        """INSERT ... ON CONFLICT (key) DO UPDATE SET each of `updated` to the new row's value, built once."""
+
+        def build() -> Any:
+            insert = self._insert(table)
+            return insert.on_conflict_do_update(index_elements=[key], set_={c: insert.excluded[c] for c in updated})
+
+        return self._prebuilt(f"upsert:{table.name}:{','.join(updated)}", build)
+
     def _insert_ignoring_duplicates(self, table: sa.Table, values: dict[str, Any]) -> bool:
         """Insert a row unless its unique key is already there; True when this call inserted it."""
-        statement = self._insert(table).values(**values).on_conflict_do_nothing()
+        statement = self._prebuilt(f"insert-new:{table.name}", lambda: self._insert(table).on_conflict_do_nothing())
         with self.engine.begin() as connection:
-            return connection.execute(statement).rowcount == 1
+            return connection.execute(statement, values).rowcount == 1
 
     def first_time(self, key: str) -> bool:
         """True the first time `key` (e.g. a Twilio MessageSid) is seen; False on every retry."""
@@ -269,16 +468,13 @@ class Storage:
 
     def _claim(self, connection: Any, key: str, at: dt.datetime) -> bool:
         """Note `key` at `at`; False when it was noted before (a retry)."""
-        statement = (
-            self._insert(processed_events)
-            .values(key=key[:96], created_at=at)
-            .on_conflict_do_nothing()
-            .execution_options(preserve_rowcount=True)
+        statement = self._prebuilt(
+            "insert-new:processed_events", lambda: self._insert(processed_events).on_conflict_do_nothing()
         )
-        return connection.execute(statement).rowcount == 1
+        return connection.execute(statement, {"key": key[:96], "created_at": at, "outcome": None}).rowcount == 1
 
     def claim_step(self, key: str, at: dt.datetime | None = None) -> str | None:
-        """Claim one step of a call (`key`: from Twilio's idempotency token, see ivr/voice.py `step_key`):
+        """Claim one step of a call (`key`: from Twilio's idempotency token, see ivr/voice.py `retry_key`):
         None when this request is the first, else the outcome noted for the earlier one ("" if none yet)."""
         with self.engine.begin() as connection:
             if self._claim(connection, key, as_utc(at)):
@@ -487,16 +683,12 @@ class Storage:
         With `once_key` (a call step, see `claim_step`) a retried request is not counted again. A
         failure is logged and forgotten, unless `quiet` is False (ivr/resilience.py wants to know).
         """
-        day = day or utcnow().date()
-        values = {"day": day, "channel": channel, "section": section, "count": 1}
-        statement = self._insert(usage_daily).values(**values).on_conflict_do_update(
-            index_elements=["day", "channel", "section"], set_={"count": usage_daily.c.count + 1}
-        )
+        values = {"use_day": day or utcnow().date(), "use_channel": channel, "use_section": section}
         try:
-            with self.engine.begin() as connection:
+            with self.counting_engine.connect() as connection:
                 if once_key and not self._claim(connection, once_key, as_utc(at)):
                     return
-                connection.execute(statement)
+                connection.execute(self._count_statement(), values)
         except sa.exc.SQLAlchemyError as error:
             if not quiet:
                 raise
@@ -517,10 +709,16 @@ class Storage:
 
     def text_session(self, phone: str) -> TextSession:
         """What the text line remembers of `phone` (an empty session for a number never seen)."""
-        key = self.phone_hash(phone)
+        key = {"key": self.phone_hash(phone)}
+        session_query = self._prebuilt(
+            "text-session", lambda: sa.select(sms_sessions).where(sms_sessions.c.phone_hash == sa.bindparam("key"))
+        )
+        opted_query = self._prebuilt(
+            "opted-out", lambda: sa.select(opt_outs.c.opted_out).where(opt_outs.c.phone_hash == sa.bindparam("key"))
+        )
         with self.engine.connect() as connection:
-            session = connection.execute(sa.select(sms_sessions).where(sms_sessions.c.phone_hash == key)).first()
-            opted = connection.execute(sa.select(opt_outs.c.opted_out).where(opt_outs.c.phone_hash == key)).first()
+            session = connection.execute(session_query, key).first()
+            opted = connection.execute(opted_query, key).first()
         return TextSession(
             lang=session.lang if session else "",
             section=session.section if session else "",
@@ -578,13 +776,11 @@ class Storage:
     ) -> str | None:
         """`record_text_turn` inside `connection`'s transaction; `phone` is needed only for a call-back."""
         if event_key:
-            statement = (
-                self._insert(processed_events)
-                .values(key=event_key[:96], created_at=at, outcome=outcome[:64])
-                .on_conflict_do_nothing()
-                .execution_options(preserve_rowcount=True)
+            statement = self._prebuilt(
+                "insert-new:processed_events", lambda: self._insert(processed_events).on_conflict_do_nothing()
             )
-            if connection.execute(statement).rowcount != 1:
+            values = {"key": event_key[:96], "created_at": at, "outcome": outcome[:64]}
+            if connection.execute(statement, values).rowcount != 1:
                 query = sa.select(processed_events.c.outcome).where(processed_events.c.key == event_key[:96])
                 row = connection.execute(query).first()
                 return (row.outcome or "") if row else ""
@@ -599,10 +795,7 @@ class Storage:
 
     def _set_opt_out(self, connection: Any, phone_hash: str, opted_out: bool, at: dt.datetime) -> None:
         values = {"phone_hash": phone_hash, "opted_out": opted_out, "changed_at": at}
-        statement = self._insert(opt_outs).values(**values).on_conflict_do_update(
-            index_elements=["phone_hash"], set_={"opted_out": opted_out, "changed_at": values["changed_at"]}
-        )
-        connection.execute(statement)
+        connection.execute(self._upsert(opt_outs, "phone_hash", ("opted_out", "changed_at")), values)
 
     def _save_text_session(
         self, connection: Any, phone_hash: str, lang: str, section: str, next_part: int, at: dt.datetime
@@ -614,11 +807,8 @@ class Storage:
             "next_part": next_part,
             "updated_at": at,
         }
-        statement = self._insert(sms_sessions).values(**values).on_conflict_do_update(
-            index_elements=["phone_hash"],
-            set_={k: v for k, v in values.items() if k != "phone_hash"},
-        )
-        connection.execute(statement)
+        updated = tuple(k for k in values if k != "phone_hash")
+        connection.execute(self._upsert(sms_sessions, "phone_hash", updated), values)
 
     def _request_callback(
         self, connection: Any, phone: str, ask: CallbackAsk, channel: str, dedupe_key: str | None, at: dt.datetime
@@ -649,9 +839,11 @@ class Storage:
         A last section older than `keep_last_section_for` is no longer needed, so it is erased here.
         """
         key = self.phone_hash(phone)
-        query = sa.select(preferences).where(preferences.c.phone_hash == key)
+        query = self._prebuilt(
+            "recall", lambda: sa.select(preferences).where(preferences.c.phone_hash == sa.bindparam("key"))
+        )
         with self.engine.connect() as connection:
-            row = connection.execute(query).first()
+            row = connection.execute(query, {"key": key}).first()
         if row is None:
             return None
         saved = dict(row._mapping)
@@ -672,13 +864,9 @@ class Storage:
         values: dict[str, Any] = {"lang": lang, "slow": slow, "updated_at": now}
         if section:
             values.update(last_section=section, last_heard_at=now)
-        statement = (
-            self._insert(preferences)
-            .values({"phone_hash": self.phone_hash(phone), "last_section": "", **values})
-            .on_conflict_do_update(index_elements=["phone_hash"], set_=values)
-        )
+        statement = self._upsert(preferences, "phone_hash", tuple(values))
         with self.engine.begin() as connection:
-            connection.execute(statement)
+            connection.execute(statement, {"phone_hash": self.phone_hash(phone), "last_section": "", **values})
 
     def forget_choices(self, phone: str) -> None:
         """Erase everything the line saved about `phone`'s choices."""
@@ -824,11 +1012,18 @@ class Storage:
         return removed
 
 
+
 def _aware(moment: dt.datetime | None) -> dt.datetime | None:
     """SQLite hands back naive datetimes: they were stored in UTC."""
     if moment is not None and moment.tzinfo is None:
         return moment.replace(tzinfo=dt.UTC)
     return moment
+
+
+def _voicemail_keys(call_sid: str) -> sa.ColumnElement[bool]:
+    """Matches the voice-message requests of call `call_sid` (voicemail:<sid>, voicemail:<sid>:2, ...)."""
+    base = f"voicemail:{call_sid}"
+    return sa.or_(callback_requests.c.dedupe_key == base, callback_requests.c.dedupe_key.startswith(f"{base}:"))
 
 
 def _spooled_time(record: dict[str, Any]) -> dt.datetime:

@@ -27,6 +27,7 @@ from ivr.dialog import (
     RecordMessage,
     Reply,
 )
+from ivr.memo import LruCache
 
 #: Seconds a caller has to start speaking or pressing a key.
 DEFAULT_GATHER_TIMEOUT = 8
@@ -231,3 +232,31 @@ def messages(bodies: Sequence[str]) -> str:
     for body in bodies:
         response.message(body)
     return str(response)
+
+
+#: Distinct documents kept per process; the line has a few thousand (states x replies) at most.
+DOCUMENT_CACHE_SIZE = 4096
+
+
+class DocumentCache:
+    """Rendered voice documents, remembered per process: building TwiML is most of a key press's work.
+
+    `Renderer.voice` is a pure function of the reply, the staff dial and the message length, given
+    one app's links; so a document rendered once is the same bytes every time after. Nothing about
+    a caller is in a document (the Dial's caller ID is the line's own number), and the cache holds
+    at most DOCUMENT_CACHE_SIZE documents, least recently used out first.
+    """
+
+    def __init__(self, renderer: Renderer, size: int = DOCUMENT_CACHE_SIZE) -> None:
+        self.renderer = renderer
+        self._documents: LruCache[str] = LruCache(size)
+
+    def voice(
+        self, reply: Reply, links: Links, links_key: str, staff: StaffDial | None = None, max_message_seconds: int = 120
+    ) -> str:
+        """`renderer.voice(...)`, from the cache when it was rendered before with the same links (`links_key`)."""
+        key = (reply, staff, max_message_seconds, links_key)
+        return self._documents.get_or_make(key, lambda: self.renderer.voice(reply, links, staff, max_message_seconds))
+
+    def __len__(self) -> int:
+        return len(self._documents)

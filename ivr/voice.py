@@ -6,8 +6,11 @@ following the TwiML the line returns. The caller's place in the conversation is 
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+from collections.abc import Hashable, Mapping
+from dataclasses import fields
 from functools import partial
 from types import MappingProxyType
 
@@ -15,10 +18,12 @@ from flask import Blueprint, Response, current_app, request, url_for
 
 from ivr import dialog, resilience, spool, texting
 from ivr.config import E164
+from ivr.content import Content
 from ivr.dialog import CallState, Circumstances, Event, Reply
+from ivr.memo import LruCache
 from ivr.security import twilio_only
 from ivr.services import now, services, staff_hours_text
-from ivr.twiml import Links, StaffDial, state_from_query, state_to_query
+from ivr.twiml import DocumentCache, Links, StaffDial, state_from_query, state_to_query
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,16 @@ def links() -> Links:
 
 
 def _circumstances() -> Circumstances:
+    """`_circumstances_now()`, worked out once a minute: staff hours are set in whole minutes."""
+    minute = now().replace(second=0, microsecond=0)
+    remembered = current_app.extensions.get("careline.circumstances")
+    if remembered is None or remembered[0] != minute:
+        remembered = (minute, _circumstances_now())
+        current_app.extensions["careline.circumstances"] = remembered
+    return remembered[1]
+
+
+def _circumstances_now() -> Circumstances:
     """Whether staff can be rung now, and when they are in, in each language (none without staff numbers)."""
     svc = services()
     if not current_app.config["STAFF_NUMBERS"]:
@@ -78,15 +93,76 @@ def _answer(state: CallState, event: Event) -> Response:
     """Run one dialog step, carry out what it asks, and render the reply."""
     svc = services()
     world = _circumstances()
-    reply = dialog.step(svc.content, state, event, world)
+    reply = _remembered_step(svc.content, state, event, world)
     reply = _perform(reply, world)
     staff = StaffDial(
         numbers=current_app.config["STAFF_NUMBERS"],
         caller_id=_line_number(),
         ring_seconds=current_app.config["STAFF_RING_SECONDS"],
     )
-    document = svc.renderer.voice(reply, links(), staff, current_app.config["VOICEMAIL_MAX_SECONDS"])
+    # The links are this app's routes under this mount point: the same script root, the same URLs.
+    document = _documents().voice(
+        reply, links(), request.script_root, staff, current_app.config["VOICEMAIL_MAX_SECONDS"]
+    )
     return twiml(document)
+
+
+#: Distinct (state, key, circumstances) answers kept per process.
+STEP_CACHE_SIZE = 8192
+
+
+def _remembered_step(content: Content, state: CallState, event: Event, world: Circumstances) -> Reply:
+    """`dialog.step`, remembered: it is pure, so the same place, key and circumstances give the same reply.
+
+    Neither speech nor a caller's saved choices are remembered: nothing about a caller stays in
+    the process's memory.
+    """
+    key = _step_key(state, event, world)
+    if key is not None:
+        cache = current_app.extensions.get("careline.steps")
+        if cache is None:
+            cache = current_app.extensions.setdefault("careline.steps", LruCache(STEP_CACHE_SIZE))
+        try:
+            return cache.get_or_make(key, lambda: dialog.step(content, state, event, world))
+        except TypeError:  # a circumstance that cannot be a key: work this step out afresh
+            pass
+    return dialog.step(content, state, event, world)
+
+
+def _step_key(state: CallState, event: Event, world: Circumstances) -> Hashable | None:
+    """A key for the step cache, or None when this step must be worked out afresh."""
+    if isinstance(event, dialog.Heard) and event.speech:
+        return None
+    if isinstance(event, dialog.CallStarted) and event.remembered is not None:
+        return None  # what the line saved about this caller stays out of the cache too
+    return (state, event, _facts(world))
+
+
+def _facts(world: Circumstances) -> tuple[object, ...]:
+    """Every fact of `world` as a key (so one added to Circumstances one day is part of the key too)."""
+    remembered = current_app.extensions.get("careline.facts")
+    if remembered is not None and remembered[0] is world:  # the same minute's circumstances
+        return remembered[1]
+    facts = tuple(_hashable(getattr(world, name)) for name in _circumstance_names())
+    current_app.extensions["careline.facts"] = (world, facts)
+    return facts
+
+
+@functools.cache
+def _circumstance_names() -> tuple[str, ...]:
+    return tuple(item.name for item in fields(Circumstances))
+
+
+def _hashable(value: object) -> object:
+    return tuple(sorted(value.items())) if isinstance(value, Mapping) else value
+
+
+def _documents() -> DocumentCache:
+    """This app's cache of rendered documents, made on first use."""
+    cache = current_app.extensions.get("careline.documents")
+    if cache is None:
+        cache = current_app.extensions.setdefault("careline.documents", DocumentCache(services().renderer))
+    return cache
 
 
 def _perform(reply: Reply, world: Circumstances) -> Reply:
@@ -98,7 +174,7 @@ def _perform(reply: Reply, world: Circumstances) -> Reply:
     database = resilience.guard()
     for effect in reply.effects:
         if isinstance(effect, dialog.CountSectionPlay):
-            once = step_key("count")
+            once = retry_key("count")
             count = partial(svc.storage.count_use, "voice", effect.section, once_key=once, at=now(), quiet=False)
             database.try_write(count, "counting a use")
         elif isinstance(effect, dialog.OpenVoicemail):
@@ -118,7 +194,7 @@ def _perform(reply: Reply, world: Circumstances) -> Reply:
 IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
 
 
-def step_key(purpose: str) -> str:
+def retry_key(purpose: str) -> str:
     """This request's identity, the same for Twilio's retry of it ("" when Twilio sent no token), so
     a retried key press texts nothing twice and counts nothing twice. Without the token a repeat
     cannot be told from a caller pressing the same key again, which must work: nothing is deduplicated."""
@@ -142,7 +218,7 @@ def _send_once(effect: dialog.SendSectionText, caller: str) -> texting.SendResul
     """Text the section, unless this very request was already answered (Twilio retried it): then its answer."""
     svc = services()
     database = resilience.guard()
-    key = step_key("text")
+    key = retry_key("text")
     earlier = database.read(partial(svc.storage.claim_step, key, now()), None, "noting a call step") if key else None
     if earlier is not None and earlier in _ANSWERED:
         return _ANSWERED[earlier]
@@ -215,7 +291,8 @@ def incoming_call() -> Response:
 @twilio_only
 def step() -> Response:
     """Every later moment of a call: a key, speech, silence, the end of a staff dial or of a message."""
-    state = dialog.sanitize(services().content, state_from_query(request.args))
+    # A plain dict: a missing key is then a cheap miss, not a caught BadRequestKeyError.
+    state = dialog.sanitize(services().content, state_from_query(request.args.to_dict()))
     form = request.form
     event: Event
     if state.node == dialog.STAFF:

@@ -1,7 +1,14 @@
-"""Fixtures: an app on a fresh SQLite file, a test client, and a Twilio-like caller."""
+"""Fixtures: an app on a fresh database, a test client, and a Twilio-like caller.
+
+Every test that uses `app` (or `client`, `call`, `database_url`) runs twice: on a new SQLite file and
+on a new PostgreSQL database (tests/databases.py). Without a PostgreSQL server configured the second
+run is skipped with the reason shown; under CI it fails instead. Mark a test `sqlite_only` when its
+database does not matter, to run it once.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from ivr import create_app
+from tests.databases import NO_POSTGRES_REASON, PostgresServer, configured_postgres_url
 from tests.support import AUTH_TOKEN, PUBLIC_BASE_URL, Call
 
 
@@ -30,8 +38,10 @@ def app_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
-    yield create_app(app_config(tmp_path))
+def app(tmp_path: Path, database_url: str) -> Iterator[Flask]:
+    app = create_app(app_config(tmp_path, DATABASE_URL=database_url))
+    yield app
+    app.extensions["careline"].storage.dispose()
 
 
 @pytest.fixture
@@ -42,3 +52,40 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def call(client: FlaskClient) -> Call:
     return Call(client)
+
+
+# -- databases: every `database_url` test runs on SQLite and on PostgreSQL --------------------------
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "database_url" in metafunc.fixturenames:
+        kinds = ["sqlite"] if metafunc.definition.get_closest_marker("sqlite_only") else ["sqlite", "postgresql"]
+        metafunc.parametrize("database_url", kinds, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer | None]:
+    """The configured PostgreSQL test server (CARELINE_TEST_POSTGRES_URL), or None."""
+    url = configured_postgres_url()
+    if not url:
+        yield None
+        return
+    server = PostgresServer(url)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_server: PostgresServer | None
+) -> Iterator[str]:
+    """A new, migrated database for this test: a SQLite file or a PostgreSQL database."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield f"sqlite:///{tmp_path / 'careline.sqlite3'}"
+        return
+    if postgres_server is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PostgreSQL cases: {NO_POSTGRES_REASON}")
+        pytest.skip(NO_POSTGRES_REASON)
+    with postgres_server.fresh_database() as url:
+        yield url

@@ -170,6 +170,7 @@ def test_menu_steps_write_nothing_and_a_section_writes_once(line: Flask) -> None
             writes.append(statement.split("(")[0].strip())
 
     sa.event.listen(storage(line).engine, "before_cursor_execute", record)
+    sa.event.listen(storage(line).counting_engine, "before_cursor_execute", record)  # usage counts
     call = new_call(line, 1)
     call.start()
     call.press("*")

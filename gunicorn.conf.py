@@ -1,0 +1,87 @@
+"""gunicorn settings for CareLine (`make serve`, or `gunicorn -c gunicorn.conf.py 'ivr:create_app()'`).
+
+Environment: HOST (default 127.0.0.1), PORT (default 5000), WEB_CONCURRENCY (default 2 x CPUs + 1);
+the line's own settings (README, "Configuration") are read by the app itself.
+
+Decisions, and why:
+- Preloaded app: the master process reads the configuration, loads and checks every prompt file and
+  migrates the database ONCE, then forks the workers. Start-up is one load instead of one per worker,
+  workers share the loaded content's memory, and a broken prompt file stops the start with a message
+  instead of a loop of crashing workers. Each worker drops the database connections it inherited,
+  and gc.freeze() keeps the garbage collector from copying the shared pages into every worker.
+- Sync workers: every request is short CPU work (check the signature, one dialog step, TwiML) plus
+  at most one small database statement, so a process per request in flight is simplest and fastest.
+- timeout 10 s: Twilio gives up on a webhook after 15 s; a worker stuck for 10 s is killed and
+  replaced, so the caller's next request still finds a worker. graceful_timeout: in-flight requests
+  get as long to finish on reload or shutdown.
+- Access log: time, method, path WITHOUT query string, status, bytes, milliseconds. Never the form
+  body (phone numbers, texts, speech) and never headers. The query only carries menu state, but it
+  is left out too: nothing there is needed to run the line.
+- SIGHUP reloads gracefully: gunicorn re-reads this file, the master builds the app again (so edited
+  prompts/ files and new settings in this file take effect), and new workers replace old ones once
+  their in-flight requests are done. If the new prompts fail their checks, the error is logged and
+  the running content stays in service: a typo never takes the line down. New Python code or new
+  environment variables need a restart (or gunicorn's USR2 + QUIT upgrade).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from typing import Any
+
+from ivr.config import serving_settings
+
+_serving = serving_settings()
+
+wsgi_app = "ivr:create_app()"
+_host = f"[{_serving['host']}]" if ":" in _serving["host"] else _serving["host"]  # an IPv6 address needs brackets
+bind = [f"{_host}:{_serving['port']}"]
+workers = _serving["workers"]
+worker_class = "sync"
+preload_app = True
+timeout = 10
+graceful_timeout = 10
+proc_name = "careline"
+# gunicorn's runtime control socket is not used here; without it, several masters on one machine
+# never compete for its one default path.
+control_socket_disable = True
+# Heartbeat files on a RAM disk where there is one: a slow disk must not make a worker look stuck.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+accesslog = "-"
+errorlog = "-"
+loglevel = "info"
+access_log_format = "%(t)s %(m)s %(U)s %(s)s %(B)s %(M)sms"
+
+
+def pre_fork(server: Any, worker: Any) -> None:
+    """In the master, before each fork: move the loaded app out of the garbage collector's sight.
+
+    The content, the modules and the app never die; without this, every collection in a worker
+    would walk them and write to their pages, copying the master's memory into each worker.
+    """
+    gc.freeze()
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """In each new worker: never share the master's database connections."""
+    # .get: bench/ceiling.py runs with these same settings and has no database.
+    careline = getattr(server.app.wsgi(), "extensions", {}).get("careline")
+    if careline is not None:
+        careline.storage.after_fork()
+
+
+def on_reload(server: Any) -> None:
+    """SIGHUP: build the app again in the master, so new workers get the edited content; keep the old on error."""
+    running = server.app.callable
+    server.app.callable = None
+    try:
+        server.app.wsgi()
+    except Exception as error:  # a bad prompt file, setting or database: keep serving what runs
+        server.app.callable = running
+        server.log.error(
+            "Reload refused, still serving the running ones: %s: %s", type(error).__name__, error
+        )
+        return
+    server.log.info("Reload: settings and prompts loaded again; new workers will use them")

@@ -1,0 +1,153 @@
+"""Real line processes for tests: gunicorn with the repository's gunicorn.conf.py, on loopback ports.
+
+`LineServer` starts one (its output kept in a log file to inspect), waits until it answers, and
+stops it. `HttpClient` posts to one or several such servers with the same interface as Flask's test
+client, so `tests.support.Call` can drive a call over real HTTP.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from tests.support import AUTH_TOKEN, PUBLIC_BASE_URL
+
+ROOT = Path(__file__).resolve().parent.parent
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def line_environment(database_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a line process: signed requests required, staff never in, no Twilio account."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "STAFF_", "DATABASE_"))}
+    environ.update(
+        DATABASE_URL=database_url,
+        TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+        PUBLIC_BASE_URL=PUBLIC_BASE_URL,
+        SECRET_KEY="test-secret-key",
+        STAFF_HOURS="closed",
+        HOST="127.0.0.1",
+        WEB_CONCURRENCY="1",
+    )
+    environ.update(extra)
+    return environ
+
+
+@dataclass
+class Answer:
+    """An HTTP response, shaped like the parts of Flask's test response that tests read."""
+
+    status_code: int
+    mimetype: str
+    data: bytes
+
+
+def http_post(port: int, path: str, form: Mapping[str, str], headers: Mapping[str, str]) -> Answer:
+    """POST a form to 127.0.0.1:`port`."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        body = urlencode(form)
+        all_headers = {"Content-Type": "application/x-www-form-urlencoded", **headers}
+        connection.request("POST", path, body=body, headers=all_headers)
+        response = connection.getresponse()
+        data = response.read()
+        mimetype = (response.getheader("Content-Type") or "").split(";")[0].strip()
+        return Answer(response.status, mimetype, data)
+    finally:
+        connection.close()
+
+
+class HttpClient:
+    """Posts like Flask's test client, to real servers: each request goes to the next port in turn."""
+
+    def __init__(self, ports: Sequence[int]) -> None:
+        self.ports = list(ports)
+        self.served_by: list[int] = []
+
+    def post(self, path: str, data: Mapping[str, str], headers: Mapping[str, str]) -> Answer:
+        port = self.ports[len(self.served_by) % len(self.ports)]
+        self.served_by.append(port)
+        return http_post(port, path, data, headers)
+
+
+class LineServer:
+    """One gunicorn master (with WEB_CONCURRENCY workers) serving the line on a free loopback port."""
+
+    def __init__(self, environ: Mapping[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self._stopping = False
+        self.process = subprocess.Popen(
+            [str(GUNICORN), "-c", "gunicorn.conf.py"],
+            cwd=ROOT,
+            env={**environ, "PORT": str(self.port)},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_until_ready(self, timeout: float = 60.0) -> None:
+        """Wait for GET /healthz to answer 200; fail with the server's log if it never does."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the line exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                connection.request("GET", "/healthz")
+                if connection.getresponse().status == 200:
+                    return
+            except OSError:
+                pass
+            finally:
+                connection.close()
+            time.sleep(0.05)
+        raise AssertionError(f"the line did not answer within {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        """Everything the server printed so far."""
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def signal(self, number: int) -> None:
+        """Send a signal to the gunicorn master."""
+        self.process.send_signal(number)
+
+    def begin_stop(self) -> None:
+        """Ask for a graceful shutdown (SIGTERM) without waiting for it: stop several servers at once."""
+        if self.process.poll() is None and not self._stopping:
+            self._stopping = True
+            self.process.send_signal(signal.SIGTERM)
+
+    def stop(self) -> None:
+        """Graceful shutdown (SIGTERM); killed if it takes too long."""
+        if self.process.poll() is None:
+            self.begin_stop()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+    def __enter__(self) -> LineServer:
+        return self
+
+    def __exit__(self, *_exc: Any) -> None:
+        self.stop()

@@ -1,0 +1,175 @@
+"""Storage works the same on SQLite and PostgreSQL, and several processes may start on one database at once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from ivr.storage import Storage
+from tests.databases import NO_POSTGRES_REASON, PostgresServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def storage(database_url: str) -> Iterator[Storage]:
+    store = Storage(database_url, "test-secret-key")
+    store.migrate()
+    yield store
+    store.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_server: PostgresServer | None
+) -> Iterator[str]:
+    """A database with no tables at all, as on a line's very first start."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'new.sqlite3'}"
+        return
+    if postgres_server is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PostgreSQL cases: {NO_POSTGRES_REASON}")
+        pytest.skip(NO_POSTGRES_REASON)
+    with postgres_server.fresh_database(migrated=False) as url:
+        yield url
+
+
+MIGRATE = """
+import sys, time
+from ivr.storage import Storage
+storage = Storage(sys.argv[1], "k")
+start = float(sys.argv[2])
+while time.time() < start:  # all processes migrate at the same moment
+    time.sleep(0.001)
+storage.migrate()
+"""
+
+
+def test_processes_starting_together_migrate_once(empty_database_url: str) -> None:
+    start_at = time.time() + 2.0  # enough for every interpreter to import before the moment
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", MIGRATE, empty_database_url, str(start_at)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(5)
+    ]
+    outputs = [process.communicate(timeout=60)[0] for process in processes]
+    assert [p.returncode for p in processes] == [0] * 5, "\n".join(outputs)
+
+    engine = sa.create_engine(empty_database_url)
+    try:
+        with engine.connect() as connection:
+            versions = connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
+            tables = set(sa.inspect(connection).get_table_names())
+    finally:
+        engine.dispose()
+    assert len(versions) == 1
+    assert {"callback_requests", "opt_outs", "usage_daily", "sms_sessions"} <= tables
+
+
+def test_migrating_again_changes_nothing(storage: Storage) -> None:
+    storage.open_voicemail("CA1", "+15551230001", "hospice", "en")
+    storage.migrate()
+    assert len(storage.callback_requests()) == 1
+
+
+def test_a_voice_message_is_kept_with_its_recording(storage: Storage) -> None:
+    storage.open_voicemail("CA1", "+15551230001", "hospice", "es")
+    storage.open_voicemail("CA1", "+15551230001", "hospice", "es")  # Twilio retried the request
+    assert storage.attach_recording("CA1", "RE1", "https://api.twilio.com/rec/RE1", 14)
+    assert storage.attach_recording("CA1", "RE1", "https://api.twilio.com/rec/RE1", 14)  # and its callback
+    (request,) = storage.callback_requests()
+    assert request["phone"] == "+15551230001"
+    assert (request["topic"], request["lang"], request["kind"]) == ("hospice", "es", "voicemail")
+    assert (request["recording_sid"], request["recording_seconds"], request["note"]) == ("RE1", 14, "")
+    if storage.engine.dialect.name == "postgresql":
+        assert request["created_at"].tzinfo is not None  # timestamptz: stored in UTC, read back aware
+
+    # A recording with no request to go to is never dropped: it gets a request of its own.
+    assert storage.attach_recording("CA-unknown", "RE2", "https://api.twilio.com/rec/RE2", 3, phone="+15551230002")
+    assert {r["recording_sid"] for r in storage.callback_requests()} == {"RE1", "RE2"}
+
+
+def test_events_are_processed_once(storage: Storage) -> None:
+    assert storage.first_time("SM123")
+    assert not storage.first_time("SM123")
+    assert storage.first_time("SM124")
+
+
+def test_usage_counts_add_up_per_day_channel_and_section(storage: Storage) -> None:
+    today = dt.date(2026, 11, 26)
+    for _ in range(3):
+        storage.count_use("voice", "hospice", today)
+    storage.count_use("sms", "hospice", today)
+    storage.count_use("voice", "coping", today - dt.timedelta(days=1))
+    rows = {(r["day"], r["channel"], r["section"]): r["count"] for r in storage.usage(today - dt.timedelta(days=7))}
+    assert rows == {
+        (today, "voice", "hospice"): 3,
+        (today, "sms", "hospice"): 1,
+        (today - dt.timedelta(days=1), "voice", "coping"): 1,
+    }
+
+
+def test_staff_acceptance_is_remembered_per_call(storage: Storage) -> None:
+    assert not storage.staff_accepted("CA9")
+    storage.accept_staff_call("CA9")
+    storage.accept_staff_call("CA9")
+    assert storage.staff_accepted("CA9")
+    assert not storage.staff_accepted("CA10")
+
+
+def test_no_number_is_opted_out_until_it_says_stop(storage: Storage) -> None:
+    assert not storage.is_opted_out("+15551230001")
+
+
+def test_only_usage_counts_skip_waiting_for_the_disk(storage: Storage) -> None:
+    if storage.engine.dialect.name == "sqlite":
+        setting = "PRAGMA synchronous"  # 2 = FULL, 1 = NORMAL
+        durable, counting = 2, 1
+    else:
+        setting = "SHOW synchronous_commit"
+        durable, counting = "on", "off"
+    with storage.engine.connect() as connection:
+        assert connection.exec_driver_sql(setting).scalar() == durable
+    with storage.counting_engine.connect() as connection:
+        assert connection.exec_driver_sql(setting).scalar() == counting
+
+
+def _other_process_can_write(lock_path: str) -> bool:
+    """Whether another process could take the writers' turn right now."""
+    probe = "import fcntl, os, sys; fcntl.flock(os.open(sys.argv[1], os.O_RDWR), fcntl.LOCK_EX | fcntl.LOCK_NB)"
+    return subprocess.run([sys.executable, "-c", probe, lock_path], capture_output=True).returncode == 0
+
+
+@pytest.mark.sqlite_only
+def test_sqlite_writers_take_turns_and_always_give_the_turn_back(storage: Storage, database_url: str) -> None:
+    lock_path = database_url.split("///", 1)[1] + "-writers"
+    storage.first_time("SM1")  # a write: the queue's file now exists, and the turn was given back
+    assert _other_process_can_write(lock_path)
+
+    with storage.engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO processed_events (key, created_at) VALUES ('SM2', '2026-11-26')"))
+        assert not _other_process_can_write(lock_path)  # this transaction's turn
+    assert _other_process_can_write(lock_path)
+
+    with pytest.raises(sa.exc.IntegrityError), storage.engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO processed_events (key, created_at) VALUES ('SM2', '2026-11-26')"))
+    assert _other_process_can_write(lock_path)  # a failed write gives the turn back too
+
+    storage.count_use("voice", "hospice")
+    with storage.engine.connect() as connection:
+        connection.execute(sa.text("SELECT count(*) FROM processed_events")).scalar()
+        assert _other_process_can_write(lock_path)  # reading never takes a turn
