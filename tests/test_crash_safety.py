@@ -17,6 +17,7 @@ import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -172,3 +173,55 @@ def test_every_answered_request_survives_sigkill_even_with_the_database_locked(t
         storage.engine.dispose()
     finally:
         restarted.stop()
+
+
+KEPT_TABLES = ("callback_requests", "opt_outs", "sms_sessions", "processed_events", "preferences")
+
+
+def test_what_callers_leave_is_written_only_on_connections_that_wait_for_the_disk(tmp_path: Path) -> None:
+    """SQLite: everything a caller leaves commits with synchronous=FULL (fsync'ed before the answer).
+
+    Usage counts (and their retry keys) go through connections that do not wait for the disk, which
+    a crash may cost the last few of: check no other write ever takes that way.
+    """
+    from ivr import create_app
+    from tests.conftest import app_config
+    from tests.staff_support import StaffCall
+    from tests.support import Phone
+
+    app = create_app(app_config(tmp_path))
+    storage: Storage = app.extensions["careline"].storage
+    writes: list[tuple[str, int, str]] = []
+
+    def note(conn: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
+        words = statement.split()
+        if words and words[0].upper() in ("INSERT", "UPDATE", "DELETE"):
+            table = next((name for name in (*KEPT_TABLES, "usage_daily") if name in statement), "")
+            sync = conn.connection.dbapi_connection.execute("PRAGMA synchronous").fetchone()[0]
+            values = parameters.values() if isinstance(parameters, dict) else parameters or ()
+            key = next((v for v in values if isinstance(v, str) and v.startswith("step:")), "")
+            writes.append((table, sync, key))
+
+    engines = [value for value in vars(storage).values() if isinstance(value, sa.engine.Engine)]
+    for engine in engines:
+        sa.event.listen(engine, "before_cursor_execute", note)
+    call = StaffCall(app.test_client())
+    call.start()
+    call.press("9")  # Spanish: remembered choices are written
+    call.press("5")  # a section: a usage count
+    call.press("0")
+    call.press("1")
+    record = call.last.find("Record") if call.last is not None else None
+    assert record is not None
+    call.record_ends(record.attrib["action"], 1, seconds=10)
+    phone = Phone(app.test_client())
+    for body in ("hospice", "call me", "STOP"):
+        phone.text(body)
+    for engine in engines:
+        sa.event.remove(engine, "before_cursor_execute", note)
+
+    full = 2
+    kept = [write for write in writes if write[0] in KEPT_TABLES and not write[2].startswith("step:count:")]
+    assert {table for table, _, _ in kept} >= {"callback_requests", "opt_outs", "sms_sessions", "processed_events"}
+    assert all(sync == full for _, sync, _ in kept), kept
+    assert any(table == "usage_daily" and sync != full for table, sync, _ in writes), "counts skip the fsync"

@@ -23,6 +23,7 @@ from ivr.content import load_content
 from ivr.resilience import DatabaseGuard
 from ivr.storage import Storage
 from tests.conftest import app_config
+from tests.databases import configured_postgres_url
 from tests.faults import Outage
 from tests.line_server import free_port
 from tests.staff_support import StaffCall, recording_sid
@@ -146,10 +147,11 @@ def wait_for_retry(app: Flask) -> None:
 
 
 def test_a_database_lost_mid_conversation_gets_every_record_once_when_it_returns(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = create_app(app_config(tmp_path, DATABASE_RETRY_SECONDS=1))
-    outage = Outage(app)
+    """On SQLite the file goes; on PostgreSQL the server ends every session and refuses new ones."""
+    app = create_app(app_config(tmp_path, DATABASE_URL=database_url, DATABASE_RETRY_SECONDS=1))
+    outage = Outage(app, admin_url=configured_postgres_url())
     caller = StaffCall(app.test_client())
     texter, stopper = Phone(app.test_client()), Phone(app.test_client(), number=OTHER)
     caller.start()
@@ -197,11 +199,11 @@ def test_a_database_lost_mid_conversation_gets_every_record_once_when_it_returns
     assert CALLER not in caplog.text and OTHER not in caplog.text
 
 
-def test_start_during_an_outage_undoes_a_stop_from_before_it(tmp_path: Path) -> None:
-    app = create_app(app_config(tmp_path, DATABASE_RETRY_SECONDS=1))
+def test_start_during_an_outage_undoes_a_stop_from_before_it(tmp_path: Path, database_url: str) -> None:
+    app = create_app(app_config(tmp_path, DATABASE_URL=database_url, DATABASE_RETRY_SECONDS=1))
     phone = Phone(app.test_client())
     assert phone.text("STOP") == []
-    outage = Outage(app)
+    outage = Outage(app, admin_url=configured_postgres_url())
     outage.begin()
     assert phone.text("START")[0].startswith("Welcome to CareLine texts")
     assert phone.text("hospice")

@@ -11,6 +11,7 @@ the phone numbers, the words said and texted, the recording, and the secrets.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -24,6 +25,8 @@ import requests
 from ivr import create_app
 from tests.conftest import app_config
 from tests.faults import Outage
+from tests.servers import HttpClient as ServerClient
+from tests.servers import LineServer, line_environment
 from tests.staff_support import (
     ACCOUNT_SID,
     STAFF_PASSWORD,
@@ -138,4 +141,51 @@ def test_a_whole_conversation_logs_nothing_personal_or_secret(
         "please call me",
     ]
     for secret in forbidden:
+        assert secret not in logged, f"{secret!r} was logged"
+
+
+@pytest.mark.sqlite_only
+def test_gunicorn_at_debug_logs_nothing_personal_or_secret(tmp_path: Path, database_url: str) -> None:
+    """The production server (gunicorn.conf.py) with every logger at DEBUG, the access log included."""
+    log_config = tmp_path / "logging.json"
+    log_config.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "formatters": {"plain": {"format": "%(name)s %(levelname)s %(message)s"}},
+                "handlers": {"out": {"class": "logging.StreamHandler", "formatter": "plain", "level": "DEBUG"}},
+                "root": {"level": "DEBUG", "handlers": ["out"]},
+                "loggers": {  # gunicorn's own (its defaults name handlers replaced here)
+                    "gunicorn.error": {"level": "DEBUG", "handlers": ["out"], "propagate": False},
+                    "gunicorn.access": {"level": "DEBUG", "handlers": ["out"], "propagate": False},
+                },
+            }
+        )
+    )
+    environ = line_environment(
+        database_url,
+        SECRET_KEY=SECRET_KEY,
+        SPOOL_DIR=str(tmp_path / "spool"),
+        GUNICORN_CMD_ARGS=f"--log-level debug --log-config-json {log_config}",
+    )
+    with LineServer(environ, tmp_path / "gunicorn.log") as server:
+        server.wait_until_ready()
+        client = ServerClient([server.port])
+        call = StaffCall(client)  # type: ignore[arg-type]
+        call.start()
+        call.press("5")
+        call.say(SPOKEN)
+        call.press("0")  # staff are out (STAFF_HOURS=closed): the message offer
+        call.press("1")
+        record = call.last.find("Record") if call.last is not None else None
+        assert record is not None
+        call.record_ends(record.attrib["action"], 4, seconds=20)
+        phone = Phone(client)  # type: ignore[arg-type]
+        for body in ("hospice", TEXTED, "please call me", "STOP", "START"):
+            phone.text(body)
+        logged = server.log()
+    assert "POST /voice/step" in logged and "POST /sms" in logged, "the access log was written"
+    assert "DEBUG" in logged, "and the server logged at DEBUG"
+    for secret in [*variants(CALLER), *SPOKEN.split(), *TEXTED.split(), recording_sid(4), AUTH_TOKEN, SECRET_KEY]:
         assert secret not in logged, f"{secret!r} was logged"

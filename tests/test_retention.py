@@ -77,8 +77,8 @@ def counts(storage: Storage) -> dict[str, int]:
 
 
 @pytest.fixture
-def line(tmp_path: Path) -> Flask:
-    app = create_app(app_config(tmp_path, NOW=NOW))
+def line(tmp_path: Path, database_url: str) -> Flask:
+    app = create_app(app_config(tmp_path, DATABASE_URL=database_url, NOW=NOW))
     fill(app.extensions["careline"].storage)
     return app
 

@@ -96,9 +96,9 @@ def test_without_the_token_a_repeat_cannot_be_told_from_a_new_press_and_is_serve
         assert len(standin.messages) == 2 * HOSPICE_TEXTS
 
 
-def test_a_whole_conversation_replayed_request_by_request_changes_nothing(tmp_path: Path) -> None:
+def test_a_whole_conversation_replayed_request_by_request_changes_nothing(tmp_path: Path, database_url: str) -> None:
     """Every request of a call (section, message, recording) and of a text conversation, each sent twice."""
-    app = create_app(app_config(tmp_path))
+    app = create_app(app_config(tmp_path, DATABASE_URL=database_url))
     twilio, form = new_call(app)
     twilio.retry()
     for digits in ("5", "0", "1"):
