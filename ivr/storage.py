@@ -346,12 +346,14 @@ class Storage:
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self.counting_engine: Engine = self._make_counting_engine(database_url, options)
+        self.conversation_engine: Engine = self._make_conversation_engine(database_url, options)
         self._counting_upsert: Any = None
         self._statements: dict[str, Any] = {}
         if self.engine.dialect.name == "sqlite" and path and path != ":memory:":
             writers = SqliteWriterQueue(f"{path}-writers")
             writers.attach(self.engine)
             writers.attach(self.counting_engine)
+            writers.attach(self.conversation_engine)
 
     def _make_counting_engine(self, database_url: str, options: dict[str, Any]) -> Engine:
         """Connections for usage counts only, whose commits do not wait for the disk.
@@ -372,6 +374,25 @@ class Storage:
         connect_args = dict(counting.pop("connect_args", {}))
         connect_args["options"] = f"{connect_args.get('options', '')} -c synchronous_commit=off".strip()
         return sa.create_engine(database_url, connect_args=connect_args, **counting)
+
+    def _make_conversation_engine(self, database_url: str, options: dict[str, Any]) -> Engine:
+        """Connections for text turns that only move a conversation along (MENU, a topic, MORE).
+
+        Such a turn keeps where the person is in a section and the MessageSid it answered; it leaves
+        nothing a person would miss. Its commit does not wait for the disk: a crash of the process
+        loses nothing (the write is in the operating system already), a power cut may lose the
+        newest few, which costs at most a repeated part. A turn that leaves something (an opt-out,
+        an opt-in, a call-back request) always commits through `engine`, which waits for the disk.
+        """
+        if database_url.startswith("sqlite"):
+            engine = sa.create_engine(database_url, **options)
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+            sa.event.listen(engine, "connect", _sqlite_commit_without_fsync)
+            return engine
+        relaxed = {**options, "pool_size": 2, "max_overflow": 4}
+        connect_args = dict(relaxed.pop("connect_args", {}))
+        connect_args["options"] = f"{connect_args.get('options', '')} -c synchronous_commit=off".strip()
+        return sa.create_engine(database_url, connect_args=connect_args, **relaxed)
 
     def _count_statement(self) -> Any:
         """The usage upsert, built once: SQLAlchemy then reuses its compiled form without recomputing its key."""
@@ -414,11 +435,13 @@ class Storage:
         """Close every pooled connection (they reopen on the next use)."""
         self.engine.dispose()
         self.counting_engine.dispose()
+        self.conversation_engine.dispose()
 
     def after_fork(self) -> None:
         """Call in a freshly forked worker: drop the parent's pooled connections without closing them."""
         self.engine.dispose(close=False)
         self.counting_engine.dispose(close=False)
+        self.conversation_engine.dispose(close=False)
 
     # -- privacy --------------------------------------------------------------------------------
 
@@ -757,7 +780,9 @@ class Storage:
         delivered it twice at once) nothing is stored again, and the answer token stored the first
         time is returned ("" if there was none), so the retry gets the same answer.
         """
-        with self.engine.begin() as connection:
+        leaves_something = changes.opted_out is not None or changes.callback is not None
+        engine = self.engine if leaves_something else self.conversation_engine
+        with engine.begin() as connection:
             first = self._text_turn(connection, event_key, self.phone_hash(phone), phone, outcome, changes, utcnow())
         if first is None and changes.count_section:
             # Counting is for the staff usage panel only: after the turn is safely stored.

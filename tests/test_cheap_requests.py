@@ -42,7 +42,7 @@ class DatabaseActivity:
 @pytest.fixture
 def activity(app: Flask) -> Iterator[DatabaseActivity]:
     storage = app.extensions["careline"].storage
-    engines = (storage.engine, storage.counting_engine)
+    engines = (storage.engine, storage.counting_engine, storage.conversation_engine)
     seen = DatabaseActivity()
 
     def on_checkout(*_args: object) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from ivr.storage import Storage
+from ivr.storage import CallbackAsk, Storage, TextChanges, TextSession
 from tests.databases import NO_POSTGRES_REASON, PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,17 +135,43 @@ def test_no_number_is_opted_out_until_it_says_stop(storage: Storage) -> None:
     assert not storage.is_opted_out("+15551230001")
 
 
-def test_only_usage_counts_skip_waiting_for_the_disk(storage: Storage) -> None:
+def test_only_counts_and_conversation_moves_skip_waiting_for_the_disk(storage: Storage) -> None:
     if storage.engine.dialect.name == "sqlite":
         setting = "PRAGMA synchronous"  # 2 = FULL, 1 = NORMAL
-        durable, counting = 2, 1
+        durable, relaxed = 2, 1
     else:
         setting = "SHOW synchronous_commit"
-        durable, counting = "on", "off"
+        durable, relaxed = "on", "off"
     with storage.engine.connect() as connection:
         assert connection.exec_driver_sql(setting).scalar() == durable
-    with storage.counting_engine.connect() as connection:
-        assert connection.exec_driver_sql(setting).scalar() == counting
+    for engine in (storage.counting_engine, storage.conversation_engine):
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql(setting).scalar() == relaxed
+
+
+def test_a_text_that_leaves_something_waits_for_the_disk(storage: Storage) -> None:
+    """MENU, a topic or MORE commit without an fsync; STOP, START and a call-back request always with one."""
+    used: list[str] = []
+    listeners = {
+        "durable": lambda *_args: used.append("durable"),
+        "relaxed": lambda *_args: used.append("relaxed"),
+    }
+    sa.event.listen(storage.engine, "commit", listeners["durable"])
+    sa.event.listen(storage.conversation_engine, "commit", listeners["relaxed"])
+    try:
+        phone = "+15551230001"
+        session = TextSession(lang="en", section="hospice", next_part=1)
+        storage.record_text_turn("SM-move", phone, "", TextChanges(session=session))
+        storage.record_text_turn("SM-stop", phone, "", TextChanges(opted_out=True))
+        storage.record_text_turn("SM-start", phone, "", TextChanges(opted_out=False, session=session))
+        callback = CallbackAsk(topic="hospice", lang="en", urgent=False)
+        storage.record_text_turn("SM-call", phone, "", TextChanges(callback=callback))
+    finally:
+        sa.event.remove(storage.engine, "commit", listeners["durable"])
+        sa.event.remove(storage.conversation_engine, "commit", listeners["relaxed"])
+    assert used == ["relaxed", "durable", "durable", "durable"]
+    assert storage.text_session(phone).section == "hospice"
+    assert len(storage.callback_requests()) == 1
 
 
 def _other_process_can_write(lock_path: str) -> bool:
