@@ -142,6 +142,20 @@ def from_db(at: dt.datetime | None) -> dt.datetime | None:
     return at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at
 
 
+def _voice_message_row(phone: str, topic: str, lang: str, at: dt.datetime) -> dict[str, Any]:
+    """The columns every voice message's call-back request starts with."""
+    return {
+        "created_at": at,
+        "channel": "voice",
+        "kind": "voicemail",
+        "phone": phone or None,
+        "topic": topic,
+        "lang": lang,
+        "urgent": False,
+        "status": "open",
+    }
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets several app processes read while one writes; FULL sync makes an answered write
     # survive a crash of the process or the machine; busy_timeout waits out a short lock.
@@ -533,18 +547,8 @@ class Storage:
         rows = connection.execute(sa.select(callback_requests.c.recording_sid).where(_voicemail_keys(call_sid))).all()
         if any(row.recording_sid is None for row in rows):
             return
-        values = {
-            "created_at": at,
-            "channel": "voice",
-            "kind": "voicemail",
-            "phone": phone or None,
-            "topic": topic,
-            "lang": lang,
-            "urgent": False,
-            "note": "no_recording",
-            "status": "open",
-            "dedupe_key": base if not rows else f"{base}:{len(rows) + 1}",
-        }
+        values = _voice_message_row(phone, topic, lang, at)
+        values.update(note="no_recording", dedupe_key=base if not rows else f"{base}:{len(rows) + 1}")
         connection.execute(self._insert(callback_requests).values(**values).on_conflict_do_nothing())
 
     def attach_recording(
@@ -602,18 +606,7 @@ class Storage:
             )
             if updated.rowcount:
                 return True
-        row = {
-            "created_at": at,
-            "channel": "voice",
-            "kind": "voicemail",
-            "phone": phone or None,
-            "topic": topic,
-            "lang": lang,
-            "urgent": False,
-            "status": "open",
-            "dedupe_key": f"recording:{recording_sid}",
-            **values,
-        }
+        row = {**_voice_message_row(phone, topic, lang, at), "dedupe_key": f"recording:{recording_sid}", **values}
         connection.execute(self._insert(callback_requests).values(**row).on_conflict_do_nothing())
         return True
 
