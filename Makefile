@@ -28,10 +28,12 @@ run: $(READY)
 
 test: $(READY)
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 lint: $(READY)
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 # After a deliberate content change: rewrite the golden call transcripts, then read `git diff tests/transcripts`.
 transcripts: $(READY)

@@ -44,6 +44,7 @@ from flask import (
     url_for,
 )
 from flask.cli import with_appcontext
+from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -139,7 +140,7 @@ def _signed_in_user() -> str | None:
 
 
 @bp.before_request
-def _require_sign_in() -> Response | None:
+def _require_sign_in() -> ResponseReturnValue | None:
     if request.endpoint in _PUBLIC_ENDPOINTS:
         return None
     user = _signed_in_user()
@@ -216,7 +217,7 @@ def login() -> Any:
 
 
 @bp.post("/logout")
-def logout() -> Response:
+def logout() -> ResponseReturnValue:
     """Sign out: forget the session."""
     session.clear()
     flash("signed_out")
@@ -311,7 +312,7 @@ def _usage_rows(since: dt.date) -> list[dict[str, Any]]:
     for row in services().storage.usage(since):
         counts = table.setdefault((row["day"], row["section"]), {"voice": 0, "sms": 0})
         counts[row["channel"]] = counts.get(row["channel"], 0) + int(row["count"])
-    rows = []
+    rows: list[dict[str, Any]] = []
     for (day, section), counts in table.items():
         rows.append({"day": day, "sid": section, "calls": counts["voice"], "texts": counts["sms"]})
     order = {sid: index for index, sid in enumerate(content.section_ids)}
@@ -335,7 +336,7 @@ def _texting_ready() -> bool:
 
 
 @bp.post("/requests/<int:request_id>/done")
-def mark_done(request_id: int) -> Response:
+def mark_done(request_id: int) -> ResponseReturnValue:
     """Mark a call-back request done, noting who and when."""
     changed = services().storage.mark_done(request_id, g.staff_user, now())
     if changed:
@@ -345,7 +346,7 @@ def mark_done(request_id: int) -> Response:
 
 
 @bp.post("/requests/<int:request_id>/reopen")
-def reopen(request_id: int) -> Response:
+def reopen(request_id: int) -> ResponseReturnValue:
     """Put a request marked done by mistake back in the queue."""
     changed = services().storage.reopen(request_id)
     if changed:

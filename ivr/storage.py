@@ -1050,9 +1050,3 @@ def _spooled_time(record: dict[str, Any]) -> dt.datetime:
         return _aware(dt.datetime.fromisoformat(str(record["at"]))) or utcnow()
     except (KeyError, ValueError):
         return utcnow()
-
-
-def _voicemail_keys(call_sid: str) -> sa.ColumnElement[bool]:
-    """Matches the voice-message requests of call `call_sid` (voicemail:<sid>, voicemail:<sid>:2, ...)."""
-    base = f"voicemail:{call_sid}"
-    return sa.or_(callback_requests.c.dedupe_key == base, callback_requests.c.dedupe_key.startswith(f"{base}:"))

@@ -45,7 +45,7 @@ class BaseUrlHttpClient(TwilioHttpClient):
         target = urlsplit(url)
         return urlunsplit((base.scheme, base.netloc, base.path + target.path, target.query, ""))
 
-    def request(  # type: ignore[override]
+    def request(
         self,
         method: str,
         url: str,

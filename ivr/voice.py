@@ -13,6 +13,7 @@ from collections.abc import Hashable, Mapping
 from dataclasses import fields
 from functools import partial
 from types import MappingProxyType
+from typing import Any, Literal
 
 from flask import Blueprint, Response, current_app, request, url_for
 
@@ -252,7 +253,8 @@ def _recall(caller: str) -> dialog.CallStarted:
     storage = services().storage
     # Remembered choices are a convenience: a database hiccup must not cost the caller the call.
     recall = partial(storage.recall_choices, caller, clock, dialog.OFFER_LAST_SECTION_WITHIN)
-    saved = resilience.guard().read(recall, False, "reading choices")
+    unreadable: dict[str, Any] | Literal[False] | None = False
+    saved = resilience.guard().read(recall, unreadable, "reading choices")
     if saved is False:
         return dialog.CallStarted()
     if saved is None:
