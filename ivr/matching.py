@@ -109,28 +109,43 @@ class Vocabulary:
     #: Entry numbers by their phrase's first word: a phrase can only be in a text that has (nearly)
     #: its first word, so a text is checked against those few phrases instead of all of them.
     by_first_word: Mapping[str, tuple[int, ...]] = field(default_factory=dict, compare=False, repr=False)
-    #: The first words by length: a typo changes a word's length by at most 2.
-    first_words_by_length: Mapping[int, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
+    #: For the typo pass, only phrases with a word that allows typos (any other phrase in the text was
+    #: found by the exact pass), by first word: those whose first word allows none, and the typo-allowing
+    #: first words by length (a typo changes a word's length by at most 2).
+    typo_phrases_by_exact_first_word: Mapping[str, tuple[int, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    typo_first_words_by_length: Mapping[int, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.by_first_word and self.entries:
             index: dict[str, list[int]] = {}
+            typo_index: dict[str, list[int]] = {}
             for number, (phrase_words, _) in enumerate(self.entries):
                 index.setdefault(phrase_words[0], []).append(number)
+                if any(typos_allowed(word) for word in phrase_words):
+                    typo_index.setdefault(phrase_words[0], []).append(number)
             object.__setattr__(self, "by_first_word", {word: tuple(numbers) for word, numbers in index.items()})
+            exact_first = {w: tuple(ns) for w, ns in typo_index.items() if not typos_allowed(w)}
+            object.__setattr__(self, "typo_phrases_by_exact_first_word", exact_first)
             by_length: dict[int, list[str]] = {}
             for word in index:
-                by_length.setdefault(len(word), []).append(word)
-            object.__setattr__(self, "first_words_by_length", {n: tuple(ws) for n, ws in by_length.items()})
+                if typos_allowed(word):
+                    by_length.setdefault(len(word), []).append(word)
+            object.__setattr__(self, "typo_first_words_by_length", {n: tuple(ws) for n, ws in by_length.items()})
 
     def _candidates(self, said: Said, fuzzy: bool) -> list[int]:
-        """Entry numbers whose first word is in the text (or, with `fuzzy`, close to a word of it), in order."""
+        """Entry numbers whose first word is in the text (or, with `fuzzy`, close to a word of it), in order.
+
+        With `fuzzy`, only phrases the typo pass can add: those with a word that allows typos.
+        """
         if fuzzy:
+            numbers = [n for word in said.present for n in self.typo_phrases_by_exact_first_word.get(word, ())]
             lengths = {len(word) + change for word in said.present for change in range(-2, 3)}
-            numbers = [
+            numbers += [
                 n
                 for size in lengths
-                for word in self.first_words_by_length.get(size, ())
+                for word in self.typo_first_words_by_length.get(size, ())
                 if said.close_to(word)
                 for n in self.by_first_word[word]
             ]
