@@ -733,20 +733,16 @@ class Storage:
     def text_session(self, phone: str) -> TextSession:
         """What the text line remembers of `phone` (an empty session for a number never seen)."""
         key = {"key": self.phone_hash(phone)}
-        session_query = self._prebuilt(
-            "text-session", lambda: sa.select(sms_sessions).where(sms_sessions.c.phone_hash == sa.bindparam("key"))
-        )
-        opted_query = self._prebuilt(
-            "opted-out", lambda: sa.select(opt_outs.c.opted_out).where(opt_outs.c.phone_hash == sa.bindparam("key"))
-        )
+        # One round trip instead of two: either row may be missing, so each value is its own subquery
+        # (a NULL when there is no row) rather than a join.
+        query = self._prebuilt("text-session-and-opt-out", _text_session_query)
         with self.engine.connect() as connection:
-            session = connection.execute(session_query, key).first()
-            opted = connection.execute(opted_query, key).first()
+            row = connection.execute(query, key).one()
         return TextSession(
-            lang=session.lang if session else "",
-            section=session.section if session else "",
-            next_part=session.next_part if session else 0,
-            opted_out=bool(opted and opted.opted_out),
+            lang=row.lang or "",
+            section=row.section or "",
+            next_part=row.next_part or 0,
+            opted_out=bool(row.opted_out),
         )
 
     def set_opt_out(self, phone: str, opted_out: bool) -> None:
@@ -1063,3 +1059,18 @@ def _voicemail_keys(call_sid: str) -> sa.ColumnElement[bool]:
     """Matches the voice-message requests of call `call_sid` (voicemail:<sid>, voicemail:<sid>:2, ...)."""
     base = f"voicemail:{call_sid}"
     return sa.or_(callback_requests.c.dedupe_key == base, callback_requests.c.dedupe_key.startswith(f"{base}:"))
+
+
+def _text_session_query() -> sa.Select[Any]:
+    """A number's text conversation and opt-out in one statement (each NULL when its row is missing)."""
+
+    def session_value(column: sa.Column[Any]) -> Any:
+        return sa.select(column).where(sms_sessions.c.phone_hash == sa.bindparam("key")).scalar_subquery()
+
+    opted = sa.select(opt_outs.c.opted_out).where(opt_outs.c.phone_hash == sa.bindparam("key")).scalar_subquery()
+    return sa.select(
+        session_value(sms_sessions.c.lang).label("lang"),
+        session_value(sms_sessions.c.section).label("section"),
+        session_value(sms_sessions.c.next_part).label("next_part"),
+        opted.label("opted_out"),
+    )
