@@ -81,6 +81,17 @@ class Said:
         for word in self.present:
             self._by_length.setdefault(len(word), []).append(word)
         self._close: dict[str, frozenset[str]] = {}
+        self._variants: frozenset[str] | None = None
+
+    def deletion_variants(self) -> frozenset[str]:
+        """Every word of the text with up to two letters left out (the most typos any word allows).
+
+        Two words within k typos (swaps included) both become one same string once each has at most
+        k letters left out, so these find every vocabulary word a text word may be a typo of.
+        """
+        if self._variants is None:
+            self._variants = frozenset(v for word in self.present for v in _deletions(word, MOST_TYPOS))
+        return self._variants
 
     def close_to(self, wanted: str) -> frozenset[str]:
         """The words of the text that are `wanted` or within the typos `wanted` allows."""
@@ -101,6 +112,20 @@ class Said:
         return found
 
 
+#: The most typos any word allows (see typos_allowed).
+MOST_TYPOS = 2
+#: Up to this many distinct words, a text finds typo'd first words through deletion variants.
+SHORT_TEXT_WORDS = 6
+
+
+def _deletions(word: str, most: int) -> set[str]:
+    """`word` with up to `most` letters left out, in every way."""
+    found = {word}
+    for _ in range(most):
+        found |= {w[:i] + w[i + 1 :] for w in found for i in range(len(w))}
+    return found
+
+
 @dataclass(frozen=True)
 class Vocabulary:
     """Phrases and what each means, longest first so the most specific phrase wins."""
@@ -109,31 +134,55 @@ class Vocabulary:
     #: Entry numbers by their phrase's first word: a phrase can only be in a text that has (nearly)
     #: its first word, so a text is checked against those few phrases instead of all of them.
     by_first_word: Mapping[str, tuple[int, ...]] = field(default_factory=dict, compare=False, repr=False)
-    #: The first words by length: a typo changes a word's length by at most 2.
-    first_words_by_length: Mapping[int, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
+    #: For the typo pass, only phrases with a word that allows typos (any other phrase in the text was
+    #: found by the exact pass), by first word: those whose first word allows none, and the typo-allowing
+    #: first words by length (a typo changes a word's length by at most 2).
+    typo_phrases_by_exact_first_word: Mapping[str, tuple[int, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    typo_first_words_by_length: Mapping[int, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
+    #: The same typo-allowing first words by each of their deletion variants (see Said.deletion_variants):
+    #: for a short text, a few lookups instead of a typo count per first word.
+    typo_first_words_by_variant: Mapping[str, tuple[str, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         if not self.by_first_word and self.entries:
             index: dict[str, list[int]] = {}
+            typo_index: dict[str, list[int]] = {}
             for number, (phrase_words, _) in enumerate(self.entries):
                 index.setdefault(phrase_words[0], []).append(number)
+                if any(typos_allowed(word) for word in phrase_words):
+                    typo_index.setdefault(phrase_words[0], []).append(number)
             object.__setattr__(self, "by_first_word", {word: tuple(numbers) for word, numbers in index.items()})
+            exact_first = {w: tuple(ns) for w, ns in typo_index.items() if not typos_allowed(w)}
+            object.__setattr__(self, "typo_phrases_by_exact_first_word", exact_first)
             by_length: dict[int, list[str]] = {}
             for word in index:
-                by_length.setdefault(len(word), []).append(word)
-            object.__setattr__(self, "first_words_by_length", {n: tuple(ws) for n, ws in by_length.items()})
+                if typos_allowed(word):
+                    by_length.setdefault(len(word), []).append(word)
+            object.__setattr__(self, "typo_first_words_by_length", {n: tuple(ws) for n, ws in by_length.items()})
+            by_variant: dict[str, list[str]] = {}
+            for word in (w for ws in by_length.values() for w in ws):
+                for variant in _deletions(word, typos_allowed(word)):
+                    by_variant.setdefault(variant, []).append(word)
+            object.__setattr__(self, "typo_first_words_by_variant", {v: tuple(ws) for v, ws in by_variant.items()})
 
     def _candidates(self, said: Said, fuzzy: bool) -> list[int]:
-        """Entry numbers whose first word is in the text (or, with `fuzzy`, close to a word of it), in order."""
+        """Entry numbers whose first word is in the text (or, with `fuzzy`, close to a word of it), in order.
+
+        With `fuzzy`, only phrases the typo pass can add: those with a word that allows typos.
+        """
         if fuzzy:
-            lengths = {len(word) + change for word in said.present for change in range(-2, 3)}
-            numbers = [
-                n
-                for size in lengths
-                for word in self.first_words_by_length.get(size, ())
-                if said.close_to(word)
-                for n in self.by_first_word[word]
-            ]
+            numbers = [n for word in said.present for n in self.typo_phrases_by_exact_first_word.get(word, ())]
+            if len(said.present) <= SHORT_TEXT_WORDS:
+                by_variant = self.typo_first_words_by_variant
+                maybe = {w for v in said.deletion_variants() for w in by_variant.get(v, ())}
+            else:  # a long text has too many variants: try each first word of a near length instead
+                lengths = {len(word) + change for word in said.present for change in range(-2, 3)}
+                maybe = {w for size in lengths for w in self.typo_first_words_by_length.get(size, ())}
+            numbers += [n for word in maybe if said.close_to(word) for n in self.by_first_word[word]]
         else:
             numbers = [n for word in said.present for n in self.by_first_word.get(word, ())]
         return sorted(numbers)

@@ -70,9 +70,12 @@ def signature_matches(token: str, url: str, params: Any, signature: str) -> bool
     """
     validator = RequestValidator(token)
     given = signature.encode()
+    if hmac.compare_digest(validator.compute_signature(url, params).encode(), given):
+        return True
+    # Only a request that failed as given pays for parsing the URL into its port variants.
     parsed = urlparse(url)
-    for candidate in dict.fromkeys((url, remove_port(parsed), add_port(parsed))):
-        if hmac.compare_digest(validator.compute_signature(candidate, params).encode(), given):
+    for candidate in dict.fromkeys((remove_port(parsed), add_port(parsed))):
+        if candidate != url and hmac.compare_digest(validator.compute_signature(candidate, params).encode(), given):
             return True
     return False
 

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -29,6 +30,9 @@ from sqlalchemy.engine import Engine
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+#: What a phone number's hash leaves out (ASCII numbers; see Storage.phone_hash): all but digits and "+".
+_NOT_ASCII_PHONE_CHARACTER = re.compile(r"[^0-9+]")
 
 metadata = sa.MetaData()
 
@@ -332,6 +336,7 @@ class Storage:
     def __init__(self, database_url: str, secret_key: str) -> None:
         self.url = database_url
         self._secret = secret_key.encode()
+        self._phone_hmac = hmac.new(self._secret, digestmod=hashlib.sha256)
         # preserve_rowcount: "was this row inserted?" is read from INSERT ... ON CONFLICT DO NOTHING's
         # rowcount, which psycopg reports as -1 unless SQLAlchemy keeps it before closing the cursor.
         # hide_parameters: neither log lines nor error messages may quote a phone number.
@@ -461,8 +466,13 @@ class Storage:
 
     def phone_hash(self, phone: str) -> str:
         """A keyed hash of a phone number: lets the line recognise a number without storing it."""
-        canonical = "".join(c for c in phone if c.isdigit() or c == "+")
-        return hmac.new(self._secret, canonical.encode(), hashlib.sha256).hexdigest()
+        if phone.isascii():  # every number Twilio sends: the same characters kept, without a loop
+            canonical = _NOT_ASCII_PHONE_CHARACTER.sub("", phone)
+        else:
+            canonical = "".join(c for c in phone if c.isdigit() or c == "+")
+        keyed = self._phone_hmac.copy()  # the key's padding hashed once per Storage, not per number
+        keyed.update(canonical.encode())
+        return keyed.hexdigest()
 
     # -- idempotency ----------------------------------------------------------------------------
 
@@ -726,20 +736,16 @@ class Storage:
     def text_session(self, phone: str) -> TextSession:
         """What the text line remembers of `phone` (an empty session for a number never seen)."""
         key = {"key": self.phone_hash(phone)}
-        session_query = self._prebuilt(
-            "text-session", lambda: sa.select(sms_sessions).where(sms_sessions.c.phone_hash == sa.bindparam("key"))
-        )
-        opted_query = self._prebuilt(
-            "opted-out", lambda: sa.select(opt_outs.c.opted_out).where(opt_outs.c.phone_hash == sa.bindparam("key"))
-        )
+        # One round trip instead of two: either row may be missing, so each value is its own subquery
+        # (a NULL when there is no row) rather than a join.
+        query = self._prebuilt("text-session-and-opt-out", _text_session_query)
         with self.engine.connect() as connection:
-            session = connection.execute(session_query, key).first()
-            opted = connection.execute(opted_query, key).first()
+            row = connection.execute(query, key).one()
         return TextSession(
-            lang=session.lang if session else "",
-            section=session.section if session else "",
-            next_part=session.next_part if session else 0,
-            opted_out=bool(opted and opted.opted_out),
+            lang=row.lang or "",
+            section=row.section or "",
+            next_part=row.next_part or 0,
+            opted_out=bool(row.opted_out),
         )
 
     def set_opt_out(self, phone: str, opted_out: bool) -> None:
@@ -1050,3 +1056,18 @@ def _spooled_time(record: dict[str, Any]) -> dt.datetime:
         return _aware(dt.datetime.fromisoformat(str(record["at"]))) or utcnow()
     except (KeyError, ValueError):
         return utcnow()
+
+
+def _text_session_query() -> sa.Select[Any]:
+    """A number's text conversation and opt-out in one statement (each NULL when its row is missing)."""
+
+    def session_value(column: sa.Column[Any]) -> Any:
+        return sa.select(column).where(sms_sessions.c.phone_hash == sa.bindparam("key")).scalar_subquery()
+
+    opted = sa.select(opt_outs.c.opted_out).where(opt_outs.c.phone_hash == sa.bindparam("key")).scalar_subquery()
+    return sa.select(
+        session_value(sms_sessions.c.lang).label("lang"),
+        session_value(sms_sessions.c.section).label("section"),
+        session_value(sms_sessions.c.next_part).label("next_part"),
+        opted.label("opted_out"),
+    )
