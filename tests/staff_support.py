@@ -24,6 +24,7 @@ from werkzeug.serving import make_server
 from ivr import create_app
 from tests.conftest import app_config
 from tests.support import Call, twilio_post
+from tests.twilio_api_standin import message_resource
 
 LA = ZoneInfo("America/Los_Angeles")
 #: A Wednesday morning, an evening, a Saturday, and Thanksgiving Day (a holiday in the tests).
@@ -183,18 +184,7 @@ def _handler(standin: TwilioStandIn) -> type[BaseHTTPRequestHandler]:
             standin.messages.append(
                 {"To": form.get("To", ""), "From": form.get("From", ""), "Body": form.get("Body", "")}
             )
-            payload = {
-                "sid": sid,
-                "account_sid": standin.account_sid,
-                "to": form.get("To"),
-                "from": form.get("From"),
-                "body": form.get("Body"),
-                "status": "queued",
-                "num_segments": "1",
-                "direction": "outbound-api",
-                "api_version": "2010-04-01",
-                "uri": f"/2010-04-01/Accounts/{standin.account_sid}/Messages/{sid}.json",
-            }
+            payload = message_resource(standin.account_sid, sid, form)
             self._reply(201, json.dumps(payload).encode(), "application/json")
 
         def do_GET(self) -> None:

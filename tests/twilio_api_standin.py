@@ -21,6 +21,22 @@ from urllib.parse import parse_qs
 MESSAGES_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>AC[0-9a-f]{32})/Messages\.json$")
 
 
+def message_resource(account_sid: str, sid: str, form: dict[str, str]) -> dict[str, str | None]:
+    """The Message resource Twilio answers a create with (the fields the `twilio` client reads)."""
+    return {
+        "sid": sid,
+        "account_sid": account_sid,
+        "to": form.get("To"),
+        "from": form.get("From"),
+        "body": form.get("Body"),
+        "status": "queued",
+        "num_segments": "1",
+        "direction": "outbound-api",
+        "api_version": "2010-04-01",
+        "uri": f"/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json",
+    }
+
+
 class StandIn(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -81,22 +97,7 @@ class Handler(BaseHTTPRequestHandler):
         if form.get("To") in self.server.unreachable:
             self.reply(400, {"code": 21610, "message": "Attempt to send to unsubscribed recipient", "status": 400})
             return
-        sid = "SM" + uuid.uuid4().hex
-        self.reply(
-            201,
-            {
-                "sid": sid,
-                "account_sid": self.server.account_sid,
-                "to": form.get("To"),
-                "from": form.get("From"),
-                "body": form.get("Body"),
-                "status": "queued",
-                "num_segments": "1",
-                "direction": "outbound-api",
-                "api_version": "2010-04-01",
-                "uri": f"/2010-04-01/Accounts/{self.server.account_sid}/Messages/{sid}.json",
-            },
-        )
+        self.reply(201, message_resource(self.server.account_sid, "SM" + uuid.uuid4().hex, form))
 
 
 def main() -> None:
