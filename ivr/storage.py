@@ -17,9 +17,12 @@ import re
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -28,6 +31,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -253,6 +258,84 @@ class TextChanges:
 
 
 
+
+class HotStatement:
+    """One statement the line runs on nearly every request, compiled once for one database and sent
+    straight to the driver's cursor.
+
+    SQLAlchemy's `Connection.execute` spends 20-50 µs of Python per statement (events, cache keys,
+    result objects) around the 5 µs the driver takes; under load that was most of a text's cost.
+    These few statements are still written with SQLAlchemy (so each database gets its own SQL, and
+    nothing is spelled by hand), compiled once, and their values and results go through the same
+    type conversions SQLAlchemy applies (dates as SQLite stores them, booleans as SQLite returns them).
+    """
+
+    __slots__ = ("_binds", "_positional", "_results", "sql")
+
+    def __init__(self, statement: Any, dialect: Any) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql: str = compiled.string
+        self._positional = bool(compiled.positional)
+        names = list(compiled.positiontup or ()) if self._positional else list(compiled.binds)
+        self._binds: list[tuple[str, Any, bool, Any]] = []
+        for name in names:
+            bind = compiled.binds[name]
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            self._binds.append((name, process, bool(bind.required), bind.value))
+        columns = list(statement.selected_columns) if isinstance(statement, sa.Select) else []
+        self._results = [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns]
+
+    def parameters(self, values: dict[str, Any]) -> Any:
+        """`values` by name as the driver takes them: converted, in order (SQLite) or by name (psycopg)."""
+        converted = []
+        for name, process, required, fixed in self._binds:
+            value = values[name] if required else fixed
+            converted.append(process(value) if process is not None else value)
+        if self._positional:
+            return converted
+        return {name: value for (name, *_), value in zip(self._binds, converted, strict=True)}
+
+    def row(self, raw: Any) -> tuple[Any, ...] | None:
+        """A fetched row with SQLAlchemy's result conversions applied (None stays None)."""
+        if raw is None:
+            return None
+        pairs = zip(self._results, raw, strict=True)
+        return tuple(value if process is None else process(value) for process, value in pairs)
+
+
+class HotCursor:
+    """A driver cursor on a pooled connection, running `HotStatement`s (see `Storage._hot`)."""
+
+    __slots__ = ("_engine", "_queue", "_trace", "cursor", "wrote")
+
+    def __init__(
+        self, cursor: Any, engine: Engine, queue: SqliteWriterQueue | None, trace: Callable[[Engine, str], None] | None
+    ) -> None:
+        self.cursor = cursor
+        self._engine = engine
+        self._queue = queue
+        self._trace = trace
+        self.wrote = False
+
+    def execute(self, statement: HotStatement, values: dict[str, Any], write: bool = False) -> int:
+        """Run `statement` with `values`; the number of rows it changed (for a write)."""
+        if write and not self.wrote:
+            if self._queue is not None:
+                self._queue.acquire()  # SQLite: take the writers' turn before the first write
+            self.wrote = True
+        if self._trace is not None:
+            self._trace(self._engine, statement.sql)
+        self.cursor.execute(statement.sql, statement.parameters(values))
+        return int(self.cursor.rowcount)
+
+    def one(self, statement: HotStatement, values: dict[str, Any]) -> tuple[Any, ...] | None:
+        """The first row `statement` selects, converted, or None."""
+        if self._trace is not None:
+            self._trace(self._engine, statement.sql)
+        self.cursor.execute(statement.sql, statement.parameters(values))
+        return statement.row(self.cursor.fetchone())
+
+
 class SqliteWriterQueue:
     """One writer at a time on a SQLite file, across processes, queued by the kernel.
 
@@ -282,19 +365,20 @@ class SqliteWriterQueue:
     def _before_statement(self, conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         if conn.info.get("sqlite_writer") or not statement.lstrip()[:16].upper().startswith(self._WRITES):
             return
-        self._acquire()
+        self.acquire()
         conn.info["sqlite_writer"] = True
 
     def _connection_returned(self, _dbapi_connection: Any, record: Any) -> None:
         if record is not None and record.info.pop("sqlite_writer", False):
-            self._release()
+            self.release()
 
     #: The longest a writer waits for its turn. App writers hold it for milliseconds; a turn this late
     #: means the database is held by someone else (a stuck writer, another tool), and the line then
     #: answers without it (ivr/resilience.py) rather than keeping a caller past Twilio's 15 s.
     WAIT_SECONDS = 3.0
 
-    def _acquire(self) -> None:
+    def acquire(self) -> None:
+        """Wait for the writers' turn (at most WAIT_SECONDS); `release` gives it back."""
         if not self._lock.acquire(timeout=self.WAIT_SECONDS):
             raise sqlite3.OperationalError("database is locked (waiting for the writer queue)")
         try:
@@ -323,7 +407,8 @@ class SqliteWriterQueue:
                 time.sleep(pause)
                 pause = min(pause * 2, 0.005)
 
-    def _release(self) -> None:
+    def release(self) -> None:
+        """Give the writers' turn back (once per `acquire`)."""
         self._depth -= 1
         if self._depth == 0 and self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
@@ -368,11 +453,16 @@ class Storage:
         self.conversation_engine: Engine = self._make_conversation_engine(database_url, options)
         self._counting_upsert: Any = None
         self._statements: dict[str, Any] = {}
+        self._hot_statements: dict[str, HotStatement] = {}
+        #: Tests may set this to see each hot statement's engine and SQL as it is sent (see `_hot`).
+        self.trace: Callable[[Engine, str], None] | None = None
+        self._writers: SqliteWriterQueue | None = None
         if self.engine.dialect.name == "sqlite" and path and path != ":memory:":
             writers = SqliteWriterQueue(f"{path}-writers")
             writers.attach(self.engine)
             writers.attach(self.counting_engine)
             writers.attach(self.conversation_engine)
+            self._writers = writers
 
     def _make_counting_engine(self, database_url: str, options: dict[str, Any]) -> Engine:
         """Connections for usage counts only, whose commits do not wait for the disk.
@@ -381,7 +471,8 @@ class Storage:
         disk the line's speed limit. A crash or power cut may lose the last few counts (never
         corrupt them); everything a caller leaves goes through `engine`, which always waits.
         A count is one statement, so it runs in autocommit: one round trip, no BEGIN and COMMIT,
-        and no liveness ping (a dead connection costs one count, and is replaced).
+        and no liveness ping (`_run_hot` replaces a dead connection). The line's per-request reads
+        (a text conversation, a caller's saved choices) use it too, for the same reasons.
         """
         counting = {**options, "isolation_level": "AUTOCOMMIT", "pool_pre_ping": False}
         if database_url.startswith("sqlite"):
@@ -395,20 +486,22 @@ class Storage:
         return sa.create_engine(database_url, connect_args=connect_args, **counting)
 
     def _make_conversation_engine(self, database_url: str, options: dict[str, Any]) -> Engine:
-        """Connections for text turns that only move a conversation along (MENU, a topic, MORE).
+        """Connections for writes that leave nothing a person would miss: text turns that only move a
+        conversation along (MENU, a topic, MORE) and a caller's remembered language, speed and section.
 
-        Such a turn keeps where the person is in a section and the MessageSid it answered; it leaves
-        nothing a person would miss. Its commit does not wait for the disk: a crash of the process
-        loses nothing (the write is in the operating system already), a power cut may lose the
-        newest few, which costs at most a repeated part. A turn that leaves something (an opt-out,
-        an opt-in, a call-back request) always commits through `engine`, which waits for the disk.
+        Such a turn keeps where the person is in a section and the MessageSid it answered. Its commit
+        does not wait for the disk: a crash of the process loses nothing (the write is in the
+        operating system already), a power cut may lose the newest few, which costs at most a
+        repeated part or a forgotten choice. A turn that leaves something (an opt-out, an opt-in, a
+        call-back request) and "forget my choices" always commit through `engine`, which waits for
+        the disk. Only hot statements use it (see `_run_hot`, which replaces a dead connection).
         """
         if database_url.startswith("sqlite"):
             engine = sa.create_engine(database_url, **options)
             sa.event.listen(engine, "connect", _sqlite_pragmas)
             sa.event.listen(engine, "connect", _sqlite_commit_without_fsync)
             return engine
-        relaxed = {**options, "pool_size": 2, "max_overflow": 4}
+        relaxed = {**options, "pool_size": 2, "max_overflow": 4, "pool_pre_ping": False}
         connect_args = dict(relaxed.pop("connect_args", {}))
         connect_args["options"] = f"{connect_args.get('options', '')} -c synchronous_commit=off".strip()
         return sa.create_engine(database_url, connect_args=connect_args, **relaxed)
@@ -493,6 +586,89 @@ class Storage:
         if statement is None:
             statement = self._statements.setdefault(name, build())
         return statement
+
+    def _hot_statement(self, name: str, build: Callable[[], Any]) -> HotStatement:
+        """The statement `build()` makes, compiled once for this database (see HotStatement)."""
+        statement = self._hot_statements.get(name)
+        if statement is None:
+            statement = self._hot_statements.setdefault(name, HotStatement(build(), self.engine.dialect))
+        return statement
+
+    @contextmanager
+    def _hot(self, engine: Engine) -> Iterator[HotCursor]:
+        """A pooled connection of `engine` for `HotStatement`s, committed when the block ends.
+
+        Errors come out as SQLAlchemy's own (what ivr/resilience.py handles), never with the values
+        (they may hold a phone number's hash); a connection found dead is dropped from its pool. On
+        SQLite the writers' turn (SqliteWriterQueue) is taken at the first write and given back here.
+        """
+        dialect = engine.dialect
+        connection = engine.raw_connection()
+        hot = HotCursor(connection.cursor(), engine, self._writers, self.trace)
+        try:
+            yield hot
+            connection.commit()
+        except dialect.loaded_dbapi.Error as error:
+            gone = dialect.is_disconnect(error, connection.dbapi_connection, hot.cursor)
+            if gone:
+                connection.invalidate(error)
+            raise sa.exc.DBAPIError.instance(
+                None,
+                None,
+                error,
+                dialect.loaded_dbapi.Error,
+                hide_parameters=True,
+                dialect=dialect,
+                connection_invalidated=gone,
+            ) from error
+        finally:
+            try:
+                hot.cursor.close()
+            finally:
+                connection.close()  # back to the pool, which rolls back whatever was left open
+                if hot.wrote and self._writers is not None:
+                    self._writers.release()
+
+    def _run_hot(self, engine: Engine, work: Callable[[HotCursor], T]) -> T:
+        """`work` in one `_hot` transaction; tried once more on a fresh connection if the first was dead.
+
+        The hot engines skip the liveness ping (a round trip per request on PostgreSQL); instead a
+        connection that died (a server restart, a failover) is noticed by its error and replaced.
+        Every hot write is safe to repeat: a text's turn is keyed by its MessageSid, a call step by its
+        idempotency key; only an unkeyed usage count could count twice, if the first commit arrived.
+        """
+        try:
+            with self._hot(engine) as hot:
+                return work(hot)
+        except sa.exc.DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
+        with self._hot(engine) as hot:
+            return work(hot)
+
+    def _hot_new_event(self) -> HotStatement:
+        """INSERT a processed_events key unless it is there (rowcount 1 when this call inserted it)."""
+        columns = ("key", "created_at", "outcome")
+        return self._hot_statement(
+            "new-event",
+            lambda: self._insert(processed_events)
+            .values({name: sa.bindparam(f"new_{name}") for name in columns})
+            .on_conflict_do_nothing(),
+        )
+
+    def _hot_upsert(
+        self, table: sa.Table, key: str, columns: tuple[str, ...], updated: tuple[str, ...] | None = None
+    ) -> HotStatement:
+        """INSERT a row of `columns` (bound as new_<column>) or, when `key` is taken, SET `updated`
+        (default: every column but the key) to the new row's values."""
+        name = f"upsert:{table.name}:{columns}:{updated}"
+        statement = self._hot_statements.get(name)
+        if statement is not None:
+            return statement
+        changed = updated if updated is not None else tuple(column for column in columns if column != key)
+        insert = self._insert(table).values({column: sa.bindparam(f"new_{column}") for column in columns})
+        upsert = insert.on_conflict_do_update(index_elements=[key], set_={c: insert.excluded[c] for c in changed})
+        return self._hot_statement(name, lambda: upsert)
 
     def _upsert(self, table: sa.Table, key: str, updated: tuple[str, ...]) -> Any:
         """INSERT ... ON CONFLICT (key) DO UPDATE SET each of `updated` to the new row's value, built once."""
@@ -710,11 +886,17 @@ class Storage:
         failure is logged and forgotten, unless `quiet` is False (ivr/resilience.py wants to know).
         """
         values = {"use_day": day or utcnow().date(), "use_channel": channel, "use_section": section}
+        count = self._hot_statement("count-use", self._count_statement)
+
+        def work(hot: HotCursor) -> None:
+            if once_key:
+                claim = {"new_key": once_key[:96], "new_created_at": as_utc(at), "new_outcome": None}
+                if hot.execute(self._hot_new_event(), claim, write=True) != 1:
+                    return  # Twilio retried this step: counted the first time
+            hot.execute(count, values, write=True)
+
         try:
-            with self.counting_engine.connect() as connection:
-                if once_key and not self._claim(connection, once_key, as_utc(at)):
-                    return
-                connection.execute(self._count_statement(), values)
+            self._run_hot(self.counting_engine, work)
         except sa.exc.SQLAlchemyError as error:
             if not quiet:
                 raise
@@ -737,16 +919,12 @@ class Storage:
         """What the text line remembers of `phone` (an empty session for a number never seen)."""
         key = {"key": self.phone_hash(phone)}
         # One round trip instead of two: either row may be missing, so each value is its own subquery
-        # (a NULL when there is no row) rather than a join.
-        query = self._prebuilt("text-session-and-opt-out", _text_session_query)
-        with self.engine.connect() as connection:
-            row = connection.execute(query, key).one()
-        return TextSession(
-            lang=row.lang or "",
-            section=row.section or "",
-            next_part=row.next_part or 0,
-            opted_out=bool(row.opted_out),
-        )
+        # (a NULL when there is no row) rather than a join. Read in autocommit: one statement, no
+        # transaction to begin and end.
+        query = self._hot_statement("text-session-and-opt-out", _text_session_query)
+        row = self._run_hot(self.counting_engine, lambda hot: hot.one(query, key))
+        lang, section, next_part, opted_out = row or (None, None, None, None)
+        return TextSession(lang=lang or "", section=section or "", next_part=next_part or 0, opted_out=bool(opted_out))
 
     def set_opt_out(self, phone: str, opted_out: bool) -> None:
         """Record STOP (`opted_out` True) or START (False) from `phone`; only a hash of the number is kept."""
@@ -779,14 +957,44 @@ class Storage:
         delivered it twice at once) nothing is stored again, and the answer token stored the first
         time is returned ("" if there was none), so the retry gets the same answer.
         """
-        leaves_something = changes.opted_out is not None or changes.callback is not None
-        engine = self.engine if leaves_something else self.conversation_engine
-        with engine.begin() as connection:
-            first = self._text_turn(connection, event_key, self.phone_hash(phone), phone, outcome, changes, utcnow())
+        phone_hash, at = self.phone_hash(phone), utcnow()
+        if changes.opted_out is None and changes.callback is None:
+            # MENU, a topic, MORE: the turn only moves a conversation along (see conversation_engine).
+            turn = partial(self._moving_turn, event_key=event_key, phone_hash=phone_hash, outcome=outcome, at=at)
+            return self._run_hot(self.conversation_engine, partial(turn, changes=changes))
+        with self.engine.begin() as connection:
+            first = self._text_turn(connection, event_key, phone_hash, phone, outcome, changes, at)
         if first is None and changes.count_section:
             # Counting is for the staff usage panel only: after the turn is safely stored.
             self.count_use("sms", changes.count_section)
         return first
+
+    def _moving_turn(
+        self, hot: HotCursor, event_key: str, phone_hash: str, outcome: str, changes: TextChanges, at: dt.datetime
+    ) -> str | None:
+        """A turn that leaves nothing a person would miss, in one transaction of hot statements:
+        the MessageSid (a retry gets the first answer), the conversation's place, the usage count."""
+        if event_key:
+            key = event_key[:96]
+            event = {"new_key": key, "new_created_at": at, "new_outcome": outcome[:64]}
+            if hot.execute(self._hot_new_event(), event, write=True) != 1:
+                row = hot.one(self._hot_statement("event-outcome", _event_outcome_query), {"key": key})
+                return (row[0] or "") if row else ""
+        if changes.session is not None:
+            session = changes.session
+            values = {
+                "new_phone_hash": phone_hash,
+                "new_lang": session.lang,
+                "new_section": session.section,
+                "new_next_part": session.next_part,
+                "new_updated_at": at,
+            }
+            upsert = self._hot_upsert(sms_sessions, "phone_hash", _SESSION_COLUMNS)
+            hot.execute(upsert, values, write=True)
+        if changes.count_section:
+            count = {"use_day": at.date(), "use_channel": "sms", "use_section": changes.count_section}
+            hot.execute(self._hot_statement("count-use", self._count_statement), count, write=True)
+        return None
 
     def _text_turn(
         self,
@@ -863,14 +1071,13 @@ class Storage:
         A last section older than `keep_last_section_for` is no longer needed, so it is erased here.
         """
         key = self.phone_hash(phone)
-        query = self._prebuilt(
+        query = self._hot_statement(
             "recall", lambda: sa.select(preferences).where(preferences.c.phone_hash == sa.bindparam("key"))
         )
-        with self.engine.connect() as connection:
-            row = connection.execute(query, {"key": key}).first()
+        row = self._run_hot(self.counting_engine, lambda hot: hot.one(query, {"key": key}))
         if row is None:
             return None
-        saved = dict(row._mapping)
+        saved = dict(zip(preferences.c.keys(), row, strict=True))
         heard_at = _aware(saved["last_heard_at"])
         saved["last_heard_at"] = heard_at
         if saved["last_section"] and (heard_at is None or now - heard_at > keep_last_section_for):
@@ -885,12 +1092,18 @@ class Storage:
 
     def remember_choices(self, phone: str, lang: str, slow: bool, section: str, now: dt.datetime) -> None:
         """Save `phone`'s language and speed; with `section`, also that they heard it at `now`."""
-        values: dict[str, Any] = {"lang": lang, "slow": slow, "updated_at": now}
-        if section:
-            values.update(last_section=section, last_heard_at=now)
-        statement = self._upsert(preferences, "phone_hash", tuple(values))
-        with self.engine.begin() as connection:
-            connection.execute(statement, {"phone_hash": self.phone_hash(phone), "last_section": "", **values})
+        updated = ("lang", "slow", "updated_at", *(("last_section", "last_heard_at") if section else ()))
+        values = {
+            "new_phone_hash": self.phone_hash(phone),
+            "new_lang": lang,
+            "new_slow": slow,
+            "new_last_section": section,
+            "new_last_heard_at": now if section else None,
+            "new_updated_at": now,
+        }
+        # A convenience, not something the caller left: committed without waiting for the disk.
+        statement = self._hot_upsert(preferences, "phone_hash", _CHOICE_COLUMNS, updated)
+        self._run_hot(self.conversation_engine, lambda hot: hot.execute(statement, values, write=True))
 
     def forget_choices(self, phone: str) -> None:
         """Erase everything the line saved about `phone`'s choices."""
@@ -1056,6 +1269,16 @@ def _spooled_time(record: dict[str, Any]) -> dt.datetime:
         return _aware(dt.datetime.fromisoformat(str(record["at"]))) or utcnow()
     except (KeyError, ValueError):
         return utcnow()
+
+
+#: The columns a text conversation's and a caller's choices' upserts set (see Storage._hot_upsert).
+_SESSION_COLUMNS = ("phone_hash", "lang", "section", "next_part", "updated_at")
+_CHOICE_COLUMNS = ("phone_hash", "lang", "slow", "last_section", "last_heard_at", "updated_at")
+
+
+def _event_outcome_query() -> sa.Select[Any]:
+    """The answer stored for a handled message (processed_events.outcome), by key."""
+    return sa.select(processed_events.c.outcome).where(processed_events.c.key == sa.bindparam("key"))
 
 
 def _text_session_query() -> sa.Select[Any]:

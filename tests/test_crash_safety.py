@@ -181,9 +181,10 @@ KEPT_TABLES = ("callback_requests", "opt_outs", "sms_sessions", "processed_event
 def test_what_callers_leave_is_written_only_on_connections_that_wait_for_the_disk(tmp_path: Path) -> None:
     """SQLite: everything a caller leaves commits with synchronous=FULL (fsync'ed before the answer).
 
-    Usage counts (and their retry keys), and texts that only move a conversation along (MENU, a topic,
-    MORE), go through connections that do not wait for the disk, which a power cut may cost the last
-    few of (a crash of the process costs nothing): check nothing a person leaves ever takes that way.
+    Usage counts (and their retry keys), texts that only move a conversation along (MENU, a topic,
+    MORE) and remembered choices (language, speed, last section: a convenience) go through
+    connections that do not wait for the disk, which a power cut may cost the last few of (a crash
+    of the process costs nothing): check nothing a person leaves ever takes that way.
     """
     from ivr import create_app
     from tests.conftest import app_config
@@ -192,20 +193,21 @@ def test_what_callers_leave_is_written_only_on_connections_that_wait_for_the_dis
 
     app = create_app(app_config(tmp_path))
     storage: Storage = app.extensions["careline"].storage
-    writes: list[tuple[str, int, str]] = []
+    writes: list[tuple[str, sa.engine.Engine]] = []
 
-    def note(conn: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
+    def note(engine: sa.engine.Engine, statement: str) -> None:
         words = statement.split()
         if words and words[0].upper() in ("INSERT", "UPDATE", "DELETE"):
             table = next((name for name in (*KEPT_TABLES, "usage_daily") if name in statement), "")
-            sync = conn.connection.dbapi_connection.execute("PRAGMA synchronous").fetchone()[0]
-            values = parameters.values() if isinstance(parameters, dict) else parameters or ()
-            key = next((v for v in values if isinstance(v, str) and v.startswith("step:")), "")
-            writes.append((table, sync, key))
+            writes.append((table, engine))
+
+    def note_statement(conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        note(conn.engine, statement)
 
     engines = [value for value in vars(storage).values() if isinstance(value, sa.engine.Engine)]
     for engine in engines:
-        sa.event.listen(engine, "before_cursor_execute", note)
+        sa.event.listen(engine, "before_cursor_execute", note_statement)
+    storage.trace = note  # the statements that go straight to the driver (Storage._hot)
     call = StaffCall(app.test_client())
     call.start()
     call.press("9")  # Spanish: remembered choices are written
@@ -219,16 +221,22 @@ def test_what_callers_leave_is_written_only_on_connections_that_wait_for_the_dis
     for body in ("hospice", "call me", "STOP"):
         phone.text(body)
     for engine in engines:
-        sa.event.remove(engine, "before_cursor_execute", note)
+        sa.event.remove(engine, "before_cursor_execute", note_statement)
+    storage.trace = None
 
     full = 2
-    kept = [write for write in writes if write[0] in KEPT_TABLES and not write[2].startswith("step:count:")]
-    assert {table for table, _, _ in kept} >= {"callback_requests", "opt_outs", "sms_sessions", "processed_events"}
-    # What a person leaves (a voice message, a call-back request, an opt-out, saved choices) always waits.
-    left = [write for write in kept if write[0] in ("callback_requests", "opt_outs", "preferences")]
-    assert left and all(sync == full for _, sync, _ in left), left
+    syncs = {}
+    for engine in engines:
+        with engine.connect() as connection:
+            syncs[engine] = connection.exec_driver_sql("PRAGMA synchronous").scalar()
+    # Usage counts and their retry keys go through the counting connections (checked at the end).
+    kept = [(table, syncs[engine]) for table, engine in writes if engine is not storage.counting_engine]
+    assert {table for table, _ in kept} >= {"callback_requests", "opt_outs", "sms_sessions", "processed_events"}
+    # What a person leaves (a voice message, a call-back request, an opt-out) always waits.
+    left = [write for write in kept if write[0] in ("callback_requests", "opt_outs")]
+    assert left and all(sync == full for _, sync in left), left
     # A text that only moves the conversation along ("hospice") may skip the fsync; the texts that
     # leave something ("call me", STOP) write their session and message key with it, durably.
-    moves = [write for write in kept if write[0] in ("sms_sessions", "processed_events")]
-    assert [sync for table, sync, _ in moves if table == "processed_events"] == [1, full, full], moves
-    assert any(table == "usage_daily" and sync != full for table, sync, _ in writes), "counts skip the fsync"
+    assert [sync for table, sync in kept if table == "processed_events"] == [1, full, full], kept
+    assert [sync for table, sync in kept if table == "preferences"] == [1, 1], "remembered choices skip it"
+    assert any(table == "usage_daily" and syncs[engine] != full for table, engine in writes), "counts skip the fsync"

@@ -152,12 +152,13 @@ def test_only_counts_and_conversation_moves_skip_waiting_for_the_disk(storage: S
 def test_a_text_that_leaves_something_waits_for_the_disk(storage: Storage) -> None:
     """MENU, a topic or MORE commit without an fsync; STOP, START and a call-back request always with one."""
     used: list[str] = []
+    # Which pool each turn took its connection from (hot statements bypass SQLAlchemy's own events).
     listeners = {
         "durable": lambda *_args: used.append("durable"),
         "relaxed": lambda *_args: used.append("relaxed"),
     }
-    sa.event.listen(storage.engine, "commit", listeners["durable"])
-    sa.event.listen(storage.conversation_engine, "commit", listeners["relaxed"])
+    sa.event.listen(storage.engine.pool, "checkout", listeners["durable"])
+    sa.event.listen(storage.conversation_engine.pool, "checkout", listeners["relaxed"])
     try:
         phone = "+15551230001"
         session = TextSession(lang="en", section="hospice", next_part=1)
@@ -167,8 +168,8 @@ def test_a_text_that_leaves_something_waits_for_the_disk(storage: Storage) -> No
         callback = CallbackAsk(topic="hospice", lang="en", urgent=False)
         storage.record_text_turn("SM-call", phone, "", TextChanges(callback=callback))
     finally:
-        sa.event.remove(storage.engine, "commit", listeners["durable"])
-        sa.event.remove(storage.conversation_engine, "commit", listeners["relaxed"])
+        sa.event.remove(storage.engine.pool, "checkout", listeners["durable"])
+        sa.event.remove(storage.conversation_engine.pool, "checkout", listeners["relaxed"])
     assert used == ["relaxed", "durable", "durable", "durable"]
     assert storage.text_session(phone).section == "hospice"
     assert len(storage.callback_requests()) == 1
