@@ -501,7 +501,10 @@ class Storage:
             sa.event.listen(engine, "connect", _sqlite_pragmas)
             sa.event.listen(engine, "connect", _sqlite_commit_without_fsync)
             return engine
+        # Autocommit: each write here is one statement (a text's turn is one, see _one_statement_turn),
+        # so BEGIN and COMMIT would be two more round trips for nothing.
         relaxed = {**options, "pool_size": 2, "max_overflow": 4, "pool_pre_ping": False}
+        relaxed["isolation_level"] = "AUTOCOMMIT"
         connect_args = dict(relaxed.pop("connect_args", {}))
         connect_args["options"] = f"{connect_args.get('options', '')} -c synchronous_commit=off".strip()
         return sa.create_engine(database_url, connect_args=connect_args, **relaxed)
@@ -974,26 +977,38 @@ class Storage:
     ) -> str | None:
         """A turn that leaves nothing a person would miss, in one transaction of hot statements:
         the MessageSid (a retry gets the first answer), the conversation's place, the usage count."""
-        if event_key:
-            key = event_key[:96]
-            event = {"new_key": key, "new_created_at": at, "new_outcome": outcome[:64]}
-            if hot.execute(self._hot_new_event(), event, write=True) != 1:
-                row = hot.one(self._hot_statement("event-outcome", _event_outcome_query), {"key": key})
-                return (row[0] or "") if row else ""
-        if changes.session is not None:
-            session = changes.session
-            values = {
-                "new_phone_hash": phone_hash,
-                "new_lang": session.lang,
-                "new_section": session.section,
-                "new_next_part": session.next_part,
-                "new_updated_at": at,
-            }
-            upsert = self._hot_upsert(sms_sessions, "phone_hash", _SESSION_COLUMNS)
-            hot.execute(upsert, values, write=True)
+        key = event_key[:96]
+        values: dict[str, Any] = {"new_key": key, "new_created_at": at, "new_outcome": outcome[:64]}
+        session = changes.session
+        if session is not None:
+            values.update(
+                new_phone_hash=phone_hash,
+                new_lang=session.lang,
+                new_section=session.section,
+                new_next_part=session.next_part,
+                new_updated_at=at,
+            )
         if changes.count_section:
-            count = {"use_day": at.date(), "use_channel": "sms", "use_section": changes.count_section}
-            hot.execute(self._hot_statement("count-use", self._count_statement), count, write=True)
+            values.update(use_day=at.date(), use_channel="sms", use_section=changes.count_section)
+        if key and self.engine.dialect.name == "postgresql":
+            # One round trip instead of five (BEGIN, three statements, COMMIT): see _one_statement_turn.
+            shape = (session is not None, bool(changes.count_section))
+            turn = self._hot_statement(f"turn:{shape}", partial(_one_statement_turn, *shape))
+            fresh, earlier = hot.one(turn, values) or (0, None)
+            if fresh:
+                return None
+            if earlier is not None:
+                return str(earlier)
+            # Delivered twice at once: the other copy's row was not yet committed when this one began.
+            row = hot.one(self._hot_statement("event-outcome", _event_outcome_query), {"key": key})
+            return (row[0] or "") if row else ""
+        if key and hot.execute(self._hot_new_event(), values, write=True) != 1:
+            row = hot.one(self._hot_statement("event-outcome", _event_outcome_query), {"key": key})
+            return (row[0] or "") if row else ""
+        if session is not None:
+            hot.execute(self._hot_upsert(sms_sessions, "phone_hash", _SESSION_COLUMNS), values, write=True)
+        if changes.count_section:
+            hot.execute(self._hot_statement("count-use", self._count_statement), values, write=True)
         return None
 
     def _text_turn(
@@ -1274,6 +1289,51 @@ def _spooled_time(record: dict[str, Any]) -> dt.datetime:
 #: The columns a text conversation's and a caller's choices' upserts set (see Storage._hot_upsert).
 _SESSION_COLUMNS = ("phone_hash", "lang", "section", "next_part", "updated_at")
 _CHOICE_COLUMNS = ("phone_hash", "lang", "slow", "last_section", "last_heard_at", "updated_at")
+
+
+def _one_statement_turn(with_session: bool, with_count: bool) -> sa.Select[Any]:
+    """PostgreSQL: a text turn that only moves a conversation along, as ONE statement (atomic in autocommit).
+
+    WITH new_event AS (INSERT the MessageSid ON CONFLICT DO NOTHING RETURNING it), then the session
+    upsert and the usage count, each only WHERE EXISTS (SELECT FROM new_event): a retried message
+    changes nothing. It selects `fresh` (1 when this statement stored the message) and `earlier`
+    (the answer stored the first time, from the snapshot before this statement). Every round trip
+    to the server costs both processes CPU; this turn was five of them. SQLite cannot put an
+    INSERT in a WITH clause, so there the same writes are three statements in one transaction.
+    """
+    event = (
+        postgresql.insert(processed_events)
+        .values({name: sa.bindparam(f"new_{name}") for name in ("key", "created_at", "outcome")})
+        .on_conflict_do_nothing()
+        .returning(processed_events.c.key)
+        .cte("new_event")
+    )
+    is_new = sa.exists(sa.select(event.c.key))
+    writes = []
+    if with_session:
+        rows = sa.select(*(sa.bindparam(f"new_{name}", type_=sms_sessions.c[name].type) for name in _SESSION_COLUMNS))
+        session = postgresql.insert(sms_sessions).from_select(list(_SESSION_COLUMNS), rows.where(is_new))
+        session = session.on_conflict_do_update(
+            index_elements=["phone_hash"], set_={name: session.excluded[name] for name in _SESSION_COLUMNS[1:]}
+        )
+        writes.append(session.returning(sms_sessions.c.phone_hash).cte("saved_session"))
+    if with_count:
+        rows = sa.select(
+            sa.bindparam("use_day", type_=usage_daily.c.day.type),
+            sa.bindparam("use_channel", type_=usage_daily.c.channel.type),
+            sa.bindparam("use_section", type_=usage_daily.c.section.type),
+            sa.literal(1, type_=sa.Integer),
+        )
+        count = postgresql.insert(usage_daily).from_select(["day", "channel", "section", "count"], rows.where(is_new))
+        count = count.on_conflict_do_update(
+            index_elements=["day", "channel", "section"], set_={"count": usage_daily.c.count + 1}
+        )
+        writes.append(count.returning(usage_daily.c.day).cte("counted"))
+    earlier = sa.select(processed_events.c.outcome).where(processed_events.c.key == sa.bindparam("new_key"))
+    fresh = sa.select(sa.func.count()).select_from(event)
+    query = sa.select(fresh.scalar_subquery().label("fresh"), earlier.scalar_subquery().label("earlier"))
+    # Data-modifying WITH parts run to completion whether or not the main query reads them.
+    return query.add_cte(*writes) if writes else query
 
 
 def _event_outcome_query() -> sa.Select[Any]:

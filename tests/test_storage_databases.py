@@ -149,6 +149,41 @@ def test_only_counts_and_conversation_moves_skip_waiting_for_the_disk(storage: S
             assert connection.exec_driver_sql(setting).scalar() == relaxed
 
 
+@pytest.mark.parametrize("with_session", [True, False])
+@pytest.mark.parametrize("with_count", [True, False])
+def test_a_conversation_move_is_stored_once_per_message(storage: Storage, with_session: bool, with_count: bool) -> None:
+    """MENU, a topic or MORE (one statement on PostgreSQL, one transaction on SQLite): a retry of the
+    same MessageSid gets the first answer back and changes nothing, whatever it would change."""
+    phone = "+15551230002"
+    first = TextChanges(
+        session=TextSession(lang="es", section="hospice", next_part=1) if with_session else None,
+        count_section="hospice" if with_count else "",
+    )
+    assert storage.record_text_turn("sms:SM-once", phone, "section:es:hospice:0", first) is None
+    retry = TextChanges(session=TextSession(lang="en", section="coping", next_part=2), count_section="coping")
+    assert storage.record_text_turn("sms:SM-once", phone, "menu:en", retry) == "section:es:hospice:0"
+    assert storage.record_text_turn("sms:SM-once", phone, "menu:en", first) == "section:es:hospice:0"
+
+    expected = TextSession(lang="es", section="hospice", next_part=1) if with_session else TextSession()
+    assert storage.text_session(phone) == expected
+    today = dt.datetime.now(dt.UTC).date()
+    counts = {(row["channel"], row["section"]): row["count"] for row in storage.usage(today - dt.timedelta(days=1))}
+    assert counts == ({("sms", "hospice"): 1} if with_count else {})
+
+    # A message with no SID (never from Twilio, but possible by hand) is stored every time it comes.
+    assert storage.record_text_turn("", phone, "menu:en", first) is None
+    assert storage.record_text_turn("", phone, "menu:en", first) is None
+    if with_count:
+        counts = {(r["channel"], r["section"]): r["count"] for r in storage.usage(today - dt.timedelta(days=1))}
+        assert counts == {("sms", "hospice"): 3}
+
+
+def test_a_stored_message_with_no_answer_gives_an_empty_one(storage: Storage) -> None:
+    session = TextChanges(session=TextSession(lang="en", section="hospice", next_part=1))
+    assert storage.record_text_turn("sms:SM-quiet", "+15551230003", "", session) is None
+    assert storage.record_text_turn("sms:SM-quiet", "+15551230003", "menu:en", session) == ""
+
+
 def test_a_text_that_leaves_something_waits_for_the_disk(storage: Storage) -> None:
     """MENU, a topic or MORE commit without an fsync; STOP, START and a call-back request always with one."""
     used: list[str] = []
