@@ -20,8 +20,11 @@ _APOSTROPHES = re.compile(r"['’‘`´]")
 
 def normalize(text: str) -> str:
     """Lowercase `text`, fold accents (keeping ñ), drop apostrophes, and turn all but letters and digits into spaces."""
-    decomposed = unicodedata.normalize("NFKD", text.lower().replace("ñ", "\0"))
-    plain = "".join(c for c in decomposed if not unicodedata.combining(c)).replace("\0", "ñ")
+    if text.isascii():  # most texts: nothing to fold but case
+        plain = text.lower()
+    else:
+        decomposed = unicodedata.normalize("NFKD", text.lower().replace("ñ", "\0"))
+        plain = "".join(c for c in decomposed if not unicodedata.combining(c)).replace("\0", "ñ")
     return " ".join(_NON_WORD.sub(" ", _APOSTROPHES.sub("", plain)).split())
 
 

@@ -18,9 +18,11 @@ The promises kept here:
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Protocol
 
 from ivr.content import Content, Language
 from ivr.matching import Said, normalize
@@ -143,6 +145,8 @@ class Decision:
 
 def sanitize(content: Content, conversation: Conversation) -> Conversation:
     """Make any stored conversation one the text line can answer (content may have changed since)."""
+    if _is_sane(content, conversation):
+        return conversation
     lang = conversation.lang if conversation.lang in content.languages else content.default_language
     section = conversation.section if conversation.section in content.section_ids else ""
     parts = len(content.language(lang).sections[section].sms) if section else 0
@@ -154,12 +158,24 @@ def sanitize(content: Content, conversation: Conversation) -> Conversation:
     )
 
 
+def _is_sane(content: Content, conversation: Conversation) -> bool:
+    """Whether `sanitize` would give back `conversation` as it is (as it does for nearly every text)."""
+    if conversation.lang not in content.languages or type(conversation.opted_out) is not bool:
+        return False
+    if not conversation.section:
+        return conversation.section == "" and conversation.next_part == 0
+    if conversation.section not in content.section_ids:
+        return False
+    parts = len(content.languages[conversation.lang].sections[conversation.section].sms)
+    return 0 <= conversation.next_part <= parts
+
+
 def decide(content: Content, conversation: Conversation, text: str) -> Decision:
     """The answer to `text` from a number whose conversation so far is `conversation`."""
     conv = sanitize(content, conversation)
     raw = text[:MAX_TEXT_CHARACTERS]
     folded = normalize(raw)
-    find = _Finder(content, conv.lang, folded)
+    find = _find(content, conv.lang, folded)
 
     whole = find.whole_text()
     if whole is not None:
@@ -190,7 +206,7 @@ def decide(content: Content, conversation: Conversation, text: str) -> Decision:
     chosen = find.family("language")
     lang = chosen or conv.lang
     if chosen:
-        find = _Finder(content, lang, folded)
+        find = _find(content, lang, folded)
         mentioned = find.section()
 
     asking = find.family("call") or (None if mentioned else find.family("staff"))
@@ -236,6 +252,100 @@ def _section(content: Content, conv: Conversation, section_id: str, lang: str, p
 def _switch(conv: Conversation, lang: str) -> tuple[Effect, ...]:
     """Save the conversation's new language, when the text changed it."""
     return () if lang == conv.lang else (SaveConversation(lang, conv.section, conv.next_part),)
+
+
+class _Find(Protocol):
+    """What `decide` asks of one text (see _Finder for what each question means)."""
+
+    def whole_text(self) -> tuple[str, str] | None: ...
+
+    def family(self, family: str) -> str | None: ...
+
+    def urgent(self) -> str | None: ...
+
+    def section(self) -> tuple[str, str] | None: ...
+
+    def topic_key(self) -> str | None: ...
+
+
+def _find(content: Content, lang: str, folded: str) -> _Find:
+    """What is in the text `folded`, looked for in language `lang` first.
+
+    Most texts are one of the words the line itself suggests (MENU, MORE, a topic's keyword or
+    number): what is in those is worked out once per process and then looked up. Any other text is
+    searched afresh and not remembered: nothing a person writes stays in the process's memory.
+    """
+    prepared = _prepared(content)
+    if folded not in prepared.texts:
+        return _Finder(content, lang, folded)
+    findings = prepared.findings.get((lang, folded))
+    if findings is None:
+        findings = prepared.findings.setdefault((lang, folded), _Findings(_Finder(content, lang, folded)))
+    return findings
+
+
+class _Prepared:
+    """What the text line works out once per loaded Content: the texts the line itself suggests, in
+    every language, with what is in each, and its own messages that name nothing from outside
+    (menus, section parts). Filled as texts come in; all of it is the line's own words."""
+
+    def __init__(self, content: Content) -> None:
+        texts = {normalize(key) for key in content.topic_keys}
+        for language in content.languages.values():
+            texting = language.texting
+            for vocabulary in (texting.sections, *texting.phrases.values()):
+                texts.update(" ".join(phrase_words) for phrase_words, _ in vocabulary.entries)
+            for phrases in texting.keywords.values():
+                texts.update(phrases)
+        self.texts = frozenset(texts)
+        #: _Findings by (conversation language, folded text).
+        self.findings: dict[tuple[str, str], _Findings] = {}
+        #: menu() by (language, heading prompt).
+        self.menus: dict[tuple[str, str], str] = {}
+        #: section_message() by (language, section id, part).
+        self.section_messages: dict[tuple[str, str, int], str] = {}
+
+
+#: _Prepared by id() of a loaded Content, dropped with the Content (which cannot be a dict key:
+#: its mappings are not hashable).
+_PREPARED: dict[int, _Prepared] = {}
+
+
+def _prepared(content: Content) -> _Prepared:
+    prepared = _PREPARED.get(id(content))
+    if prepared is None:
+        prepared = _PREPARED[id(content)] = _Prepared(content)
+        weakref.finalize(content, _PREPARED.pop, id(content), None)
+    return prepared
+
+
+class _Findings:
+    """Every answer a _Finder gives for one text, worked out at once, to be asked again and again."""
+
+    __slots__ = ("_families", "_section", "_topic_key", "_urgent", "_whole")
+
+    def __init__(self, finder: _Finder) -> None:
+        self._whole = finder.whole_text()
+        families = {family for _, language in finder.languages() for family in language.texting.phrases}
+        self._families = {family: finder.family(family) for family in families}
+        self._urgent = finder.urgent()
+        self._section = finder.section()
+        self._topic_key = finder.topic_key()
+
+    def whole_text(self) -> tuple[str, str] | None:
+        return self._whole
+
+    def family(self, family: str) -> str | None:
+        return self._families[family]
+
+    def urgent(self) -> str | None:
+        return self._urgent
+
+    def section(self) -> tuple[str, str] | None:
+        return self._section
+
+    def topic_key(self) -> str | None:
+        return self._topic_key
 
 
 class _Finder:
@@ -324,12 +434,33 @@ def section_message(content: Content, lang: str, section_id: str, part: int) -> 
     language = content.language(lang)
     messages = language.sections[section_id].sms
     part = min(max(part, 0), len(messages) - 1)
+    if lang not in content.languages or type(part) is not int:
+        return _section_message(language, messages, part)
+    remembered = _prepared(content).section_messages
+    key = (lang, section_id, part)
+    message = remembered.get(key)
+    if message is None:
+        message = remembered[key] = _section_message(language, messages, part)
+    return message
+
+
+def _section_message(language: Language, messages: tuple[str, ...], part: int) -> str:
     footer = language.text("more_footer" if part + 1 < len(messages) else "end_footer")
     return f"{messages[part]}\n{footer}"
 
 
 def menu(content: Content, lang: str, heading: str = "menu_heading") -> str:
     """The menu: a heading, a line per topic with its number and keyword, how to get a call, the other language."""
+    if lang not in content.languages or heading not in content.languages[lang].sms:
+        return _menu(content, lang, heading)
+    remembered = _prepared(content).menus
+    text = remembered.get((lang, heading))
+    if text is None:
+        text = remembered[(lang, heading)] = _menu(content, lang, heading)
+    return text
+
+
+def _menu(content: Content, lang: str, heading: str) -> str:
     language = content.language(lang)
     lines = [language.text(heading)]
     for section_id in content.section_ids:

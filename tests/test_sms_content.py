@@ -121,6 +121,21 @@ def test_staff_hours_written_for_texts(spec: str, lang: str, expected: str) -> N
     assert describe_hours(hours, CONTENT.language(lang).texting.hours) == expected
 
 
+def test_staff_hours_written_once_are_each_their_own() -> None:
+    """describe_hours remembers its answers (every text asks for them): other hours or words still get theirs."""
+    expected = {
+        ("Mon-Fri 08:30-17:00", "en"): "Mon-Fri 8:30am-5pm",
+        ("Mon-Fri 08:30-17:00", "es"): "lun a vie 8:30-17:00",
+        ("Tue 12:15-13:45", "en"): "Tue 12:15pm-1:45pm",
+        ("closed", "en"): "hours vary",
+        ("Mon-Sun 00:00-24:00", "es"): "a toda hora, todos los dias",
+    }
+    for _ in range(40):  # many StaffHours objects, as tests and reloads make them
+        for (spec, lang), written in expected.items():
+            hours = StaffHours.parse(spec, "America/New_York")
+            assert describe_hours(hours, CONTENT.language(lang).texting.hours) == written
+
+
 def test_hour_words_are_data() -> None:
     words = HourWords(
         days=("L", "M", "X", "J", "V", "S", "D"),

@@ -333,3 +333,61 @@ def test_a_whole_section_for_a_caller_ends_with_the_way_on() -> None:
     sms = CONTENT.language("es").sections["hospice"].sms
     assert messages[:-1] == sms[:-1]
     assert messages[-1] == f"{sms[-1]}\n{CONTENT.language('es').text('end_footer')}"
+
+
+# -- what is worked out once per process --------------------------------------------------------------
+
+
+def suggested_texts() -> list[str]:
+    """Every word and phrase the line suggests or understands as a whole text, as people write it."""
+    texts = set(CONTENT.topic_keys)
+    for language in CONTENT.languages.values():
+        for families in language.texting.keywords.values():
+            texts.update(families)
+        for section in language.sections.values():
+            texts.update({section.keyword, section.title, language.texting.topics[section.id], *section.synonyms})
+    return sorted(texts)
+
+
+def test_suggested_texts_answer_as_a_fresh_search_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What is remembered for MENU, MORE, keywords and numbers is what searching the text afresh finds,
+    whatever the conversation's language, section, part or opt-out (asked in both orders of language)."""
+    conversations = [
+        tl.Conversation(lang=lang, section=section, next_part=part, opted_out=opted_out)
+        for lang in LANGS
+        for section, part in (("", 0), ("hospice", 1), ("coping", 0))
+        for opted_out in (False, True)
+    ]
+    cases = [(conversation, variant) for text in suggested_texts() for variant in (text, f"{text.upper()}!")
+             for conversation in conversations]  # fmt: skip
+    remembered = [tl.decide(CONTENT, conversation, text) for conversation, text in cases]
+    monkeypatch.setattr(tl, "_find", tl._Finder)
+    afresh = [tl.decide(CONTENT, conversation, text) for conversation, text in cases]
+    assert remembered == afresh
+
+
+def test_what_people_write_is_not_remembered() -> None:
+    """Only the line's own words are kept between texts: any other text is searched and forgotten."""
+    private = "my scan is tomorrow and I am scared about hospice"
+    conversation = tl.Conversation(lang="en")
+    assert tl.decide(CONTENT, conversation, private).outcome.section == "hospice"
+    assert tl.decide(CONTENT, conversation, "MENU").outcome.kind == tl.MENU
+    prepared = tl._prepared(CONTENT)
+    assert normalize(private) not in prepared.texts
+    assert all(text in prepared.texts for _, text in prepared.findings)
+    assert ("en", "menu") in prepared.findings
+
+
+def test_remembered_menus_and_parts_stay_apart() -> None:
+    """Menus and section parts are written once per process; each is still its own, asked in any order."""
+    for _ in range(2):
+        for lang, language in CONTENT.languages.items():
+            for heading in ("menu_heading", "not_understood", "language_switched"):
+                menu = tl.menu(CONTENT, lang, heading)
+                assert menu.startswith(f"{language.text(heading)}\n")
+                assert all(f" {section.keyword}: " in menu for section in language.sections.values())
+            for section in language.sections.values():
+                last = len(section.sms) - 1
+                for part, message in enumerate(section.sms):
+                    footer = language.text("more_footer" if part < last else "end_footer")
+                    assert tl.section_message(CONTENT, lang, section.id, part) == f"{message}\n{footer}"
