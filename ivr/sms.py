@@ -17,6 +17,7 @@ import functools
 import logging
 from dataclasses import replace
 from functools import partial
+from types import MappingProxyType
 
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
@@ -45,11 +46,21 @@ def display_phone(number: str) -> str:
 
 
 def facts(svc: Services, line_number: str) -> textline.Facts:
-    """The staff phone (STAFF_PHONE, else the line's own number) and staff hours in each language's words."""
+    """The staff phone (STAFF_PHONE, else the line's own number) and staff hours in each language's words.
+
+    Neither depends on the text or the clock, so they are worked out once per app and staff phone."""
     phone = current_app.config.get("STAFF_PHONE") or line_number
+    remembered = current_app.extensions.get("careline.text_facts")
+    if remembered is None or remembered[0] is not svc or remembered[1] != phone:
+        remembered = (svc, phone, _facts(svc, phone))
+        current_app.extensions["careline.text_facts"] = remembered
+    return remembered[2]
+
+
+def _facts(svc: Services, phone: str) -> textline.Facts:
     languages = svc.content.languages.items()
     hours = {code: describe_hours(svc.hours, language.texting.hours) for code, language in languages}
-    return textline.Facts(staff_phone=display_phone(phone), staff_hours=hours)
+    return textline.Facts(staff_phone=display_phone(phone), staff_hours=MappingProxyType(hours))
 
 
 @bp.post("/sms")
