@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from flask import current_app
 
@@ -28,9 +30,9 @@ def services() -> Services:
     return current_app.extensions["careline"]
 
 
-def now() -> dt.datetime:
-    """The current time; tests freeze it through the app's NOW setting."""
-    frozen = current_app.config.get("NOW")
+def now(config: Mapping[str, Any] | None = None) -> dt.datetime:
+    """The current time; tests freeze it through the app's NOW setting (in `config`, else the running app's)."""
+    frozen = (current_app.config if config is None else config).get("NOW")
     return frozen if isinstance(frozen, dt.datetime) else dt.datetime.now(dt.UTC)
 
 
