@@ -20,8 +20,10 @@ from twilio.request_validator import RequestValidator
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ivr import create_app, resilience, spool
+from ivr import create_app, dialog, resilience, spool
+from ivr.dialog import CallState
 from ivr.security import WebhookFields, WebhookRequest, parse_form, signature_matches, twilio_signature
+from ivr.twiml import DocumentCache, Links, StaffDial
 from tests.conftest import app_config
 from tests.support import AUTH_TOKEN, CALLER, Phone, twilio_post
 
@@ -167,3 +169,40 @@ def test_what_this_process_spools_with_the_database_up_goes_in_on_the_next_reque
     Phone(client, number="+15551230009").text("MENU")
     assert not guard.spool.has_records()
     assert app.extensions["careline"].storage.is_opted_out(CALLER)
+
+
+def test_the_app_remembers_only_that_plain_functions_need_no_async_wrapper(tmp_path: Path) -> None:
+    app = create_app(app_config(tmp_path))
+    view = app.view_functions["voice.step"]
+    assert app.ensure_sync(view) is view and app.ensure_sync(view) is view
+
+    async def asynchronous() -> str:
+        return ""
+
+    try:
+        expected: Any = type(Flask.ensure_sync(app, asynchronous))
+    except RuntimeError as error:  # Flask without its async extra refuses async views
+        expected = type(error)
+    for _ in range(2):
+        try:
+            got: Any = type(app.ensure_sync(asynchronous))
+        except RuntimeError as error:
+            got = type(error)
+        assert got is expected and got is not type(asynchronous)
+
+
+@pytest.mark.sqlite_only
+def test_a_document_found_by_its_reply_object_is_the_one_for_the_same_dial_and_links(app: Flask) -> None:
+    svc = app.extensions["careline"]
+    links = Links(step=lambda state: f"/step?n={state.node}", whisper=lambda _t: "/w", recording_status=lambda _s: "/r")
+    cache = DocumentCache(svc.renderer)
+    reply = dialog.step(svc.content, CallState(), dialog.Heard(digits="0"), dialog.Circumstances(staff_open=True))
+    twin = dialog.step(svc.content, CallState(), dialog.Heard(digits="0"), dialog.Circumstances(staff_open=True))
+    assert reply == twin and reply is not twin
+    one, other = StaffDial(("+15550000001",), "+15559870000"), StaffDial(("+15550000002",), "+15559870000")
+    first = cache.voice(reply, links, "", one)
+    assert first == svc.renderer.voice(reply, links, one)
+    assert cache.voice(reply, links, "", one) == first == cache.voice(twin, links, "", one)
+    assert cache.voice(reply, links, "", other) == svc.renderer.voice(reply, links, other) != first
+    assert cache.voice(reply, links, "/mounted", one) == first  # the links themselves decide the URLs here
+    assert cache.voice(reply, links, "", one, max_message_seconds=60) == svc.renderer.voice(reply, links, one, 60)
