@@ -320,8 +320,8 @@ def _save_choices(effect: dialog.RememberChoices | dialog.ForgetChoices, caller:
 @twilio_only
 def incoming_call() -> Response:
     """A call comes in: greet the caller (in their remembered language and speed) and read the main menu."""
-    state = CallState(lang=services().content.default_language)
-    return _answer(state, _recall(request.form.get("From", "")))
+    state = CallState(lang=_services(current_app_object()).content.default_language)
+    return _answer(state, _recall(current_request().form.get("From", "")))
 
 
 @bp.post("/step")
