@@ -9,7 +9,8 @@
 - After a failure the guard stops trying the database for DATABASE_RETRY_SECONDS, so a caller is
   never held past Twilio's 15 s by one slow failure after another; then the next request tries
   again (`recover`, before every request): it migrates the schema if start-up could not, and moves
-  the spool into the database, each record exactly once.
+  the spool into the database, each record exactly once. While the database answers, a process
+  looks for records other processes spooled once every SPOOL_CHECK_SECONDS, not on every request.
 
 The app starts even when the database is down: start-up failures are logged and retried later.
 Errors are logged by type only: a database error's message can quote the row it failed to write.
@@ -34,6 +35,12 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+#: How often, while the database answers, a process looks in the spool for records it did not put
+#: there itself (another worker's, or those of a run that crashed): such a record reaches the database
+#: at most this much later, and is never lost meanwhile (the spool is durable, and opt-outs in it are
+#: honoured as they wait). What this process spools itself is looked for on the very next request.
+SPOOL_CHECK_SECONDS = 1.0
+
 #: Errors that mean "the database cannot be reached or used right now", not "this record is wrong".
 UNAVAILABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError, sa.exc.DisconnectionError)
 
@@ -47,6 +54,7 @@ class DatabaseGuard:
         self.retry_seconds = retry_seconds
         self.schema_ready = False
         self._down_until = 0.0
+        self._next_spool_check = 0.0  # monotonic time; 0: look at the spool on the next request
         self._recovering = threading.Lock()
 
     # -- state ----------------------------------------------------------------------------------
@@ -74,10 +82,15 @@ class DatabaseGuard:
 
     def recover(self) -> None:
         """Before a request: when the database was down (or records wait) and the retry time has come,
-        try it again. Cheap otherwise: one stat of the spool file."""
-        if self.schema_ready and not self._down_until and not self.spool.has_records():
-            return
-        if time.monotonic() < self._down_until:
+        try it again. Cheap otherwise: a clock read, and a stat of the spool file once a SPOOL_CHECK_SECONDS."""
+        if self.schema_ready and not self._down_until:
+            clock = time.monotonic()
+            if clock < self._next_spool_check:
+                return
+            self._next_spool_check = clock + SPOOL_CHECK_SECONDS
+            if not self.spool.has_records():
+                return
+        elif time.monotonic() < self._down_until:
             return
         if not self._recovering.acquire(blocking=False):
             return  # another thread of this process is at it
@@ -166,6 +179,7 @@ class DatabaseGuard:
         if record is not None:
             # An OSError here (disk full, read-only) propagates: the caller hears an apology, never "saved".
             self.spool.append(record)
+            self._next_spool_check = 0.0  # move it in on the next request, should the database answer
         return None
 
 

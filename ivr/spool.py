@@ -79,6 +79,7 @@ class Spool:
     def __init__(self, folder: Path, name: str) -> None:
         self.folder = folder
         self.path = folder / name
+        self._path_name = os.fspath(self.path)  # for os.stat, a little cheaper than Path.stat
         self._thread_lock = threading.Lock()
         self._signature: tuple[int, int, int] | None = None
         self._pending = Pending()
@@ -127,7 +128,7 @@ class Spool:
     def has_records(self) -> bool:
         """Whether anything waits (one stat call: cheap enough for every request)."""
         try:
-            return self.path.stat().st_size > 0
+            return os.stat(self._path_name).st_size > 0
         except OSError:  # no file (nothing waits), or no usable folder (nothing could be spooled)
             return False
 
@@ -153,7 +154,7 @@ class Spool:
     def pending(self) -> Pending:
         """Opt-outs and answers still only in the spool (re-read only when the file changed)."""
         try:
-            stat = self.path.stat()
+            stat = os.stat(self._path_name)
             signature: tuple[int, int, int] | None = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
         except OSError:
             signature = None

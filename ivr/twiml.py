@@ -6,6 +6,7 @@ It also writes the text line's answers (`messages`), so all TwiML comes from her
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -249,14 +250,32 @@ class DocumentCache:
 
     def __init__(self, renderer: Renderer, size: int = DOCUMENT_CACHE_SIZE) -> None:
         self.renderer = renderer
+        self.size = size
         self._documents: LruCache[str] = LruCache(size)
+        # id(reply) -> (that reply, the rest of its key, its document). The step cache hands back the
+        # very same Reply object for the same step, so most key presses find their document here without
+        # hashing a whole reply (lines and all). Each entry holds its reply, so while the entry lives no
+        # other object can have that id.
+        self._by_identity: dict[int, tuple[Reply, tuple[object, ...], str]] = {}
+        self._identity_lock = threading.Lock()
 
     def voice(
         self, reply: Reply, links: Links, links_key: str, staff: StaffDial | None = None, max_message_seconds: int = 120
     ) -> str:
         """`renderer.voice(...)`, from the cache when it was rendered before with the same links (`links_key`)."""
-        key = (reply, staff, max_message_seconds, links_key)
-        return self._documents.get_or_make(key, lambda: self.renderer.voice(reply, links, staff, max_message_seconds))
+        rest = (staff, max_message_seconds, links_key)
+        known = self._by_identity.get(id(reply))
+        if known is not None and known[0] is reply and known[1] == rest:
+            return known[2]
+        key = (reply, *rest)
+        document = self._documents.get_or_make(
+            key, lambda: self.renderer.voice(reply, links, staff, max_message_seconds)
+        )
+        with self._identity_lock:
+            self._by_identity[id(reply)] = (reply, rest, document)
+            if len(self._by_identity) > self.size:  # the oldest out first: a bound, not an LRU
+                del self._by_identity[next(iter(self._by_identity))]
+        return document
 
     def __len__(self) -> int:
         return len(self._documents)

@@ -15,15 +15,15 @@ from functools import partial
 from types import MappingProxyType
 from typing import Any, Literal
 
-from flask import Blueprint, Response, current_app, request, url_for
+from flask import Blueprint, Flask, Request, Response, current_app, request, url_for
 
 from ivr import dialog, resilience, spool, texting
 from ivr.config import E164
 from ivr.content import Content
 from ivr.dialog import CallState, Circumstances, Event, Reply
 from ivr.memo import LruCache
-from ivr.security import twilio_only
-from ivr.services import now, services, staff_hours_text
+from ivr.security import current_app_object, current_request, twilio_only
+from ivr.services import Services, now, services, staff_hours_text
 from ivr.twiml import DocumentCache, Links, StaffDial, state_from_query, state_to_query
 
 log = logging.getLogger(__name__)
@@ -44,22 +44,27 @@ def twiml(document: str) -> Response:
     return Response(document, mimetype="text/xml")
 
 
+#: The URLs TwiML documents point Twilio to, built from this app's routes when a document is
+#: rendered (url_for then runs in that request, under its script root); one object serves every request.
+_LINKS = Links(
+    step=lambda state: url_for("voice.step", **state_to_query(state)),
+    whisper=lambda topic: url_for("voice.whisper", topic=topic) if topic else url_for("voice.whisper"),
+    recording_status=lambda state: url_for("voice.recording_status", **state_to_query(state)),
+)
+
+
 def links() -> Links:
     """The URLs TwiML documents point Twilio to, built from this app's routes."""
-    return Links(
-        step=lambda state: url_for("voice.step", **state_to_query(state)),
-        whisper=lambda topic: url_for("voice.whisper", topic=topic) if topic else url_for("voice.whisper"),
-        recording_status=lambda state: url_for("voice.recording_status", **state_to_query(state)),
-    )
+    return _LINKS
 
 
-def _circumstances() -> Circumstances:
+def _circumstances(app: Flask) -> Circumstances:
     """`_circumstances_now()`, worked out once a minute: staff hours are set in whole minutes."""
-    minute = now().replace(second=0, microsecond=0)
-    remembered = current_app.extensions.get("careline.circumstances")
+    minute = now(app.config).replace(second=0, microsecond=0)
+    remembered = app.extensions.get("careline.circumstances")
     if remembered is None or remembered[0] != minute:
         remembered = (minute, _circumstances_now())
-        current_app.extensions["careline.circumstances"] = remembered
+        app.extensions["careline.circumstances"] = remembered
     return remembered[1]
 
 
@@ -72,57 +77,87 @@ def _circumstances_now() -> Circumstances:
     return Circumstances(staff_open=svc.hours.is_open(now()), staff_hours=MappingProxyType(staff_hours))
 
 
-def _caller_and_line() -> tuple[str, str]:
-    """The caller's number and the line's number for this call.
+def _caller_and_line(form: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """The caller's number and the line's number for this call (from `form`, else this request's).
 
     A call the line did not receive (one placed through the REST API, or a <Dial> leg moved here
     by a live-call update) has them the other way round.
     """
-    form = request.form
+    if form is None:
+        form = request.form
     if form.get("Direction", "inbound").startswith("outbound"):
         return form.get("To", ""), form.get("From", "")
     return form.get("From", ""), form.get("To", "")
 
 
-def _line_number() -> str:
+def _line_number(form: Mapping[str, str] | None = None, config: Mapping[str, Any] | None = None) -> str:
     """The number the line calls and texts from: LINE_NUMBER, else the number the caller reached."""
-    _, line = _caller_and_line()
-    return current_app.config.get("LINE_NUMBER") or (line if E164.match(line) else "")
+    _, line = _caller_and_line(form)
+    if config is None:
+        config = current_app.config
+    return config.get("LINE_NUMBER") or (line if E164.match(line) else "")
 
 
 def _answer(state: CallState, event: Event) -> Response:
     """Run one dialog step, carry out what it asks, and render the reply."""
-    svc = services()
-    world = _circumstances()
-    reply = _remembered_step(svc.content, state, event, world)
-    reply = _perform(reply, world)
+    # The app and request are read once here and handed on: each read of Flask's `current_app` or
+    # `request` is a context lookup, and a key press would otherwise make dozens.
+    app, req = current_app_object(), current_request()
+    config, form = app.config, req.form
+    world = _circumstances(app)
+    reply = _remembered_step(_services(app).content, state, event, world, app)
+    if reply.effects or isinstance(reply.next, dialog.AwaitOutcome):
+        reply = _perform(reply, world)  # most key presses have nothing to perform
     staff = StaffDial(
-        numbers=current_app.config["STAFF_NUMBERS"],
-        caller_id=_line_number(),
-        ring_seconds=current_app.config["STAFF_RING_SECONDS"],
+        numbers=config["STAFF_NUMBERS"],
+        caller_id=_line_number(form, config),
+        ring_seconds=config["STAFF_RING_SECONDS"],
     )
     # The links are this app's routes under this mount point: the same script root, the same URLs.
-    document = _documents().voice(
-        reply, links(), request.script_root, staff, current_app.config["VOICEMAIL_MAX_SECONDS"]
-    )
+    document = _documents(app).voice(reply, _LINKS, req.script_root, staff, config["VOICEMAIL_MAX_SECONDS"])
     return twiml(document)
+
+
+def _services(app: Flask) -> Services:
+    """`app`'s services (what `services()` gives, without the context lookup)."""
+    return app.extensions["careline"]
 
 
 #: Distinct (state, key, circumstances) answers kept per process.
 STEP_CACHE_SIZE = 8192
 
+#: Distinct action-URL queries (states) kept per process, read and checked.
+STATE_CACHE_SIZE = 4096
 
-def _remembered_step(content: Content, state: CallState, event: Event, world: Circumstances) -> Reply:
+
+def _state_in_query(app: Flask, req: Request) -> CallState:
+    """The caller's state from this request's query, checked against the content (`dialog.sanitize`).
+
+    Remembered per raw query string: reading it is pure, and the line's own action URLs carry a few
+    thousand distinct queries at most (a state, never anything a caller said or their number).
+    """
+    cache = app.extensions.get("careline.states")
+    if cache is None:
+        cache = app.extensions.setdefault("careline.states", LruCache(STATE_CACHE_SIZE))
+    content = _services(app).content
+    return cache.get_or_make(req.query_string, lambda: dialog.sanitize(content, state_from_query(req.args)))
+
+
+def _remembered_step(
+    content: Content, state: CallState, event: Event, world: Circumstances, app: Flask | None = None
+) -> Reply:
     """`dialog.step`, remembered: it is pure, so the same place, key and circumstances give the same reply.
 
     Neither speech nor a caller's saved choices are remembered: nothing about a caller stays in
     the process's memory.
     """
-    key = _step_key(state, event, world)
+    if app is None:
+        app = current_app_object()
+    key = _step_key(state, event, world, app)
     if key is not None:
-        cache = current_app.extensions.get("careline.steps")
+        cache = app.extensions.get("careline.steps")
         if cache is None:
-            cache = current_app.extensions.setdefault("careline.steps", LruCache(STEP_CACHE_SIZE))
+            cache = app.extensions.setdefault("careline.steps", LruCache(STEP_CACHE_SIZE))
         try:
             return cache.get_or_make(key, lambda: dialog.step(content, state, event, world))
         except TypeError:  # a circumstance that cannot be a key: work this step out afresh
@@ -130,22 +165,22 @@ def _remembered_step(content: Content, state: CallState, event: Event, world: Ci
     return dialog.step(content, state, event, world)
 
 
-def _step_key(state: CallState, event: Event, world: Circumstances) -> Hashable | None:
+def _step_key(state: CallState, event: Event, world: Circumstances, app: Flask) -> Hashable | None:
     """A key for the step cache, or None when this step must be worked out afresh."""
     if isinstance(event, dialog.Heard) and event.speech:
         return None
     if isinstance(event, dialog.CallStarted) and event.remembered is not None:
         return None  # what the line saved about this caller stays out of the cache too
-    return (state, event, _facts(world))
+    return (state, event, _facts(world, app))
 
 
-def _facts(world: Circumstances) -> tuple[object, ...]:
+def _facts(world: Circumstances, app: Flask) -> tuple[object, ...]:
     """Every fact of `world` as a key (so one added to Circumstances one day is part of the key too)."""
-    remembered = current_app.extensions.get("careline.facts")
+    remembered = app.extensions.get("careline.facts")
     if remembered is not None and remembered[0] is world:  # the same minute's circumstances
         return remembered[1]
     facts = tuple(_hashable(getattr(world, name)) for name in _circumstance_names())
-    current_app.extensions["careline.facts"] = (world, facts)
+    app.extensions["careline.facts"] = (world, facts)
     return facts
 
 
@@ -158,11 +193,11 @@ def _hashable(value: object) -> object:
     return tuple(sorted(value.items())) if isinstance(value, Mapping) else value
 
 
-def _documents() -> DocumentCache:
+def _documents(app: Flask) -> DocumentCache:
     """This app's cache of rendered documents, made on first use."""
-    cache = current_app.extensions.get("careline.documents")
+    cache = app.extensions.get("careline.documents")
     if cache is None:
-        cache = current_app.extensions.setdefault("careline.documents", DocumentCache(services().renderer))
+        cache = app.extensions.setdefault("careline.documents", DocumentCache(_services(app).renderer))
     return cache
 
 
@@ -285,23 +320,24 @@ def _save_choices(effect: dialog.RememberChoices | dialog.ForgetChoices, caller:
 @twilio_only
 def incoming_call() -> Response:
     """A call comes in: greet the caller (in their remembered language and speed) and read the main menu."""
-    state = CallState(lang=services().content.default_language)
-    return _answer(state, _recall(request.form.get("From", "")))
+    state = CallState(lang=_services(current_app_object()).content.default_language)
+    return _answer(state, _recall(current_request().form.get("From", "")))
 
 
 @bp.post("/step")
 @twilio_only
 def step() -> Response:
     """Every later moment of a call: a key, speech, silence, the end of a staff dial or of a message."""
-    # A plain dict: a missing key is then a cheap miss, not a caught BadRequestKeyError.
-    state = dialog.sanitize(services().content, state_from_query(request.args.to_dict()))
-    form = request.form
+    req, app = current_request(), current_app_object()
+    svc = _services(app)
+    state = _state_in_query(app, req)
+    form = req.form
     event: Event
     if state.node == dialog.STAFF:
         # Acceptance is kept per staff leg (DialCallSid), so a second try in the same call starts afresh.
         # Unknown with the database away: then the caller is offered a message, the safe way on.
         staff_leg = form.get("DialCallSid", "")
-        storage = services().storage
+        storage = svc.storage
         accepted = resilience.guard().read(partial(storage.staff_accepted, staff_leg), False, "reading a transfer")
         event = dialog.DialEnded(status=form.get("DialCallStatus", "failed"), accepted=accepted)
     elif state.node == dialog.RECORD:
