@@ -72,6 +72,13 @@ def post_fork(server: Any, worker: Any) -> None:
         careline.storage.after_fork()
 
 
+def worker_exit(server: Any, worker: Any) -> None:
+    """In a worker on its way out (shutdown, reload, max requests): add its waiting usage counts."""
+    careline = getattr(server.app.wsgi(), "extensions", {}).get("careline")
+    if careline is not None:
+        careline.usage.close()
+
+
 def on_reload(server: Any) -> None:
     """SIGHUP: build the app again in the master, so new workers get the edited content; keep the old on error."""
     running = server.app.callable

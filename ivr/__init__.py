@@ -21,6 +21,7 @@ from ivr.security import WebhookFreeSessionInterface, WebhookRequest, local_mode
 from ivr.services import LineApp, Services
 from ivr.storage import Storage
 from ivr.twiml import Renderer, VoiceSettings
+from ivr.usage import UsageCounter
 
 log = logging.getLogger("ivr")
 
@@ -61,7 +62,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     storage = Storage(app.config["DATABASE_URL"], app.config["SECRET_KEY"])
     # Migrates and moves any spooled records in; with the database down the line starts anyway.
     resilience.init_app(app, storage)
-    app.extensions["careline"] = Services(content=content, renderer=renderer, storage=storage, hours=hours)
+    usage = UsageCounter(storage, app.config["USAGE_FLUSH_SECONDS"])
+    app.extensions["careline"] = Services(content=content, renderer=renderer, storage=storage, hours=hours, usage=usage)
     trust_proxies(app, app.config["TRUSTED_PROXY_HOPS"])
     app.cli.add_command(retention.purge_command)
 

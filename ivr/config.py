@@ -40,6 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "RETENTION_DAYS": 90,  # `flask --app ivr purge` removes what is older by default
     "DATABASE_RETRY_SECONDS": 10,  # after a database failure, how long to spool before trying it again
     "SPOOL_DIR": "",  # empty: <instance folder>/spool
+    "USAGE_FLUSH_SECONDS": 1,  # usage counts are added to the database in batches this often; 0: at once
 }
 
 _RATE = re.compile(r"^(\d{2,3})%$")
@@ -159,6 +160,7 @@ _PARSERS = {
     "TRUSTED_PROXY_HOPS": _whole_number(0, 5),
     "RETENTION_DAYS": _whole_number(1, 3650),
     "DATABASE_RETRY_SECONDS": _whole_number(1, 300),
+    "USAGE_FLUSH_SECONDS": _whole_number(0, 60),
 }
 
 

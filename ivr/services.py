@@ -13,6 +13,7 @@ from ivr.content import Content
 from ivr.hours import StaffHours, describe
 from ivr.storage import Storage
 from ivr.twiml import Renderer
+from ivr.usage import UsageCounter
 
 
 class LineApp(Flask):
@@ -45,12 +46,13 @@ class LineApp(Flask):
 
 @dataclass(frozen=True)
 class Services:
-    """Content, renderer, storage and staff hours for one app."""
+    """Content, renderer, storage, staff hours and usage counts for one app."""
 
     content: Content
     renderer: Renderer
     storage: Storage
     hours: StaffHours
+    usage: UsageCounter
 
 
 def services() -> Services:

@@ -107,6 +107,8 @@ def _answer_text(use_database: bool) -> Response:
     first = pending.outcomes.get(event_key) if event_key else None
     if first is None:
         first = _store_turn(svc, event_key, phone, token, changes, use_database)
+        if first is None:  # stored now, so counted once per message (ivr/usage.py)
+            _count_uses(svc, decision)
     outcome = decision.outcome
     if first is not None:
         # Twilio sent this message before: answer as the first time, store nothing again ...
@@ -161,9 +163,14 @@ def _changes(decision: textline.Decision, stored: TextSession) -> TextChanges:
         elif isinstance(effect, textline.RequestCallback):
             ask = CallbackAsk(effect.topic, effect.lang, effect.urgent, opted_out=stored.opted_out)
             changes = replace(changes, callback=ask)
-        elif isinstance(effect, textline.CountSectionText):
-            changes = replace(changes, count_section=effect.section)
     return changes
+
+
+def _count_uses(svc: Services, decision: textline.Decision) -> None:
+    """Count the section a decision texts, for the staff usage panel."""
+    for effect in decision.effects:
+        if isinstance(effect, textline.CountSectionText):
+            resilience.guard().try_write(partial(svc.usage.add, "sms", effect.section), "counting a use")
 
 
 @bp.errorhandler(Exception)

@@ -17,7 +17,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -222,13 +222,25 @@ class CallbackAsk:
 
 
 @dataclass(frozen=True)
+class Use:
+    """One section heard (channel "voice") or texted ("sms") on `day`, for the staff usage panel.
+    `once_key` (a call step's key, see ivr/voice.py `retry_key`) makes a retried step count once."""
+
+    day: dt.date
+    channel: str
+    section: str
+    once_key: str = ""
+    at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
 class TextChanges:
-    """What one incoming text changes: opt-out (True) or opt-in (False), the session, a call-back, a count."""
+    """What one incoming text changes: opt-out (True) or opt-in (False), the session, a call-back.
+    (Its usage count goes through ivr/usage.py, once the turn is stored.)"""
 
     opted_out: bool | None = None
     session: TextSession | None = None
     callback: CallbackAsk | None = None
-    count_section: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The changes as plain JSON values (for the spool, ivr/spool.py)."""
@@ -240,7 +252,6 @@ class TextChanges:
             "callback": None
             if self.callback is None
             else [self.callback.topic, self.callback.lang, self.callback.urgent, self.callback.opted_out],
-            "count_section": self.count_section,
         }
 
     @classmethod
@@ -253,7 +264,6 @@ class TextChanges:
             callback=None
             if callback is None
             else CallbackAsk(str(callback[0]), str(callback[1]), bool(callback[2]), bool(callback[3])),
-            count_section=str(data.get("count_section", "")),
         )
 
 
@@ -449,9 +459,8 @@ class Storage:
         self.engine: Engine = sa.create_engine(database_url, **options)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        self.counting_engine: Engine = self._make_counting_engine(database_url, options)
+        self.read_engine: Engine = self._make_read_engine(database_url, options)
         self.conversation_engine: Engine = self._make_conversation_engine(database_url, options)
-        self._counting_upsert: Any = None
         self._statements: dict[str, Any] = {}
         self._hot_statements: dict[str, HotStatement] = {}
         #: Tests may set this to see each hot statement's engine and SQL as it is sent (see `_hot`).
@@ -460,30 +469,23 @@ class Storage:
         if self.engine.dialect.name == "sqlite" and path and path != ":memory:":
             writers = SqliteWriterQueue(f"{path}-writers")
             writers.attach(self.engine)
-            writers.attach(self.counting_engine)
+            writers.attach(self.read_engine)
             writers.attach(self.conversation_engine)
             self._writers = writers
 
-    def _make_counting_engine(self, database_url: str, options: dict[str, Any]) -> Engine:
-        """Connections for usage counts only, whose commits do not wait for the disk.
+    def _make_read_engine(self, database_url: str, options: dict[str, Any]) -> Engine:
+        """Connections for the line's per-request reads (a text conversation, a caller's saved choices).
 
-        A count is written on every section heard; waiting for an fsync each time would make the
-        disk the line's speed limit. A crash or power cut may lose the last few counts (never
-        corrupt them); everything a caller leaves goes through `engine`, which always waits.
-        A count is one statement, so it runs in autocommit: one round trip, no BEGIN and COMMIT,
-        and no liveness ping (`_run_hot` replaces a dead connection). The line's per-request reads
-        (a text conversation, a caller's saved choices) use it too, for the same reasons.
+        Each is one statement, so it runs in autocommit: one round trip, no BEGIN and ROLLBACK, and
+        no liveness ping (`_run_hot` replaces a dead connection). Nothing is written through it.
         """
-        counting = {**options, "isolation_level": "AUTOCOMMIT", "pool_pre_ping": False}
+        reading = {**options, "isolation_level": "AUTOCOMMIT", "pool_pre_ping": False}
         if database_url.startswith("sqlite"):
-            engine = sa.create_engine(database_url, **counting)
+            engine = sa.create_engine(database_url, **reading)
             sa.event.listen(engine, "connect", _sqlite_pragmas)
-            sa.event.listen(engine, "connect", _sqlite_commit_without_fsync)
             return engine
-        counting.update(pool_size=1, max_overflow=4)
-        connect_args = dict(counting.pop("connect_args", {}))
-        connect_args["options"] = f"{connect_args.get('options', '')} -c synchronous_commit=off".strip()
-        return sa.create_engine(database_url, connect_args=connect_args, **counting)
+        reading.update(pool_size=1, max_overflow=4)
+        return sa.create_engine(database_url, **reading)
 
     def _make_conversation_engine(self, database_url: str, options: dict[str, Any]) -> Engine:
         """Connections for writes that leave nothing a person would miss: text turns that only move a
@@ -509,23 +511,6 @@ class Storage:
         connect_args["options"] = f"{connect_args.get('options', '')} -c synchronous_commit=off".strip()
         return sa.create_engine(database_url, connect_args=connect_args, **relaxed)
 
-    def _count_statement(self) -> Any:
-        """The usage upsert, built once: SQLAlchemy then reuses its compiled form without recomputing its key."""
-        if self._counting_upsert is None:
-            self._counting_upsert = (
-                self._insert(usage_daily)
-                .values(
-                    day=sa.bindparam("use_day"),
-                    channel=sa.bindparam("use_channel"),
-                    section=sa.bindparam("use_section"),
-                    count=1,
-                )
-                .on_conflict_do_update(
-                    index_elements=["day", "channel", "section"], set_={"count": usage_daily.c.count + 1}
-                )
-            )
-        return self._counting_upsert
-
     # -- schema ---------------------------------------------------------------------------------
 
     def migrate(self) -> None:
@@ -549,13 +534,13 @@ class Storage:
     def dispose(self) -> None:
         """Close every pooled connection (they reopen on the next use)."""
         self.engine.dispose()
-        self.counting_engine.dispose()
+        self.read_engine.dispose()
         self.conversation_engine.dispose()
 
     def after_fork(self) -> None:
         """Call in a freshly forked worker: drop the parent's pooled connections without closing them."""
         self.engine.dispose(close=False)
-        self.counting_engine.dispose(close=False)
+        self.read_engine.dispose(close=False)
         self.conversation_engine.dispose(close=False)
 
     # -- privacy --------------------------------------------------------------------------------
@@ -875,36 +860,50 @@ class Storage:
     # -- usage ----------------------------------------------------------------------------------
 
     def count_use(
-        self,
-        channel: str,
-        section: str,
-        day: dt.date | None = None,
-        once_key: str = "",
-        at: dt.datetime | None = None,
-        quiet: bool = True,
+        self, channel: str, section: str, day: dt.date | None = None, once_key: str = "", at: dt.datetime | None = None
     ) -> None:
-        """Add one to the number of times `section` was heard or texted today; no phone number kept.
+        """Add one use of `section` on `channel` now (on `day`, default today); see `add_uses`.
 
-        With `once_key` (a call step, see `claim_step`) a retried request is not counted again. A
-        failure is logged and forgotten, unless `quiet` is False (ivr/resilience.py wants to know).
+        The line itself counts through ivr/usage.py, which batches these.
         """
-        values = {"use_day": day or utcnow().date(), "use_channel": channel, "use_section": section}
-        count = self._hot_statement("count-use", self._count_statement)
+        moment = as_utc(at)
+        self.add_uses([Use(day or moment.date(), channel, section, once_key, moment)])
+
+    def add_uses(self, uses: Sequence[Use]) -> None:
+        """Add a batch of usage counts (ivr/usage.py `Use`s) in one transaction that waits for the disk.
+
+        A use with a step key counts only if the key is new (Twilio retried the step, perhaps to
+        another process): the keys are claimed in the same transaction, so each counts once.
+        """
+        if not uses:
+            return
 
         def work(hot: HotCursor) -> None:
-            if once_key:
-                claim = {"new_key": once_key[:96], "new_created_at": as_utc(at), "new_outcome": None}
-                if hot.execute(self._hot_new_event(), claim, write=True) != 1:
-                    return  # Twilio retried this step: counted the first time
-            hot.execute(count, values, write=True)
+            totals: dict[tuple[dt.date, str, str], int] = {}
+            for use in uses:
+                if use.once_key:
+                    claim = {"new_key": use.once_key[:96], "new_created_at": as_utc(use.at), "new_outcome": None}
+                    if hot.execute(self._hot_new_event(), claim, write=True) != 1:
+                        continue
+                place = (use.day, use.channel, use.section)
+                totals[place] = totals.get(place, 0) + 1
+            statement = self._hot_statement("add-uses", self._add_uses_statement)
+            for (day, channel, section), count in totals.items():
+                values = {"use_day": day, "use_channel": channel, "use_section": section, "use_count": count}
+                hot.execute(statement, values, write=True)
 
-        try:
-            self._run_hot(self.counting_engine, work)
-        except sa.exc.SQLAlchemyError as error:
-            if not quiet:
-                raise
-            # Counting is for the staff usage panel; a caller must still hear the section.
-            log.warning("Could not count a use: %s", type(error).__name__)
+        self._run_hot(self.engine, work)
+
+    def _add_uses_statement(self) -> Any:
+        insert = self._insert(usage_daily).values(
+            day=sa.bindparam("use_day"),
+            channel=sa.bindparam("use_channel"),
+            section=sa.bindparam("use_section"),
+            count=sa.bindparam("use_count"),
+        )
+        return insert.on_conflict_do_update(
+            index_elements=["day", "channel", "section"], set_={"count": usage_daily.c.count + insert.excluded.count}
+        )
 
     def usage(self, since: dt.date) -> list[dict[str, Any]]:
         """Uses per day, channel and section from `since` on, newest day first."""
@@ -925,7 +924,7 @@ class Storage:
         # (a NULL when there is no row) rather than a join. Read in autocommit: one statement, no
         # transaction to begin and end.
         query = self._hot_statement("text-session-and-opt-out", _text_session_query)
-        row = self._run_hot(self.counting_engine, lambda hot: hot.one(query, key))
+        row = self._run_hot(self.read_engine, lambda hot: hot.one(query, key))
         lang, section, next_part, opted_out = row or (None, None, None, None)
         return TextSession(lang=lang or "", section=section or "", next_part=next_part or 0, opted_out=bool(opted_out))
 
@@ -966,17 +965,13 @@ class Storage:
             turn = partial(self._moving_turn, event_key=event_key, phone_hash=phone_hash, outcome=outcome, at=at)
             return self._run_hot(self.conversation_engine, partial(turn, changes=changes))
         with self.engine.begin() as connection:
-            first = self._text_turn(connection, event_key, phone_hash, phone, outcome, changes, at)
-        if first is None and changes.count_section:
-            # Counting is for the staff usage panel only: after the turn is safely stored.
-            self.count_use("sms", changes.count_section)
-        return first
+            return self._text_turn(connection, event_key, phone_hash, phone, outcome, changes, at)
 
     def _moving_turn(
         self, hot: HotCursor, event_key: str, phone_hash: str, outcome: str, changes: TextChanges, at: dt.datetime
     ) -> str | None:
         """A turn that leaves nothing a person would miss, in one transaction of hot statements:
-        the MessageSid (a retry gets the first answer), the conversation's place, the usage count."""
+        the MessageSid (a retry gets the first answer) and the conversation's place."""
         key = event_key[:96]
         values: dict[str, Any] = {"new_key": key, "new_created_at": at, "new_outcome": outcome[:64]}
         session = changes.session
@@ -988,12 +983,9 @@ class Storage:
                 new_next_part=session.next_part,
                 new_updated_at=at,
             )
-        if changes.count_section:
-            values.update(use_day=at.date(), use_channel="sms", use_section=changes.count_section)
         if key and self.engine.dialect.name == "postgresql":
-            # One round trip instead of five (BEGIN, three statements, COMMIT): see _one_statement_turn.
-            shape = (session is not None, bool(changes.count_section))
-            turn = self._hot_statement(f"turn:{shape}", partial(_one_statement_turn, *shape))
+            # One round trip instead of four (BEGIN, two statements, COMMIT): see _one_statement_turn.
+            turn = self._hot_statement(f"turn:{session is not None}", partial(_one_statement_turn, session is not None))
             fresh, earlier = hot.one(turn, values) or (0, None)
             if fresh:
                 return None
@@ -1007,8 +999,6 @@ class Storage:
             return (row[0] or "") if row else ""
         if session is not None:
             hot.execute(self._hot_upsert(sms_sessions, "phone_hash", _SESSION_COLUMNS), values, write=True)
-        if changes.count_section:
-            hot.execute(self._hot_statement("count-use", self._count_statement), values, write=True)
         return None
 
     def _text_turn(
@@ -1089,7 +1079,7 @@ class Storage:
         query = self._hot_statement(
             "recall", lambda: sa.select(preferences).where(preferences.c.phone_hash == sa.bindparam("key"))
         )
-        row = self._run_hot(self.counting_engine, lambda hot: hot.one(query, {"key": key}))
+        row = self._run_hot(self.read_engine, lambda hot: hot.one(query, {"key": key}))
         if row is None:
             return None
         saved = dict(zip(preferences.c.keys(), row, strict=True))
@@ -1291,15 +1281,15 @@ _SESSION_COLUMNS = ("phone_hash", "lang", "section", "next_part", "updated_at")
 _CHOICE_COLUMNS = ("phone_hash", "lang", "slow", "last_section", "last_heard_at", "updated_at")
 
 
-def _one_statement_turn(with_session: bool, with_count: bool) -> sa.Select[Any]:
+def _one_statement_turn(with_session: bool) -> sa.Select[Any]:
     """PostgreSQL: a text turn that only moves a conversation along, as ONE statement (atomic in autocommit).
 
     WITH new_event AS (INSERT the MessageSid ON CONFLICT DO NOTHING RETURNING it), then the session
-    upsert and the usage count, each only WHERE EXISTS (SELECT FROM new_event): a retried message
-    changes nothing. It selects `fresh` (1 when this statement stored the message) and `earlier`
-    (the answer stored the first time, from the snapshot before this statement). Every round trip
-    to the server costs both processes CPU; this turn was five of them. SQLite cannot put an
-    INSERT in a WITH clause, so there the same writes are three statements in one transaction.
+    upsert only WHERE EXISTS (SELECT FROM new_event): a retried message changes nothing. It selects
+    `fresh` (1 when this statement stored the message) and `earlier` (the answer stored the first
+    time, from the snapshot before this statement). Every round trip to the server costs both
+    processes CPU; this turn was four of them. SQLite cannot put an INSERT in a WITH clause, so
+    there the same writes are two statements in one transaction.
     """
     event = (
         postgresql.insert(processed_events)
@@ -1308,32 +1298,20 @@ def _one_statement_turn(with_session: bool, with_count: bool) -> sa.Select[Any]:
         .returning(processed_events.c.key)
         .cte("new_event")
     )
-    is_new = sa.exists(sa.select(event.c.key))
-    writes = []
-    if with_session:
-        rows = sa.select(*(sa.bindparam(f"new_{name}", type_=sms_sessions.c[name].type) for name in _SESSION_COLUMNS))
-        session = postgresql.insert(sms_sessions).from_select(list(_SESSION_COLUMNS), rows.where(is_new))
-        session = session.on_conflict_do_update(
-            index_elements=["phone_hash"], set_={name: session.excluded[name] for name in _SESSION_COLUMNS[1:]}
-        )
-        writes.append(session.returning(sms_sessions.c.phone_hash).cte("saved_session"))
-    if with_count:
-        rows = sa.select(
-            sa.bindparam("use_day", type_=usage_daily.c.day.type),
-            sa.bindparam("use_channel", type_=usage_daily.c.channel.type),
-            sa.bindparam("use_section", type_=usage_daily.c.section.type),
-            sa.literal(1, type_=sa.Integer),
-        )
-        count = postgresql.insert(usage_daily).from_select(["day", "channel", "section", "count"], rows.where(is_new))
-        count = count.on_conflict_do_update(
-            index_elements=["day", "channel", "section"], set_={"count": usage_daily.c.count + 1}
-        )
-        writes.append(count.returning(usage_daily.c.day).cte("counted"))
     earlier = sa.select(processed_events.c.outcome).where(processed_events.c.key == sa.bindparam("new_key"))
     fresh = sa.select(sa.func.count()).select_from(event)
     query = sa.select(fresh.scalar_subquery().label("fresh"), earlier.scalar_subquery().label("earlier"))
-    # Data-modifying WITH parts run to completion whether or not the main query reads them.
-    return query.add_cte(*writes) if writes else query
+    if not with_session:
+        return query
+    rows = sa.select(*(sa.bindparam(f"new_{name}", type_=sms_sessions.c[name].type) for name in _SESSION_COLUMNS))
+    session = postgresql.insert(sms_sessions).from_select(
+        list(_SESSION_COLUMNS), rows.where(sa.exists(sa.select(event.c.key)))
+    )
+    session = session.on_conflict_do_update(
+        index_elements=["phone_hash"], set_={name: session.excluded[name] for name in _SESSION_COLUMNS[1:]}
+    )
+    # A data-modifying WITH part runs to completion whether or not the main query reads it.
+    return query.add_cte(session.returning(sms_sessions.c.phone_hash).cte("saved_session"))
 
 
 def _event_outcome_query() -> sa.Select[Any]:

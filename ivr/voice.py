@@ -211,7 +211,7 @@ def _perform(reply: Reply, world: Circumstances) -> Reply:
     for effect in reply.effects:
         if isinstance(effect, dialog.CountSectionPlay):
             once = retry_key("count")
-            count = partial(svc.storage.count_use, "voice", effect.section, once_key=once, at=now(), quiet=False)
+            count = partial(svc.usage.add, "voice", effect.section, once_key=once, at=now())
             database.try_write(count, "counting a use")
         elif isinstance(effect, dialog.OpenVoicemail):
             _keep_voicemail(effect, call_sid, caller)

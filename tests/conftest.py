@@ -32,6 +32,9 @@ def app_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
         "SECRET_KEY": "test-secret-key",
         # Records kept while a database is away wait beside the test's own database.
         "SPOOL_DIR": str(tmp_path / "spool"),
+        # Usage counts written at once, so a test sees them right after its request (tests/test_usage.py
+        # covers the batches the line writes by default).
+        "USAGE_FLUSH_SECONDS": 0,
     }
     config.update(overrides)
     return config

@@ -2,7 +2,8 @@
 
 Content is read and checked once per process, never per request; templates are compiled once; and
 moving around the menus touches no database at all. Playing a section writes exactly one small
-statement (the usage count behind the staff usage panel); leaving a message writes the call-back.
+statement (the usage count behind the staff usage panel; the line batches those, see
+tests/test_usage.py, but these tests write each at once); leaving a message writes the call-back.
 """
 
 from __future__ import annotations
@@ -28,12 +29,10 @@ class DatabaseActivity:
 
     checkouts: int = 0
     statements: list[str] = field(default_factory=list)
-    counting_statements: int = 0
 
     def clear(self) -> None:
         self.checkouts = 0
         self.statements.clear()
-        self.counting_statements = 0
 
     def writes(self) -> list[str]:
         return [s for s in self.statements if s.split()[0].upper() in ("INSERT", "UPDATE", "DELETE")]
@@ -42,7 +41,7 @@ class DatabaseActivity:
 @pytest.fixture
 def activity(app: Flask) -> Iterator[DatabaseActivity]:
     storage = app.extensions["careline"].storage
-    engines = (storage.engine, storage.counting_engine, storage.conversation_engine)
+    engines = (storage.engine, storage.read_engine, storage.conversation_engine)
     seen = DatabaseActivity()
 
     def on_checkout(*_args: object) -> None:
@@ -54,7 +53,6 @@ def activity(app: Flask) -> Iterator[DatabaseActivity]:
     def on_hot_statement(engine: sa.Engine, statement: str) -> None:
         # The line's most frequent statements go straight to the driver (Storage._hot): seen here.
         seen.statements.append(" ".join(statement.split()))
-        seen.counting_statements += engine is storage.counting_engine
 
     for engine in engines:
         sa.event.listen(engine.pool, "checkout", on_checkout)
@@ -103,11 +101,10 @@ def test_a_section_costs_one_usage_statement_and_its_further_parts_none(call: Ca
     call.start()
     activity.clear()
     call.press("1")  # "cancer that comes back"
-    # One count for the staff usage panel, on connections that do not wait for an fsync, and the
-    # caller's last section heard (so a returning caller can pick up where they left off).
+    # One count for the staff usage panel, and the caller's last section heard (so a returning
+    # caller can pick up where they left off).
     usage, choices = activity.statements
     assert usage.startswith("INSERT INTO usage_daily") and "ON CONFLICT" in usage
-    assert activity.counting_statements == 1
     assert choices.startswith("INSERT INTO preferences")
 
     activity.clear()

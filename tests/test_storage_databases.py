@@ -135,7 +135,7 @@ def test_no_number_is_opted_out_until_it_says_stop(storage: Storage) -> None:
     assert not storage.is_opted_out("+15551230001")
 
 
-def test_only_counts_and_conversation_moves_skip_waiting_for_the_disk(storage: Storage) -> None:
+def test_only_conversation_moves_skip_waiting_for_the_disk(storage: Storage) -> None:
     if storage.engine.dialect.name == "sqlite":
         setting = "PRAGMA synchronous"  # 2 = FULL, 1 = NORMAL
         durable, relaxed = 2, 1
@@ -144,38 +144,27 @@ def test_only_counts_and_conversation_moves_skip_waiting_for_the_disk(storage: S
         durable, relaxed = "on", "off"
     with storage.engine.connect() as connection:
         assert connection.exec_driver_sql(setting).scalar() == durable
-    for engine in (storage.counting_engine, storage.conversation_engine):
+    for engine in (storage.conversation_engine,):
         with engine.connect() as connection:
             assert connection.exec_driver_sql(setting).scalar() == relaxed
 
 
 @pytest.mark.parametrize("with_session", [True, False])
-@pytest.mark.parametrize("with_count", [True, False])
-def test_a_conversation_move_is_stored_once_per_message(storage: Storage, with_session: bool, with_count: bool) -> None:
+def test_a_conversation_move_is_stored_once_per_message(storage: Storage, with_session: bool) -> None:
     """MENU, a topic or MORE (one statement on PostgreSQL, one transaction on SQLite): a retry of the
     same MessageSid gets the first answer back and changes nothing, whatever it would change."""
     phone = "+15551230002"
-    first = TextChanges(
-        session=TextSession(lang="es", section="hospice", next_part=1) if with_session else None,
-        count_section="hospice" if with_count else "",
-    )
+    first = TextChanges(session=TextSession(lang="es", section="hospice", next_part=1) if with_session else None)
     assert storage.record_text_turn("sms:SM-once", phone, "section:es:hospice:0", first) is None
-    retry = TextChanges(session=TextSession(lang="en", section="coping", next_part=2), count_section="coping")
+    retry = TextChanges(session=TextSession(lang="en", section="coping", next_part=2))
     assert storage.record_text_turn("sms:SM-once", phone, "menu:en", retry) == "section:es:hospice:0"
     assert storage.record_text_turn("sms:SM-once", phone, "menu:en", first) == "section:es:hospice:0"
-
     expected = TextSession(lang="es", section="hospice", next_part=1) if with_session else TextSession()
     assert storage.text_session(phone) == expected
-    today = dt.datetime.now(dt.UTC).date()
-    counts = {(row["channel"], row["section"]): row["count"] for row in storage.usage(today - dt.timedelta(days=1))}
-    assert counts == ({("sms", "hospice"): 1} if with_count else {})
-
     # A message with no SID (never from Twilio, but possible by hand) is stored every time it comes.
     assert storage.record_text_turn("", phone, "menu:en", first) is None
     assert storage.record_text_turn("", phone, "menu:en", first) is None
-    if with_count:
-        counts = {(r["channel"], r["section"]): r["count"] for r in storage.usage(today - dt.timedelta(days=1))}
-        assert counts == {("sms", "hospice"): 3}
+    assert storage.text_session(phone) == expected
 
 
 def test_a_stored_message_with_no_answer_gives_an_empty_one(storage: Storage) -> None:

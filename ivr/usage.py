@@ -1,0 +1,149 @@
+"""Usage counts for the staff page, added to the database in batches instead of one write per request.
+
+Every section heard and every topic texted adds one to a row of `usage_daily` (day, channel,
+section). Written on each request, those few rows were the line's busiest: every app process
+queued for the same rows (SQLite's one writer, PostgreSQL's row locks), and under load the count
+cost a section more than everything else the line does for it. A `UsageCounter` keeps this
+process's counts in memory and adds them in one transaction every USAGE_FLUSH_SECONDS (from a
+background thread), when it holds MAX_PENDING of them, and when the process exits.
+
+Nothing about a caller is kept: a count is a day, a channel and a section, and the step key of a
+call (a keyed hash, see ivr/voice.py `retry_key`) so that a step Twilio retried counts once even
+when the retry reached another process: the keys are claimed in the same transaction as the counts.
+
+What this costs: a process killed outright (SIGKILL, power cut) loses the counts of its last
+USAGE_FLUSH_SECONDS. The counts are a statistic for the staff page, never something a caller left;
+the panel shows them that much later. With USAGE_FLUSH_SECONDS=0 every count is written at once.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as dt
+import logging
+import os
+import threading
+import weakref
+
+import sqlalchemy as sa
+
+from ivr.storage import Storage, Use
+
+log = logging.getLogger(__name__)
+
+
+class UsageCounter:
+    """This process's usage counts, on their way to the database (see the module's docstring)."""
+
+    #: Counts held before a request writes them itself, without waiting for the timer.
+    MAX_PENDING = 2000
+    #: Counts kept while the database is away; beyond this the oldest are dropped (and logged).
+    MAX_KEPT = 50_000
+
+    def __init__(self, storage: Storage, flush_seconds: float) -> None:
+        self.storage = storage
+        self.flush_seconds = flush_seconds
+        self._pending: list[Use] = []
+        self._lock = threading.Lock()  # guards _pending
+        self._flushing = threading.Lock()  # one batch at a time, so a batch that failed keeps its order
+        self._timer_pid = 0
+        self._wake = threading.Event()
+        self._failing = False
+        if flush_seconds > 0:
+            # Flushed at exit (gunicorn's workers exit through sys.exit); a weak reference, so an app
+            # that is gone (tests build many) is not kept alive by the hook.
+            atexit.register(_close_if_alive, weakref.ref(self))
+
+    def add(self, channel: str, section: str, once_key: str = "", at: dt.datetime | None = None) -> None:
+        """Count one use of `section` on `channel` today (UTC); `once_key` counts a retried step once."""
+        moment = at or dt.datetime.now(dt.UTC)
+        use = Use(moment.astimezone(dt.UTC).date(), channel, section, once_key, moment)
+        if self.flush_seconds <= 0:
+            self.storage.add_uses([use])  # errors reach the caller (ivr/resilience.py's try_write)
+            return
+        with self._lock:
+            self._pending.append(use)
+            full = len(self._pending) >= self.MAX_PENDING
+        self._ensure_timer()
+        if full:
+            self.flush()
+
+    def pending(self) -> int:
+        """How many counts wait for the next flush."""
+        with self._lock:
+            return len(self._pending)
+
+    def flush(self) -> int:
+        """Add every waiting count to the database now; how many were written (0 if it is away)."""
+        with self._flushing:
+            with self._lock:
+                batch, self._pending = self._pending, []
+            if not batch:
+                return 0
+            if self._write(batch):
+                return len(batch)
+            with self._lock:  # kept for the next try, oldest first, within MAX_KEPT
+                kept = batch + self._pending
+                dropped = max(0, len(kept) - self.MAX_KEPT)
+                self._pending = kept[dropped:]
+            if dropped:
+                log.warning("Dropped %d usage counts kept while the database was away", dropped)
+            return 0
+
+    def close(self) -> None:
+        """Stop the timer and write what waits (at exit)."""
+        self._wake.set()
+        self.flush()
+
+    def _write(self, uses: list[Use]) -> bool:
+        try:
+            self.storage.add_uses(uses)
+        except sa.exc.SQLAlchemyError as error:
+            # Counting is for the staff usage panel; nobody waits for it. Kept and tried again later;
+            # said once per outage, not once a second.
+            if not self._failing:
+                log.warning("Could not add %d usage counts, keeping them: %s", len(uses), type(error).__name__)
+            self._failing = True
+            return False
+        if self._failing:
+            log.warning("Usage counts added again (%d)", len(uses))
+        self._failing = False
+        return True
+
+    def _ensure_timer(self) -> None:
+        """Start this process's flushing thread on first use (a forked worker starts its own)."""
+        if self._timer_pid == os.getpid():
+            return
+        with self._lock:
+            if self._timer_pid == os.getpid():
+                return
+            self._timer_pid = os.getpid()
+            self._wake = threading.Event()
+        thread = threading.Thread(target=self._run, args=(weakref.ref(self), self._wake), daemon=True)
+        thread.name = "careline-usage-flush"
+        thread.start()
+
+    @staticmethod
+    def _run(owner: weakref.ReferenceType[UsageCounter], wake: threading.Event) -> None:
+        while True:
+            counter = owner()
+            if counter is None:
+                return
+            seconds = counter.flush_seconds
+            del counter  # not held while waiting: a discarded app's counter can go
+            if wake.wait(seconds):
+                return
+            counter = owner()
+            if counter is None:
+                return
+            try:
+                counter.flush()
+            except Exception as error:  # never let the thread die: the next tick tries again
+                log.error("Usage count flush failed: %s", type(error).__name__)
+            del counter
+
+
+def _close_if_alive(owner: weakref.ReferenceType[UsageCounter]) -> None:
+    counter = owner()
+    if counter is not None:
+        counter.close()

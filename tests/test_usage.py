@@ -1,0 +1,181 @@
+"""Usage counts come in batches (ivr/usage.py): none is lost, none is counted twice, and a request
+that plays a section does not wait for the database's busiest rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+
+from ivr import create_app
+from ivr.storage import Storage
+from ivr.usage import UsageCounter
+from tests.conftest import app_config
+from tests.support import Call
+
+ROOT = Path(__file__).resolve().parent.parent
+TODAY = dt.datetime.now(dt.UTC).date()
+
+
+@pytest.fixture
+def storage(database_url: str) -> Iterator[Storage]:
+    store = Storage(database_url, "test-secret-key")
+    store.migrate()
+    yield store
+    store.dispose()
+
+
+def counts(storage: Storage) -> dict[tuple[str, str], int]:
+    return {(row["channel"], row["section"]): row["count"] for row in storage.usage(TODAY - dt.timedelta(days=1))}
+
+
+def test_counts_wait_for_the_batch_then_arrive_added_up(storage: Storage) -> None:
+    counter = UsageCounter(storage, flush_seconds=60)
+    for _ in range(3):
+        counter.add("voice", "hospice")
+    counter.add("sms", "hospice")
+    counter.add("voice", "coping")
+    assert counts(storage) == {} and counter.pending() == 5
+    assert counter.flush() == 5
+    assert counts(storage) == {("voice", "hospice"): 3, ("sms", "hospice"): 1, ("voice", "coping"): 1}
+    counter.add("voice", "hospice")
+    counter.flush()
+    assert counts(storage)[("voice", "hospice")] == 4
+    assert counter.flush() == 0  # nothing waits
+
+
+def test_a_retried_step_counts_once_even_when_the_retry_reached_another_process(storage: Storage) -> None:
+    first_process, second_process = UsageCounter(storage, 60), UsageCounter(storage, 60)
+    first_process.add("voice", "hospice", once_key="step:count:abc")
+    first_process.add("voice", "hospice", once_key="step:count:abc")  # a retry to the same process
+    second_process.add("voice", "hospice", once_key="step:count:abc")  # and one to another
+    second_process.add("voice", "hospice", once_key="step:count:def")  # a different step
+    first_process.flush()
+    second_process.flush()
+    assert counts(storage) == {("voice", "hospice"): 2}
+
+
+def test_the_timer_adds_the_counts_without_any_request(storage: Storage) -> None:
+    counter = UsageCounter(storage, flush_seconds=1)
+    counter.add("voice", "treatment")
+    deadline = time.monotonic() + 10
+    while counts(storage) != {("voice", "treatment"): 1} and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert counts(storage) == {("voice", "treatment"): 1}
+    assert counter.pending() == 0
+    counter.close()
+
+
+@pytest.mark.sqlite_only
+def test_counts_wait_while_the_database_is_away(database_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    path = Path(database_url.split("///", 1)[1])
+    storage = Storage(database_url, "test-secret-key")
+    storage.migrate()
+    counter = UsageCounter(storage, flush_seconds=60)
+    counter.add("voice", "hospice")
+    storage.dispose()
+    away = path.with_name("away.sqlite3")
+    path.rename(away)  # SQLite then opens a new, empty file: no usage table
+    try:
+        assert counter.flush() == 0
+        counter.add("voice", "hospice")
+        assert counter.flush() == 0
+        assert counter.pending() == 2, "kept, not dropped"
+        warnings = [r for r in caplog.records if "usage counts" in r.getMessage()]
+        assert len(warnings) == 1, "said once per outage"
+    finally:
+        storage.dispose()
+        path.unlink(missing_ok=True)
+        away.rename(path)
+    assert counter.flush() == 2
+    assert counts(storage) == {("voice", "hospice"): 2}
+    storage.dispose()
+
+
+EXITING = """
+import sys
+from ivr.storage import Storage
+from ivr.usage import UsageCounter
+storage = Storage(sys.argv[1], "test-secret-key")
+counter = UsageCounter(storage, flush_seconds=60)
+for _ in range(7):
+    counter.add("sms", "palliative")
+sys.exit(0)  # as a gunicorn worker ends: the counts go in on the way out
+"""
+
+
+def test_a_process_that_exits_adds_its_counts_on_the_way_out(storage: Storage, database_url: str) -> None:
+    subprocess.run([sys.executable, "-c", EXITING, database_url], cwd=ROOT, check=True, timeout=60)
+    assert counts(storage) == {("sms", "palliative"): 7}
+
+
+@pytest.fixture
+def batching_app(tmp_path: Path) -> Iterator[Flask]:
+    """The line as it runs by default: counts in batches (here every 60 s, so only a flush writes them)."""
+    app = create_app(app_config(tmp_path, USAGE_FLUSH_SECONDS=60))
+    yield app
+    app.extensions["careline"].usage.close()
+    app.extensions["careline"].storage.dispose()
+
+
+def test_playing_a_section_does_not_write_its_count_during_the_request(batching_app: Flask) -> None:
+    svc = batching_app.extensions["careline"]
+    statements: list[str] = []
+    engines = (svc.storage.engine, svc.storage.read_engine, svc.storage.conversation_engine)
+
+    def note(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    for engine in engines:
+        sa.event.listen(engine, "before_cursor_execute", note)
+    svc.storage.trace = lambda _engine, statement: statements.append(statement)
+    try:
+        call = Call(batching_app.test_client())
+        call.start()
+        call.press("1")
+        call.press("#")
+        call.press("5")
+    finally:
+        svc.storage.trace = None
+        for engine in engines:
+            sa.event.remove(engine, "before_cursor_execute", note)
+    assert not any("usage_daily" in statement for statement in statements)
+    assert svc.usage.pending() == 2
+    svc.usage.flush()
+    assert sum(counts(svc.storage).values()) == 2
+
+
+def test_the_setting_is_checked() -> None:
+    from ivr.config import ConfigError, settings_from_environment
+
+    assert settings_from_environment({"USAGE_FLUSH_SECONDS": "5"})["USAGE_FLUSH_SECONDS"] == 5
+    with pytest.raises(ConfigError):
+        settings_from_environment({"USAGE_FLUSH_SECONDS": "-1"})
+
+
+def test_a_gunicorn_worker_adds_its_counts_when_the_line_stops(tmp_path: Path, database_url: str) -> None:
+    """`make serve`'s workers (gunicorn.conf.py): a graceful stop (deploy, reload) loses no count."""
+    from tests.servers import HttpClient, LineServer, line_environment
+
+    server = LineServer(line_environment(database_url, USAGE_FLUSH_SECONDS="60"), tmp_path / "line.log")
+    try:
+        server.wait_until_ready()
+        call = Call(HttpClient([server.port]))  # type: ignore[arg-type]
+        call.start()
+        call.press("4")
+        call.press("#")
+        call.press("4")
+    finally:
+        server.stop()
+    storage = Storage(database_url, "test-secret-key")
+    try:
+        assert sum(counts(storage).values()) == 2, server.log()
+    finally:
+        storage.dispose()
