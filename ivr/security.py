@@ -261,9 +261,18 @@ class WebhookRequest(Request):
         if self.mimetype != FORM_TYPE:
             super()._load_form_data()
             return
-        stream = self._get_stream_for_parsing()  # werkzeug's limited stream: the same limits apply
+        length, limit = self.content_length, self.max_content_length
+        if length is not None and (limit is None or length <= limit):
+            # Twilio always says how long its form is: read exactly that. werkzeug's stream reads in
+            # 64 KiB tries until the server's reader says "no more", a second pass through
+            # gunicorn's Python reader that cost a key press ~70 us of CPU under load.
+            stream = self.environ["wsgi.input"]
+            body = stream.read(length)
+        else:  # chunked, or too long (413): werkzeug's limited stream and its errors
+            stream = self._get_stream_for_parsing()
+            body = stream.read()
         try:
-            form: MultiDict[str, str] = self.parameter_storage_class(parse_form(stream.read().decode()))
+            form: MultiDict[str, str] = self.parameter_storage_class(parse_form(body.decode()))
         except ValueError:  # not UTF-8: werkzeug's silent parser gives an empty form too
             form = self.parameter_storage_class()
         files: MultiDict[str, Any] = ImmutableMultiDict()
