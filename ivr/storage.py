@@ -17,8 +17,8 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -466,6 +466,8 @@ class Storage:
         #: Tests may set this to see each hot statement's engine and SQL as it is sent (see `_hot`).
         self.trace: Callable[[Engine, str], None] | None = None
         self._writers: SqliteWriterQueue | None = None
+        self._pinned_local = _PinnedConnections()
+        self._pinned_generation = 0
         if self.engine.dialect.name == "sqlite" and path and path != ":memory:":
             writers = SqliteWriterQueue(f"{path}-writers")
             writers.attach(self.engine)
@@ -532,13 +534,18 @@ class Storage:
         self.dispose()
 
     def dispose(self) -> None:
-        """Close every pooled connection (they reopen on the next use)."""
+        """Close every pooled connection (they reopen on the next use); retire the hot ones too."""
+        self._pinned_generation += 1
+        for connection in self._pinned_local.connections.values():
+            _close_quietly(connection)  # this thread's; other threads close theirs at their next use
+        self._pinned_local.connections = {}
         self.engine.dispose()
         self.read_engine.dispose()
         self.conversation_engine.dispose()
 
     def after_fork(self) -> None:
         """Call in a freshly forked worker: drop the parent's pooled connections without closing them."""
+        self._pinned_local.connections = {}  # the parent's, never closed here (see _pinned: a new pid)
         self.engine.dispose(close=False)
         self.read_engine.dispose(close=False)
         self.conversation_engine.dispose(close=False)
@@ -582,24 +589,46 @@ class Storage:
             statement = self._hot_statements.setdefault(name, HotStatement(build(), self.engine.dialect))
         return statement
 
-    @contextmanager
-    def _hot(self, engine: Engine) -> Iterator[HotCursor]:
-        """A pooled connection of `engine` for `HotStatement`s, committed when the block ends.
+    def _pinned(self, engine: Engine) -> Any:
+        """This thread's own DBAPI connection of `engine` for hot statements, opened on first use.
+
+        Taken from the pool once and detached from it: a pool checkout and checkin (events, a lock,
+        a reset) cost a text about as much as its statements. Each thread has its own, so a
+        connection is never shared; `dispose` and `after_fork` retire them (see `_hot_once`).
+        """
+        pinned = self._pinned_local
+        if pinned.generation != self._pinned_generation or pinned.pid != os.getpid():
+            if pinned.pid == os.getpid():  # retired by dispose(): close them here, in their own thread
+                for old in pinned.connections.values():
+                    _close_quietly(old)
+            pinned.connections, pinned.generation, pinned.pid = {}, self._pinned_generation, os.getpid()
+        connection = pinned.connections.get(engine)
+        if connection is None:
+            fairy = engine.raw_connection()
+            fairy.detach()  # ours now: the pool neither counts it nor resets it
+            connection = pinned.connections[engine] = fairy.dbapi_connection
+        return connection
+
+    def _hot_once(self, engine: Engine, work: Callable[[HotCursor], T]) -> T:
+        """`work` on this thread's connection of `engine`, committed; rolled back on any error.
 
         Errors come out as SQLAlchemy's own (what ivr/resilience.py handles), never with the values
-        (they may hold a phone number's hash); a connection found dead is dropped from its pool. On
+        (they may hold a phone number's hash); a connection found dead is closed and forgotten. On
         SQLite the writers' turn (SqliteWriterQueue) is taken at the first write and given back here.
         """
         dialect = engine.dialect
-        connection = engine.raw_connection()
+        connection = self._pinned(engine)
         hot = HotCursor(connection.cursor(), engine, self._writers, self.trace)
         try:
-            yield hot
+            result = work(hot)
             connection.commit()
+            return result
         except dialect.loaded_dbapi.Error as error:
-            gone = dialect.is_disconnect(error, connection.dbapi_connection, hot.cursor)
+            gone = dialect.is_disconnect(error, connection, hot.cursor)
+            _rollback_quietly(connection)
             if gone:
-                connection.invalidate(error)
+                self._pinned_local.connections.pop(engine, None)
+                _close_quietly(connection)
             raise sa.exc.DBAPIError.instance(
                 None,
                 None,
@@ -609,30 +638,28 @@ class Storage:
                 dialect=dialect,
                 connection_invalidated=gone,
             ) from error
+        except BaseException:
+            _rollback_quietly(connection)
+            raise
         finally:
-            try:
-                hot.cursor.close()
-            finally:
-                connection.close()  # back to the pool, which rolls back whatever was left open
-                if hot.wrote and self._writers is not None:
-                    self._writers.release()
+            _close_quietly(hot.cursor)
+            if hot.wrote and self._writers is not None:
+                self._writers.release()
 
     def _run_hot(self, engine: Engine, work: Callable[[HotCursor], T]) -> T:
-        """`work` in one `_hot` transaction; tried once more on a fresh connection if the first was dead.
+        """`work` in one `_hot_once` transaction; tried once more on a fresh connection if the first was dead.
 
-        The hot engines skip the liveness ping (a round trip per request on PostgreSQL); instead a
-        connection that died (a server restart, a failover) is noticed by its error and replaced.
+        The hot connections skip any liveness ping (a round trip per request on PostgreSQL); instead
+        a connection that died (a server restart, a failover) is noticed by its error and replaced.
         Every hot write is safe to repeat: a text's turn is keyed by its MessageSid, a call step by its
-        idempotency key; only an unkeyed usage count could count twice, if the first commit arrived.
+        idempotency key.
         """
         try:
-            with self._hot(engine) as hot:
-                return work(hot)
+            return self._hot_once(engine, work)
         except sa.exc.DBAPIError as error:
             if not error.connection_invalidated:
                 raise
-        with self._hot(engine) as hot:
-            return work(hot)
+        return self._hot_once(engine, work)
 
     def _hot_new_event(self) -> HotStatement:
         """INSERT a processed_events key unless it is there (rowcount 1 when this call inserted it)."""
@@ -1332,3 +1359,24 @@ def _text_session_query() -> sa.Select[Any]:
         session_value(sms_sessions.c.next_part).label("next_part"),
         opted.label("opted_out"),
     )
+
+
+class _PinnedConnections(threading.local):
+    """One thread's hot connections (Storage._pinned), and the generation and process they belong to."""
+
+    def __init__(self) -> None:
+        self.connections: dict[Engine, Any] = {}
+        self.generation = -1
+        self.pid = 0
+
+
+def _close_quietly(resource: Any) -> None:
+    """Close a cursor or connection that may already be broken."""
+    with suppress(Exception):  # a broken connection cannot be closed more than it is
+        resource.close()
+
+
+def _rollback_quietly(connection: Any) -> None:
+    """End whatever a failed hot transaction left open (the next use starts clean)."""
+    with suppress(Exception):  # a dead connection has nothing left to roll back
+        connection.rollback()

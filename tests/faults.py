@@ -20,10 +20,8 @@ from ivr.storage import Storage
 
 
 def close_pools(storage: Storage) -> None:
-    """Close every pooled connection of `storage` (its engines reopen them on the next use)."""
-    for value in vars(storage).values():
-        if isinstance(value, sa.engine.Engine):
-            value.dispose()
+    """Close every connection of `storage`, pooled or hot (they reopen on the next use)."""
+    storage.dispose()
 
 
 @dataclass
