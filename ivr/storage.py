@@ -343,7 +343,10 @@ class HotCursor:
         if self._trace is not None:
             self._trace(self._engine, statement.sql)
         self.cursor.execute(statement.sql, statement.parameters(values))
-        return statement.row(self.cursor.fetchone())
+        # Read to the end, so no statement is left half-read on this long-lived cursor (on SQLite that
+        # would keep a read snapshot open and hold back WAL checkpoints; see the storage tests).
+        rows = self.cursor.fetchall()
+        return statement.row(rows[0] if rows else None)
 
 
 class SqliteWriterQueue:
@@ -536,8 +539,9 @@ class Storage:
     def dispose(self) -> None:
         """Close every pooled connection (they reopen on the next use); retire the hot ones too."""
         self._pinned_generation += 1
-        for connection in self._pinned_local.connections.values():
-            _close_quietly(connection)  # this thread's; other threads close theirs at their next use
+        for connection, cursor in self._pinned_local.connections.values():
+            _close_quietly(cursor)  # this thread's; other threads close theirs at their next use
+            _close_quietly(connection)
         self._pinned_local.connections = {}
         self.engine.dispose()
         self.read_engine.dispose()
@@ -600,14 +604,17 @@ class Storage:
         if pinned.generation != self._pinned_generation or pinned.pid != os.getpid():
             if pinned.pid == os.getpid():  # retired by dispose(): close them here, in their own thread
                 for old in pinned.connections.values():
-                    _close_quietly(old)
+                    _close_quietly(old[1])
+                    _close_quietly(old[0])
             pinned.connections, pinned.generation, pinned.pid = {}, self._pinned_generation, os.getpid()
-        connection = pinned.connections.get(engine)
-        if connection is None:
+        held = pinned.connections.get(engine)
+        if held is None:
             fairy = engine.raw_connection()
             fairy.detach()  # ours now: the pool neither counts it nor resets it
-            connection = pinned.connections[engine] = fairy.dbapi_connection
-        return connection
+            # One cursor for the connection's life: psycopg builds a cursor's adapters each time.
+            dbapi_connection: Any = fairy.dbapi_connection
+            held = pinned.connections[engine] = (dbapi_connection, dbapi_connection.cursor())
+        return held
 
     def _hot_once(self, engine: Engine, work: Callable[[HotCursor], T]) -> T:
         """`work` on this thread's connection of `engine`, committed; rolled back on any error.
@@ -617,17 +624,19 @@ class Storage:
         SQLite the writers' turn (SqliteWriterQueue) is taken at the first write and given back here.
         """
         dialect = engine.dialect
-        connection = self._pinned(engine)
-        hot = HotCursor(connection.cursor(), engine, self._writers, self.trace)
+        connection, cursor = self._pinned(engine)
+        hot = HotCursor(cursor, engine, self._writers, self.trace)
         try:
             result = work(hot)
-            connection.commit()
+            if _in_transaction(connection):  # in autocommit there is nothing to end: no round trip
+                connection.commit()
             return result
         except dialect.loaded_dbapi.Error as error:
             gone = dialect.is_disconnect(error, connection, hot.cursor)
             _rollback_quietly(connection)
             if gone:
                 self._pinned_local.connections.pop(engine, None)
+                _close_quietly(cursor)
                 _close_quietly(connection)
             raise sa.exc.DBAPIError.instance(
                 None,
@@ -642,7 +651,6 @@ class Storage:
             _rollback_quietly(connection)
             raise
         finally:
-            _close_quietly(hot.cursor)
             if hot.wrote and self._writers is not None:
                 self._writers.release()
 
@@ -1362,12 +1370,21 @@ def _text_session_query() -> sa.Select[Any]:
 
 
 class _PinnedConnections(threading.local):
-    """One thread's hot connections (Storage._pinned), and the generation and process they belong to."""
+    """One thread's hot connections and their cursors (Storage._pinned), and the generation and
+    process they belong to."""
 
     def __init__(self) -> None:
-        self.connections: dict[Engine, Any] = {}
+        self.connections: dict[Engine, tuple[Any, Any]] = {}
         self.generation = -1
         self.pid = 0
+
+
+def _in_transaction(connection: Any) -> bool:
+    """Whether a DBAPI connection (sqlite3 or psycopg) has a transaction open."""
+    open_now = getattr(connection, "in_transaction", None)  # sqlite3
+    if open_now is not None:
+        return bool(open_now)
+    return bool(connection.info.transaction_status != 0)  # psycopg: 0 is IDLE
 
 
 def _close_quietly(resource: Any) -> None:

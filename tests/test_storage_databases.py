@@ -258,3 +258,22 @@ def test_sqlite_writers_take_turns_and_always_give_the_turn_back(storage: Storag
     with storage.engine.connect() as connection:
         connection.execute(sa.text("SELECT count(*) FROM processed_events")).scalar()
         assert _other_process_can_write(lock_path)  # reading never takes a turn
+
+
+@pytest.mark.sqlite_only
+def test_the_per_request_reads_leave_no_snapshot_open(storage: Storage, database_url: str) -> None:
+    """The hot connections live on between requests: a read that kept its SQLite snapshot open would
+    hold back every WAL checkpoint until that worker's next request (an idle worker: for ever)."""
+    import sqlite3
+
+    phone = "+15551230005"
+    storage.record_text_turn("sms:SM-ckpt", phone, "", TextChanges(session=TextSession("en", "hospice", 1)))
+    storage.remember_choices(phone, "en", False, "hospice", dt.datetime.now(dt.UTC))
+    assert storage.text_session(phone).section == "hospice"
+    assert storage.recall_choices(phone, dt.datetime.now(dt.UTC), dt.timedelta(days=7)) is not None
+    other = sqlite3.connect(database_url.split("///", 1)[1], timeout=0)
+    try:
+        busy, _frames, _done = other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        other.close()
+    assert busy == 0, "a reader still holds a snapshot"
