@@ -34,6 +34,22 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+_forks = 0
+
+
+def _count_fork() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_count_fork)
+
+
+def process_generation() -> int:
+    """A number that changes in every forked child: "am I still the process that opened this?"
+    without os.getpid(), a system call each time (glibc no longer caches it)."""
+    return _forks
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 #: What a phone number's hash leaves out (ASCII numbers; see Storage.phone_hash): all but digits and "+".
@@ -366,7 +382,7 @@ class SqliteWriterQueue:
     def __init__(self, path: str) -> None:
         self.path = path
         self._fd: int | None = None
-        self._pid = 0
+        self._process = -1
         self._lock = threading.RLock()  # threads of one process share the flock: queue them here
         self._depth = 0
 
@@ -396,9 +412,9 @@ class SqliteWriterQueue:
             raise sqlite3.OperationalError("database is locked (waiting for the writer queue)")
         try:
             if self._depth == 0:
-                if self._fd is None or self._pid != os.getpid():  # a forked worker opens its own
+                if self._fd is None or self._process != process_generation():  # a forked worker opens its own
                     self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-                    self._pid = os.getpid()
+                    self._process = process_generation()
                 self._flock_within(self._fd, self.WAIT_SECONDS)
         except BaseException:
             self._lock.release()
@@ -601,12 +617,12 @@ class Storage:
         connection is never shared; `dispose` and `after_fork` retire them (see `_hot_once`).
         """
         pinned = self._pinned_local
-        if pinned.generation != self._pinned_generation or pinned.pid != os.getpid():
-            if pinned.pid == os.getpid():  # retired by dispose(): close them here, in their own thread
+        if pinned.generation != self._pinned_generation or pinned.process != process_generation():
+            if pinned.process == process_generation():  # retired by dispose(): close them here, in their own thread
                 for old in pinned.connections.values():
                     _close_quietly(old[1])
                     _close_quietly(old[0])
-            pinned.connections, pinned.generation, pinned.pid = {}, self._pinned_generation, os.getpid()
+            pinned.connections, pinned.generation, pinned.process = {}, self._pinned_generation, process_generation()
         held = pinned.connections.get(engine)
         if held is None:
             fairy = engine.raw_connection()
@@ -1376,7 +1392,7 @@ class _PinnedConnections(threading.local):
     def __init__(self) -> None:
         self.connections: dict[Engine, tuple[Any, Any]] = {}
         self.generation = -1
-        self.pid = 0
+        self.process = -1
 
 
 def _in_transaction(connection: Any) -> bool:

@@ -21,13 +21,12 @@ from __future__ import annotations
 import atexit
 import datetime as dt
 import logging
-import os
 import threading
 import weakref
 
 import sqlalchemy as sa
 
-from ivr.storage import Storage, Use
+from ivr.storage import Storage, Use, process_generation
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,7 @@ class UsageCounter:
         self._pending: list[Use] = []
         self._lock = threading.Lock()  # guards _pending
         self._flushing = threading.Lock()  # one batch at a time, so a batch that failed keeps its order
-        self._timer_pid = 0
+        self._timer_process = -1
         self._wake = threading.Event()
         self._failing = False
         if flush_seconds > 0:
@@ -112,12 +111,12 @@ class UsageCounter:
 
     def _ensure_timer(self) -> None:
         """Start this process's flushing thread on first use (a forked worker starts its own)."""
-        if self._timer_pid == os.getpid():
+        if self._timer_process == process_generation():
             return
         with self._lock:
-            if self._timer_pid == os.getpid():
+            if self._timer_process == process_generation():
                 return
-            self._timer_pid = os.getpid()
+            self._timer_process = process_generation()
             self._wake = threading.Event()
         thread = threading.Thread(target=self._run, args=(weakref.ref(self), self._wake), daemon=True)
         thread.name = "careline-usage-flush"
