@@ -478,7 +478,6 @@ class Storage:
         self.engine: Engine = sa.create_engine(database_url, **options)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        self.read_engine: Engine = self._make_read_engine(database_url, options)
         self.conversation_engine: Engine = self._make_conversation_engine(database_url, options)
         self._statements: dict[str, Any] = {}
         self._hot_statements: dict[str, HotStatement] = {}
@@ -490,27 +489,15 @@ class Storage:
         if self.engine.dialect.name == "sqlite" and path and path != ":memory:":
             writers = SqliteWriterQueue(f"{path}-writers")
             writers.attach(self.engine)
-            writers.attach(self.read_engine)
             writers.attach(self.conversation_engine)
             self._writers = writers
 
-    def _make_read_engine(self, database_url: str, options: dict[str, Any]) -> Engine:
-        """Connections for the line's per-request reads (a text conversation, a caller's saved choices).
-
-        Each is one statement, so it runs in autocommit: one round trip, no BEGIN and ROLLBACK, and
-        no liveness ping (`_run_hot` replaces a dead connection). Nothing is written through it.
-        """
-        reading = {**options, "isolation_level": "AUTOCOMMIT", "pool_pre_ping": False}
-        if database_url.startswith("sqlite"):
-            engine = sa.create_engine(database_url, **reading)
-            sa.event.listen(engine, "connect", _sqlite_pragmas)
-            return engine
-        reading.update(pool_size=1, max_overflow=4)
-        return sa.create_engine(database_url, **reading)
-
     def _make_conversation_engine(self, database_url: str, options: dict[str, Any]) -> Engine:
-        """Connections for writes that leave nothing a person would miss: text turns that only move a
-        conversation along (MENU, a topic, MORE) and a caller's remembered language, speed and section.
+        """The hot connections (see `_pinned`): the line's per-request reads (a text conversation, a
+        caller's saved choices) and its writes that leave nothing a person would miss: text turns
+        that only move a conversation along (MENU, a topic, MORE) and a caller's remembered language,
+        speed and section. One connection per worker for all of them: on PostgreSQL one server
+        process per worker, not one per kind of statement.
 
         Such a turn keeps where the person is in a section and the MessageSid it answered. Its commit
         does not wait for the disk: a crash of the process loses nothing (the write is in the
@@ -560,14 +547,12 @@ class Storage:
             _close_quietly(connection)
         self._pinned_local.connections = {}
         self.engine.dispose()
-        self.read_engine.dispose()
         self.conversation_engine.dispose()
 
     def after_fork(self) -> None:
         """Call in a freshly forked worker: drop the parent's pooled connections without closing them."""
         self._pinned_local.connections = {}  # the parent's, never closed here (see _pinned: a new pid)
         self.engine.dispose(close=False)
-        self.read_engine.dispose(close=False)
         self.conversation_engine.dispose(close=False)
 
     # -- privacy --------------------------------------------------------------------------------
@@ -975,7 +960,7 @@ class Storage:
         # (a NULL when there is no row) rather than a join. Read in autocommit: one statement, no
         # transaction to begin and end.
         query = self._hot_statement("text-session-and-opt-out", _text_session_query)
-        row = self._run_hot(self.read_engine, lambda hot: hot.one(query, key))
+        row = self._run_hot(self.conversation_engine, lambda hot: hot.one(query, key))
         lang, section, next_part, opted_out = row or (None, None, None, None)
         return TextSession(lang=lang or "", section=section or "", next_part=next_part or 0, opted_out=bool(opted_out))
 
@@ -1130,7 +1115,7 @@ class Storage:
         query = self._hot_statement(
             "recall", lambda: sa.select(preferences).where(preferences.c.phone_hash == sa.bindparam("key"))
         )
-        row = self._run_hot(self.read_engine, lambda hot: hot.one(query, {"key": key}))
+        row = self._run_hot(self.conversation_engine, lambda hot: hot.one(query, {"key": key}))
         if row is None:
             return None
         saved = dict(zip(preferences.c.keys(), row, strict=True))

@@ -41,7 +41,7 @@ class DatabaseActivity:
 @pytest.fixture
 def activity(app: Flask) -> Iterator[DatabaseActivity]:
     storage = app.extensions["careline"].storage
-    engines = (storage.engine, storage.read_engine, storage.conversation_engine)
+    engines = (storage.engine, storage.conversation_engine)
     seen = DatabaseActivity()
 
     def on_checkout(*_args: object) -> None:

@@ -128,7 +128,7 @@ def batching_app(tmp_path: Path) -> Iterator[Flask]:
 def test_playing_a_section_does_not_write_its_count_during_the_request(batching_app: Flask) -> None:
     svc = batching_app.extensions["careline"]
     statements: list[str] = []
-    engines = (svc.storage.engine, svc.storage.read_engine, svc.storage.conversation_engine)
+    engines = (svc.storage.engine, svc.storage.conversation_engine)
 
     def note(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
         statements.append(statement)
