@@ -655,6 +655,24 @@ class Storage:
             if hot.wrote and self._writers is not None:
                 self._writers.release()
 
+    def _read_one(self, engine: Engine, statement: HotStatement, values: dict[str, Any]) -> tuple[Any, ...] | None:
+        """The row a hot SELECT finds (or None): the leanest path, for the read every greeting and every
+        text makes. Any error goes the careful way (`_run_hot`), which rolls back, replaces a dead
+        connection and tries again; reading twice changes nothing."""
+        pinned = self._pinned_local
+        if self.trace is None and pinned.generation == self._pinned_generation and pinned.process == _forks:
+            held = pinned.connections.get(engine)
+            if held is not None:
+                cursor = held[1]
+                try:
+                    cursor.execute(statement.sql, statement.parameters(values))
+                    rows = cursor.fetchall()  # to the end: no statement left half-read (see HotCursor.one)
+                except engine.dialect.loaded_dbapi.Error:
+                    pass
+                else:
+                    return statement.row(rows[0]) if rows else None
+        return self._run_hot(engine, lambda hot: hot.one(statement, values))
+
     def _run_hot(self, engine: Engine, work: Callable[[HotCursor], T]) -> T:
         """`work` in one `_hot_once` transaction; tried once more on a fresh connection if the first was dead.
 
@@ -960,7 +978,7 @@ class Storage:
         # (a NULL when there is no row) rather than a join. Read in autocommit: one statement, no
         # transaction to begin and end.
         query = self._hot_statement("text-session-and-opt-out", _text_session_query)
-        row = self._run_hot(self.conversation_engine, lambda hot: hot.one(query, key))
+        row = self._read_one(self.conversation_engine, query, key)
         lang, section, next_part, opted_out = row or (None, None, None, None)
         return TextSession(lang=lang or "", section=section or "", next_part=next_part or 0, opted_out=bool(opted_out))
 
@@ -1115,7 +1133,7 @@ class Storage:
         query = self._hot_statement(
             "recall", lambda: sa.select(preferences).where(preferences.c.phone_hash == sa.bindparam("key"))
         )
-        row = self._run_hot(self.conversation_engine, lambda hot: hot.one(query, {"key": key}))
+        row = self._read_one(self.conversation_engine, query, {"key": key})
         if row is None:
             return None
         saved = dict(zip(preferences.c.keys(), row, strict=True))
