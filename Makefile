@@ -59,7 +59,7 @@ test-pg: $(READY)
 bench: $(READY)
 	@command -v wrk >/dev/null || { [ "$$(id -u)" -eq 0 ] && apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
 		|| { echo "bench needs wrk: sudo apt-get install -y wrk"; exit 1; }
-	bash .ci/with-postgres env PG_DURABLE=1 $(PY) -m bench.run
+	PG_DURABLE=1 bash .ci/with-postgres $(PY) -m bench.run
 
 # Known vulnerabilities in every pinned package (pip-audit over requirements.txt); .ci/run runs it too.
 .PHONY: audit
