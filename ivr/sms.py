@@ -22,7 +22,7 @@ from types import MappingProxyType
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from ivr import gsm, resilience, spool, textline, twiml
+from ivr import gsm, resilience, spool, textline, twiml, usage
 from ivr.errors import where
 from ivr.hours import describe_hours
 from ivr.security import request_is_from_twilio, twilio_only
@@ -170,7 +170,7 @@ def _count_uses(svc: Services, decision: textline.Decision) -> None:
     """Count the section a decision texts, for the staff usage panel."""
     for effect in decision.effects:
         if isinstance(effect, textline.CountSectionText):
-            resilience.guard().try_write(partial(svc.usage.add, "sms", effect.section), "counting a use")
+            usage.count(svc.usage, resilience.guard(), "sms", effect.section)
 
 
 @bp.errorhandler(Exception)

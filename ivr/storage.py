@@ -678,8 +678,9 @@ class Storage:
 
         The hot connections skip any liveness ping (a round trip per request on PostgreSQL); instead
         a connection that died (a server restart, a failover) is noticed by its error and replaced.
-        Every hot write is safe to repeat: a text's turn is keyed by its MessageSid, a call step by its
-        idempotency key.
+        The hot writes are safe to repeat: a text's turn is keyed by its MessageSid, a call step by its
+        idempotency key, a caller's choices are set, not added to. (Batched usage counts without a step
+        key, ivr/usage.py, could count twice if the first commit arrived: a statistic, never a record.)
         """
         try:
             return self._hot_once(engine, work)
@@ -934,7 +935,7 @@ class Storage:
 
         def work(hot: HotCursor) -> None:
             totals: dict[tuple[dt.date, str, str], int] = {}
-            for use in uses:
+            for use in sorted(uses, key=lambda use: use.once_key):  # keys, too, claimed in one order
                 if use.once_key:
                     claim = {"new_key": use.once_key[:96], "new_created_at": as_utc(use.at), "new_outcome": None}
                     if hot.execute(self._hot_new_event(), claim, write=True) != 1:
@@ -942,7 +943,9 @@ class Storage:
                 place = (use.day, use.channel, use.section)
                 totals[place] = totals.get(place, 0) + 1
             statement = self._hot_statement("add-uses", self._add_uses_statement)
-            for (day, channel, section), count in totals.items():
+            # Rows in one order in every process: two batches locking the same rows in opposite orders
+            # would deadlock on PostgreSQL.
+            for (day, channel, section), count in sorted(totals.items()):
                 values = {"use_day": day, "use_channel": channel, "use_section": section, "use_count": count}
                 hot.execute(statement, values, write=True)
 

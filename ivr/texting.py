@@ -21,7 +21,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from ivr import resilience, textline
+from ivr import resilience, textline, usage
 from ivr.services import Services
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ def send_section(svc: Services, to: str, from_: str, section: str, lang: str) ->
         log.warning("Could not send a section by text: %s", type(error).__name__)
         return "failed"
     database = resilience.guard()
-    database.try_write(partial(svc.usage.add, "sms", section), "counting a use")
+    usage.count(svc.usage, database, "sms", section)
     # Replies from this number then come in the caller's language, and MORE knows all was sent.
     database.try_write(partial(svc.storage.save_text_session, to, lang, section, len(bodies)), "saving a session")
     return "sent"

@@ -23,10 +23,13 @@ import datetime as dt
 import logging
 import threading
 import weakref
-
-import sqlalchemy as sa
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from ivr.storage import Storage, Use, process_generation
+
+if TYPE_CHECKING:
+    from ivr.resilience import DatabaseGuard
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +37,7 @@ log = logging.getLogger(__name__)
 class UsageCounter:
     """This process's usage counts, on their way to the database (see the module's docstring)."""
 
-    #: Counts held before a request writes them itself, without waiting for the timer.
+    #: Counts held before the timer is woken early to write them.
     MAX_PENDING = 2000
     #: Counts kept while the database is away; beyond this the oldest are dropped (and logged).
     MAX_KEPT = 50_000
@@ -46,26 +49,36 @@ class UsageCounter:
         self._lock = threading.Lock()  # guards _pending
         self._flushing = threading.Lock()  # one batch at a time, so a batch that failed keeps its order
         self._timer_process = -1
-        self._wake = threading.Event()
+        self._hurry = threading.Event()  # wakes the timer before its time (many counts waiting, or stop)
+        self._stop = threading.Event()
         self._failing = False
         if flush_seconds > 0:
             # Flushed at exit (gunicorn's workers exit through sys.exit); a weak reference, so an app
             # that is gone (tests build many) is not kept alive by the hook.
             atexit.register(_close_if_alive, weakref.ref(self))
 
+    @property
+    def batching(self) -> bool:
+        """True when counts wait for the timer; False when each is written at once (USAGE_FLUSH_SECONDS=0)."""
+        return self.flush_seconds > 0
+
     def add(self, channel: str, section: str, once_key: str = "", at: dt.datetime | None = None) -> None:
-        """Count one use of `section` on `channel` today (UTC); `once_key` counts a retried step once."""
+        """Count one use of `section` on `channel` today (UTC); `once_key` counts a retried step once.
+
+        When batching this never touches the database, so it never keeps a caller waiting; written at
+        once, a database error reaches the caller (see `count`).
+        """
         moment = at or dt.datetime.now(dt.UTC)
         use = Use(moment.astimezone(dt.UTC).date(), channel, section, once_key, moment)
-        if self.flush_seconds <= 0:
-            self.storage.add_uses([use])  # errors reach the caller (ivr/resilience.py's try_write)
+        if not self.batching:
+            self.storage.add_uses([use])
             return
         with self._lock:
             self._pending.append(use)
             full = len(self._pending) >= self.MAX_PENDING
         self._ensure_timer()
         if full:
-            self.flush()
+            self._hurry.set()  # the timer thread writes them now; this request goes on
 
     def pending(self) -> int:
         """How many counts wait for the next flush."""
@@ -79,27 +92,34 @@ class UsageCounter:
                 batch, self._pending = self._pending, []
             if not batch:
                 return 0
-            if self._write(batch):
-                return len(batch)
-            with self._lock:  # kept for the next try, oldest first, within MAX_KEPT
-                kept = batch + self._pending
-                dropped = max(0, len(kept) - self.MAX_KEPT)
-                self._pending = kept[dropped:]
-            if dropped:
-                log.warning("Dropped %d usage counts kept while the database was away", dropped)
-            return 0
+            written = False
+            try:
+                written = self._write(batch)
+            finally:  # whatever stopped the write (even SystemExit), the batch goes back, oldest first
+                if not written:
+                    self._keep(batch)
+            return len(batch) if written else 0
+
+    def _keep(self, batch: list[Use]) -> None:
+        with self._lock:
+            kept = batch + self._pending
+            dropped = max(0, len(kept) - self.MAX_KEPT)
+            self._pending = kept[dropped:]
+        if dropped:
+            log.warning("Dropped %d usage counts kept while the database was away", dropped)
 
     def close(self) -> None:
         """Stop the timer and write what waits (at exit)."""
-        self._wake.set()
+        self._stop.set()
+        self._hurry.set()
         self.flush()
 
     def _write(self, uses: list[Use]) -> bool:
         try:
             self.storage.add_uses(uses)
-        except sa.exc.SQLAlchemyError as error:
-            # Counting is for the staff usage panel; nobody waits for it. Kept and tried again later;
-            # said once per outage, not once a second.
+        except Exception as error:  # the database, or the SQLite writers' lock file: kept, tried later
+            # Counting is for the staff usage panel; nobody waits for it. Said once per outage, not
+            # once a second, and by type only (a database error's text can quote a row).
             if not self._failing:
                 log.warning("Could not add %d usage counts, keeping them: %s", len(uses), type(error).__name__)
             self._failing = True
@@ -117,20 +137,23 @@ class UsageCounter:
             if self._timer_process == process_generation():
                 return
             self._timer_process = process_generation()
-            self._wake = threading.Event()
-        thread = threading.Thread(target=self._run, args=(weakref.ref(self), self._wake), daemon=True)
+            self._hurry, self._stop = threading.Event(), threading.Event()
+            events = (self._hurry, self._stop)
+        thread = threading.Thread(target=self._run, args=(weakref.ref(self), *events), daemon=True)
         thread.name = "careline-usage-flush"
         thread.start()
 
     @staticmethod
-    def _run(owner: weakref.ReferenceType[UsageCounter], wake: threading.Event) -> None:
-        while True:
+    def _run(owner: weakref.ReferenceType[UsageCounter], hurry: threading.Event, stop: threading.Event) -> None:
+        while not stop.is_set():
             counter = owner()
             if counter is None:
                 return
             seconds = counter.flush_seconds
             del counter  # not held while waiting: a discarded app's counter can go
-            if wake.wait(seconds):
+            hurry.wait(seconds)
+            hurry.clear()
+            if stop.is_set():
                 return
             counter = owner()
             if counter is None:
@@ -140,6 +163,15 @@ class UsageCounter:
             except Exception as error:  # never let the thread die: the next tick tries again
                 log.error("Usage count flush failed: %s", type(error).__name__)
             del counter
+
+
+def count(usage: UsageCounter, guard: DatabaseGuard, channel: str, section: str, **when: Any) -> None:
+    """Count a use from a request: into the batch (never the database, so even while it is away),
+    or, written at once, only when the database guard says it answers."""
+    if usage.batching:
+        usage.add(channel, section, **when)
+    else:
+        guard.try_write(partial(usage.add, channel, section, **when), "counting a use")
 
 
 def _close_if_alive(owner: weakref.ReferenceType[UsageCounter]) -> None:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from flask import Blueprint, Flask, Request, Response, current_app, request, url_for
 
-from ivr import dialog, resilience, spool, texting
+from ivr import dialog, resilience, spool, texting, usage
 from ivr.config import E164
 from ivr.content import Content
 from ivr.dialog import CallState, Circumstances, Event, Reply
@@ -211,8 +211,7 @@ def _perform(reply: Reply, world: Circumstances) -> Reply:
     for effect in reply.effects:
         if isinstance(effect, dialog.CountSectionPlay):
             once = retry_key("count")
-            count = partial(svc.usage.add, "voice", effect.section, once_key=once, at=now())
-            database.try_write(count, "counting a use")
+            usage.count(svc.usage, database, "voice", effect.section, once_key=once, at=now())
         elif isinstance(effect, dialog.OpenVoicemail):
             _keep_voicemail(effect, call_sid, caller)
         elif isinstance(effect, dialog.RememberChoices | dialog.ForgetChoices):

@@ -179,3 +179,85 @@ def test_a_gunicorn_worker_adds_its_counts_when_the_line_stops(tmp_path: Path, d
         assert sum(counts(storage).values()) == 2, server.log()
     finally:
         storage.dispose()
+
+
+def test_batches_from_many_processes_at_once_never_deadlock(storage: Storage, database_url: str) -> None:
+    """Every worker flushes every second: batches over the same rows, in any order, must all go in."""
+    import random
+    import threading
+
+    from ivr.storage import Use
+
+    sections = [f"topic{i}" for i in range(20)]
+    failures: list[str] = []
+
+    def worker(seed: int) -> None:
+        own = Storage(database_url, "test-secret-key")  # a process of its own, as a gunicorn worker
+        order = random.Random(seed)
+        try:
+            for _ in range(10):
+                batch = sections[:]
+                order.shuffle(batch)
+                keys = [f"step:count:{seed}:{order.random()}" for _ in batch]
+                try:
+                    own.add_uses([Use(TODAY, "voice", s, key) for s, key in zip(batch, keys, strict=True)])
+                except sa.exc.SQLAlchemyError as error:
+                    failures.append(type(error.orig).__name__ if hasattr(error, "orig") else type(error).__name__)
+        finally:
+            own.dispose()
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert counts(storage) == {("voice", section): 50 for section in sections}
+
+
+HOLD_WRITERS = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.mark.sqlite_only
+def test_a_full_batch_never_keeps_a_caller_waiting(storage: Storage, database_url: str) -> None:
+    """Another process holds SQLite's writers' turn: counting still returns at once; the timer writes later."""
+    counter = UsageCounter(storage, flush_seconds=60)
+    counter.MAX_PENDING = 2
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_WRITERS, database_url.split("///", 1)[1] + "-writers"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        for _ in range(4):
+            counter.add("voice", "hospice")
+        assert time.monotonic() - started < 0.5, "a request waited for the database"
+    finally:
+        holder.communicate("\n", timeout=30)
+    # The woken timer tried meanwhile (and waited for the turn, or gave up and kept the counts): none is lost.
+    counter.flush()
+    assert counts(storage) == {("voice", "hospice"): 4}
+    counter.close()
+
+
+def test_counts_taken_while_the_database_is_away_are_kept(batching_app: Flask) -> None:
+    from ivr import resilience
+
+    svc = batching_app.extensions["careline"]
+    with batching_app.app_context():
+        resilience.guard().failed(sa.exc.OperationalError("SELECT 1", {}, Exception("down")), "a test outage")
+    call = Call(batching_app.test_client())
+    call.start()
+    call.press("5")
+    assert svc.usage.pending() == 1, "counted into the batch, not skipped with the database"
+    svc.usage.flush()
+    assert sum(counts(svc.storage).values()) == 1
