@@ -321,6 +321,14 @@ class HotStatement:
             return converted
         return {name: value for (name, *_), value in zip(self._binds, converted, strict=True)}
 
+    def fetch_one(self, cursor: Any, values: dict[str, Any]) -> tuple[Any, ...] | None:
+        """Run this SELECT on a driver `cursor`: its first row, converted, or None."""
+        cursor.execute(self.sql, self.parameters(values))
+        # Read to the end, so no statement is left half-read on a long-lived cursor (on SQLite that
+        # would keep a read snapshot open and hold back WAL checkpoints; see the storage tests).
+        rows = cursor.fetchall()
+        return self.row(rows[0] if rows else None)
+
     def row(self, raw: Any) -> tuple[Any, ...] | None:
         """A fetched row with SQLAlchemy's result conversions applied (None stays None)."""
         if raw is None:
@@ -330,7 +338,7 @@ class HotStatement:
 
 
 class HotCursor:
-    """A driver cursor on a pooled connection, running `HotStatement`s (see `Storage._hot`)."""
+    """A driver cursor on a thread's hot connection, running `HotStatement`s (see `Storage._hot_once`)."""
 
     __slots__ = ("_engine", "_queue", "_trace", "cursor", "wrote")
 
@@ -358,11 +366,7 @@ class HotCursor:
         """The first row `statement` selects, converted, or None."""
         if self._trace is not None:
             self._trace(self._engine, statement.sql)
-        self.cursor.execute(statement.sql, statement.parameters(values))
-        # Read to the end, so no statement is left half-read on this long-lived cursor (on SQLite that
-        # would keep a read snapshot open and hold back WAL checkpoints; see the storage tests).
-        rows = self.cursor.fetchall()
-        return statement.row(rows[0] if rows else None)
+        return statement.fetch_one(self.cursor, values)
 
 
 class SqliteWriterQueue:
@@ -542,9 +546,7 @@ class Storage:
     def dispose(self) -> None:
         """Close every pooled connection (they reopen on the next use); retire the hot ones too."""
         self._pinned_generation += 1
-        for connection, cursor in self._pinned_local.connections.values():
-            _close_quietly(cursor)  # this thread's; other threads close theirs at their next use
-            _close_quietly(connection)
+        _close_pinned(self._pinned_local.connections)  # this thread's; others close theirs at their next use
         self._pinned_local.connections = {}
         self.engine.dispose()
         self.conversation_engine.dispose()
@@ -604,9 +606,7 @@ class Storage:
         pinned = self._pinned_local
         if pinned.generation != self._pinned_generation or pinned.process != process_generation():
             if pinned.process == process_generation():  # retired by dispose(): close them here, in their own thread
-                for old in pinned.connections.values():
-                    _close_quietly(old[1])
-                    _close_quietly(old[0])
+                _close_pinned(pinned.connections)
             pinned.connections, pinned.generation, pinned.process = {}, self._pinned_generation, process_generation()
         held = pinned.connections.get(engine)
         if held is None:
@@ -659,18 +659,12 @@ class Storage:
         """The row a hot SELECT finds (or None): the leanest path, for the read every greeting and every
         text makes. Any error goes the careful way (`_run_hot`), which rolls back, replaces a dead
         connection and tries again; reading twice changes nothing."""
-        pinned = self._pinned_local
-        if self.trace is None and pinned.generation == self._pinned_generation and pinned.process == _forks:
-            held = pinned.connections.get(engine)
-            if held is not None:
-                cursor = held[1]
-                try:
-                    cursor.execute(statement.sql, statement.parameters(values))
-                    rows = cursor.fetchall()  # to the end: no statement left half-read (see HotCursor.one)
-                except engine.dialect.loaded_dbapi.Error:
-                    pass
-                else:
-                    return statement.row(rows[0]) if rows else None
+        if self.trace is None:  # a test watching statements goes the careful way, which reports them
+            _connection, cursor = self._pinned(engine)
+            try:
+                return statement.fetch_one(cursor, values)
+            except engine.dialect.loaded_dbapi.Error:
+                pass
         return self._run_hot(engine, lambda hot: hot.one(statement, values))
 
     def _run_hot(self, engine: Engine, work: Callable[[HotCursor], T]) -> T:
@@ -1049,14 +1043,17 @@ class Storage:
             if earlier is not None:
                 return str(earlier)
             # Delivered twice at once: the other copy's row was not yet committed when this one began.
-            row = hot.one(self._hot_statement("event-outcome", _event_outcome_query), {"key": key})
-            return (row[0] or "") if row else ""
+            return self._stored_outcome(hot, key)
         if key and hot.execute(self._hot_new_event(), values, write=True) != 1:
-            row = hot.one(self._hot_statement("event-outcome", _event_outcome_query), {"key": key})
-            return (row[0] or "") if row else ""
+            return self._stored_outcome(hot, key)
         if session is not None:
             hot.execute(self._hot_upsert(sms_sessions, "phone_hash", _SESSION_COLUMNS), values, write=True)
         return None
+
+    def _stored_outcome(self, hot: HotCursor, key: str) -> str:
+        """The answer stored for the message `key` handled before ("" if none was stored)."""
+        row = hot.one(self._hot_statement("event-outcome", _event_outcome_query), {"key": key})
+        return (row[0] or "") if row else ""
 
     def _text_turn(
         self,
@@ -1407,6 +1404,13 @@ def _in_transaction(connection: Any) -> bool:
     if open_now is not None:
         return bool(open_now)
     return bool(connection.info.transaction_status != 0)  # psycopg: 0 is IDLE
+
+
+def _close_pinned(connections: dict[Engine, tuple[Any, Any]]) -> None:
+    """Close one thread's hot connections and their cursors (Storage._pinned)."""
+    for connection, cursor in connections.values():
+        _close_quietly(cursor)
+        _close_quietly(connection)
 
 
 def _close_quietly(resource: Any) -> None:

@@ -51,7 +51,7 @@ def activity(app: Flask) -> Iterator[DatabaseActivity]:
         seen.statements.append(" ".join(statement.split()))
 
     def on_hot_statement(engine: sa.Engine, statement: str) -> None:
-        # The line's most frequent statements go straight to the driver (Storage._hot): seen here.
+        # The line's most frequent statements go straight to the driver (Storage._hot_once): seen here.
         seen.statements.append(" ".join(statement.split()))
 
     for engine in engines:

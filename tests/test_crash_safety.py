@@ -207,7 +207,7 @@ def test_what_callers_leave_is_written_only_on_connections_that_wait_for_the_dis
     engines = [value for value in vars(storage).values() if isinstance(value, sa.engine.Engine)]
     for engine in engines:
         sa.event.listen(engine, "before_cursor_execute", note_statement)
-    storage.trace = note  # the statements that go straight to the driver (Storage._hot)
+    storage.trace = note  # the statements that go straight to the driver (Storage._hot_once)
     call = StaffCall(app.test_client())
     call.start()
     call.press("9")  # Spanish: remembered choices are written
