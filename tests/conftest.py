@@ -18,6 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from ivr import create_app
+from ivr.storage import Storage
 from tests.databases import NO_POSTGRES_REASON, PostgresServer, configured_postgres_url
 from tests.support import AUTH_TOKEN, PUBLIC_BASE_URL, Call
 
@@ -86,9 +87,23 @@ def database_url(
     if getattr(request, "param", "sqlite") == "sqlite":
         yield f"sqlite:///{tmp_path / 'careline.sqlite3'}"
         return
-    if postgres_server is None:
+    with require_postgres(postgres_server).fresh_database() as url:
+        yield url
+
+
+def require_postgres(server: PostgresServer | None) -> PostgresServer:
+    """The PostgreSQL test server; without one the test is skipped, with the reason (under CI it fails)."""
+    if server is None:
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the PostgreSQL cases: {NO_POSTGRES_REASON}")
         pytest.skip(NO_POSTGRES_REASON)
-    with postgres_server.fresh_database() as url:
-        yield url
+    return server
+
+
+@pytest.fixture
+def storage(database_url: str) -> Iterator[Storage]:
+    """Storage on this test's new database, migrated (tests that need storage without an app)."""
+    store = Storage(database_url, "test-secret-key")
+    store.migrate()
+    yield store
+    store.dispose()

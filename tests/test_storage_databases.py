@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import subprocess
 import sys
 import time
@@ -15,17 +14,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from ivr.storage import CallbackAsk, Storage, TextChanges, TextSession
-from tests.databases import NO_POSTGRES_REASON, PostgresServer
+from tests.conftest import require_postgres
+from tests.databases import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def storage(database_url: str) -> Iterator[Storage]:
-    store = Storage(database_url, "test-secret-key")
-    store.migrate()
-    yield store
-    store.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -36,11 +28,7 @@ def empty_database_url(
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'new.sqlite3'}"
         return
-    if postgres_server is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the PostgreSQL cases: {NO_POSTGRES_REASON}")
-        pytest.skip(NO_POSTGRES_REASON)
-    with postgres_server.fresh_database(migrated=False) as url:
+    with require_postgres(postgres_server).fresh_database(migrated=False) as url:
         yield url
 
 

@@ -24,14 +24,6 @@ ROOT = Path(__file__).resolve().parent.parent
 TODAY = dt.datetime.now(dt.UTC).date()
 
 
-@pytest.fixture
-def storage(database_url: str) -> Iterator[Storage]:
-    store = Storage(database_url, "test-secret-key")
-    store.migrate()
-    yield store
-    store.dispose()
-
-
 def counts(storage: Storage) -> dict[tuple[str, str], int]:
     return {(row["channel"], row["section"]): row["count"] for row in storage.usage(TODAY - dt.timedelta(days=1))}
 
