@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -247,6 +247,12 @@ class Use:
     section: str
     once_key: str = ""
     at: dt.datetime | None = None
+
+    @classmethod
+    def when(cls, channel: str, section: str, once_key: str = "", at: dt.datetime | None = None) -> Use:
+        """A use at `at` (default now), counted on that moment's day in UTC."""
+        moment = as_utc(at)
+        return cls(moment.date(), channel, section, once_key, moment)
 
 
 @dataclass(frozen=True)
@@ -915,8 +921,8 @@ class Storage:
 
         The line itself counts through ivr/usage.py, which batches these.
         """
-        moment = as_utc(at)
-        self.add_uses([Use(day or moment.date(), channel, section, once_key, moment)])
+        use = Use.when(channel, section, once_key, at)
+        self.add_uses([replace(use, day=day) if day else use])
 
     def add_uses(self, uses: Sequence[Use]) -> None:
         """Add a batch of usage counts (ivr/usage.py `Use`s) in one transaction that waits for the disk.

@@ -68,8 +68,7 @@ class UsageCounter:
         When batching this never touches the database, so it never keeps a caller waiting; written at
         once, a database error reaches the caller (see `count`).
         """
-        moment = at or dt.datetime.now(dt.UTC)
-        use = Use(moment.astimezone(dt.UTC).date(), channel, section, once_key, moment)
+        use = Use.when(channel, section, once_key, at)
         if not self.batching:
             self.storage.add_uses([use])
             return
