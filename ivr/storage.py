@@ -704,14 +704,13 @@ class Storage:
     ) -> HotStatement:
         """INSERT a row of `columns` (bound as new_<column>) or, when `key` is taken, SET `updated`
         (default: every column but the key) to the new row's values."""
-        name = f"upsert:{table.name}:{columns}:{updated}"
-        statement = self._hot_statements.get(name)
-        if statement is not None:
-            return statement
-        changed = updated if updated is not None else tuple(column for column in columns if column != key)
-        insert = self._insert(table).values({column: sa.bindparam(f"new_{column}") for column in columns})
-        upsert = insert.on_conflict_do_update(index_elements=[key], set_={c: insert.excluded[c] for c in changed})
-        return self._hot_statement(name, lambda: upsert)
+
+        def build() -> Any:
+            changed = updated if updated is not None else tuple(column for column in columns if column != key)
+            insert = self._insert(table).values({column: sa.bindparam(f"new_{column}") for column in columns})
+            return insert.on_conflict_do_update(index_elements=[key], set_={c: insert.excluded[c] for c in changed})
+
+        return self._hot_statement(f"upsert:{table.name}:{columns}:{updated}", build)
 
     def _upsert(self, table: sa.Table, key: str, updated: tuple[str, ...]) -> Any:
         """INSERT ... ON CONFLICT (key) DO UPDATE SET each of `updated` to the new row's value, built once."""
