@@ -85,13 +85,17 @@ def _answer_text(use_database: bool) -> Response:
     sid = (form.get("MessageSid") or form.get("SmsSid") or "")[:64]
     event_key = f"sms:{sid}" if sid else ""
     content = svc.content
+    pending = database.spool.pending()
+    phone_hash = svc.storage.phone_hash(phone)
+    if use_database and event_key and phone_hash not in pending.opt_outs and event_key not in pending.outcomes:
+        answered = _answer_before_reading(svc, event_key, phone, form.get("Body", ""), form.get("To", ""))
+        if answered is not None:
+            return answered
 
     stored = TextSession()
     if use_database:
         stored = database.read(partial(svc.storage.text_session, phone), stored, "reading a text conversation")
     # An opt-out (or opt-in) still waiting in the spool wins over what the database says.
-    pending = database.spool.pending()
-    phone_hash = svc.storage.phone_hash(phone)
     stored = replace(stored, opted_out=pending.opt_outs.get(phone_hash, stored.opted_out))
     conversation = textline.Conversation(
         lang=stored.lang or content.default_language,
@@ -117,7 +121,34 @@ def _answer_text(use_database: bool) -> Response:
             # ... unless the number opted out since: then only the answers to STOP, START and HELP.
             outcome = textline.Outcome(textline.SILENT, outcome.lang)
 
-    bodies = textline.render(content, outcome, facts(svc, form.get("To", "")))
+    return _reply(svc, outcome, form.get("To", ""))
+
+
+def _answer_before_reading(svc: Services, event_key: str, phone: str, text: str, line_number: str) -> Response | None:
+    """The answer to a text whose answer is the same in every conversation (a topic's keyword, most
+    often; see textline.fixed_decision), stored in one round trip to the database instead of two.
+
+    None when the text must go the careful way, which reads the conversation first: any other text,
+    a number that opted out (nothing is stored then), a message handled before, or a database that
+    fails now. No spooled opt-out or answer may wait for this number or message (the caller checks).
+    """
+    decision = textline.fixed_decision(svc.content, text)
+    if decision is None:
+        return None
+    session = _changes(decision, TextSession()).session
+    if session is None:  # pragma: no cover - fixed_decision only gives decisions that move the conversation
+        return None
+    token = decision.outcome.token()
+    store = partial(svc.storage.record_plain_text_turn, event_key, phone, token, session)
+    if not resilience.guard().read(store, False, "storing a text"):
+        return None
+    _count_uses(svc, decision)  # stored now, so counted once per message (ivr/usage.py)
+    return _reply(svc, decision.outcome, line_number)
+
+
+def _reply(svc: Services, outcome: textline.Outcome, line_number: str) -> Response:
+    """TwiML with the messages that answer `outcome` (none for a silent one)."""
+    bodies = textline.render(svc.content, outcome, facts(svc, line_number))
     for body in bodies:
         if not _fits(body):
             # Only STAFF_HOURS or STAFF_PHONE can make a checked prompt longer; say which kind, not the text.
@@ -202,8 +233,10 @@ def _apology() -> tuple[str, ...]:
     content = svc.content
     database = resilience.guard()
     pending = database.spool.pending().opt_outs.get(svc.storage.phone_hash(phone))
-    opted_out = pending if pending is not None else database.read(
-        partial(svc.storage.is_opted_out, phone), False, "checking an opt-out"
+    opted_out = (
+        pending
+        if pending is not None
+        else database.read(partial(svc.storage.is_opted_out, phone), False, "checking an opt-out")
     )
     lang = content.default_language
     try:

@@ -50,6 +50,7 @@ def process_generation() -> int:
     without os.getpid(), a system call each time (glibc no longer caches it)."""
     return _forks
 
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 #: What a phone number's hash leaves out (ASCII numbers; see Storage.phone_hash): all but digits and "+".
@@ -287,8 +288,6 @@ class TextChanges:
             if callback is None
             else CallbackAsk(str(callback[0]), str(callback[1]), bool(callback[2]), bool(callback[3])),
         )
-
-
 
 
 class HotStatement:
@@ -689,15 +688,19 @@ class Storage:
                 raise
         return self._hot_once(engine, work)
 
-    def _hot_new_event(self) -> HotStatement:
-        """INSERT a processed_events key unless it is there (rowcount 1 when this call inserted it)."""
-        columns = ("key", "created_at", "outcome")
-        return self._hot_statement(
-            "new-event",
-            lambda: self._insert(processed_events)
-            .values({name: sa.bindparam(f"new_{name}") for name in columns})
-            .on_conflict_do_nothing(),
-        )
+    def _hot_new_event(self, unless_opted_out: bool = False) -> HotStatement:
+        """INSERT a processed_events key unless it is there (rowcount 1 when this call inserted it);
+        `unless_opted_out`: nor when the number new_phone_hash opted out."""
+
+        def build() -> Any:
+            insert = self._insert(processed_events)
+            if unless_opted_out:
+                return insert.from_select(list(_EVENT_COLUMNS), _new_event_unless_opted_out()).on_conflict_do_nothing()
+            return insert.values(
+                {name: sa.bindparam(f"new_{name}") for name in _EVENT_COLUMNS}
+            ).on_conflict_do_nothing()
+
+        return self._hot_statement(f"new-event:{unless_opted_out}", build)
 
     def _hot_upsert(
         self, table: sa.Table, key: str, columns: tuple[str, ...], updated: tuple[str, ...] | None = None
@@ -1023,22 +1026,39 @@ class Storage:
         with self.engine.begin() as connection:
             return self._text_turn(connection, event_key, phone_hash, phone, outcome, changes, at)
 
+    def record_plain_text_turn(self, event_key: str, phone: str, outcome: str, session: TextSession) -> bool:
+        """Store a text's turn that only moves its conversation to `session`, for a text answered
+        without reading its conversation first (textline.fixed_decision): unless the number opted out,
+        and once per `event_key` (the MessageSid). True when this call stored it.
+
+        The opt-out is checked in the statement that stores the turn: one round trip for the whole
+        text. False (nothing stored) for a number that opted out, or a message handled before: those
+        are answered the careful way, which reads the conversation (Storage.record_text_turn).
+        """
+        if not event_key:
+            raise ValueError("a text answered before its conversation is read needs its MessageSid")
+        values = _turn_values(event_key, self.phone_hash(phone), outcome, session, utcnow())
+        return self._run_hot(self.conversation_engine, partial(self._plain_turn, values=values))
+
+    def _plain_turn(self, hot: HotCursor, values: dict[str, Any]) -> bool:
+        """Storage.record_plain_text_turn's statements: one on PostgreSQL, two in a transaction on SQLite."""
+        if self.engine.dialect.name == "postgresql":
+            turn = self._hot_statement("plain-turn", partial(_one_statement_turn, True, unless_opted_out=True))
+            row = hot.one(turn, values)
+            return bool(row and row[0])
+        if hot.execute(self._hot_new_event(unless_opted_out=True), values, write=True) != 1:
+            return False  # opted out, or handled before: nothing written
+        hot.execute(self._hot_upsert(sms_sessions, "phone_hash", _SESSION_COLUMNS), values, write=True)
+        return True
+
     def _moving_turn(
         self, hot: HotCursor, event_key: str, phone_hash: str, outcome: str, changes: TextChanges, at: dt.datetime
     ) -> str | None:
         """A turn that leaves nothing a person would miss, in one transaction of hot statements:
         the MessageSid (a retry gets the first answer) and the conversation's place."""
         key = event_key[:96]
-        values: dict[str, Any] = {"new_key": key, "new_created_at": at, "new_outcome": outcome[:64]}
         session = changes.session
-        if session is not None:
-            values.update(
-                new_phone_hash=phone_hash,
-                new_lang=session.lang,
-                new_section=session.section,
-                new_next_part=session.next_part,
-                new_updated_at=at,
-            )
+        values = _turn_values(event_key, phone_hash, outcome, session, at)
         if key and self.engine.dialect.name == "postgresql":
             # One round trip instead of four (BEGIN, two statements, COMMIT): see _one_statement_turn.
             turn = self._hot_statement(f"turn:{session is not None}", partial(_one_statement_turn, session is not None))
@@ -1125,6 +1145,7 @@ class Storage:
         }
         statement = self._insert(callback_requests).values(**values).on_conflict_do_nothing()
         return connection.execute(statement).rowcount == 1
+
     # -- remembered choices (phone line) ----------------------------------------------------------
 
     def recall_choices(
@@ -1313,7 +1334,6 @@ class Storage:
         return removed
 
 
-
 def _aware(moment: dt.datetime | None) -> dt.datetime | None:
     """SQLite hands back naive datetimes: they were stored in UTC."""
     if moment is not None and moment.tzinfo is None:
@@ -1340,7 +1360,38 @@ _SESSION_COLUMNS = ("phone_hash", "lang", "section", "next_part", "updated_at")
 _CHOICE_COLUMNS = ("phone_hash", "lang", "slow", "last_section", "last_heard_at", "updated_at")
 
 
-def _one_statement_turn(with_session: bool) -> sa.Select[Any]:
+#: The columns a text's MessageSid record sets (bound as new_<column>).
+_EVENT_COLUMNS = ("key", "created_at", "outcome")
+
+
+def _turn_values(
+    event_key: str, phone_hash: str, outcome: str, session: TextSession | None, at: dt.datetime
+) -> dict[str, Any]:
+    """The bound values of a text turn's hot statements (new_<column>)."""
+    values: dict[str, Any] = {
+        "new_key": event_key[:96],
+        "new_created_at": at,
+        "new_outcome": outcome[:64],
+        "new_phone_hash": phone_hash,
+    }
+    if session is not None:
+        values.update(
+            new_lang=session.lang, new_section=session.section, new_next_part=session.next_part, new_updated_at=at
+        )
+    return values
+
+
+def _new_event_unless_opted_out() -> sa.Select[Any]:
+    """The MessageSid row to insert (new_key, new_created_at, new_outcome), or no row when the number
+    new_phone_hash opted out."""
+    row = sa.select(*(sa.bindparam(f"new_{name}", type_=processed_events.c[name].type) for name in _EVENT_COLUMNS))
+    opted_out = sa.select(opt_outs.c.phone_hash).where(
+        opt_outs.c.phone_hash == sa.bindparam("new_phone_hash"), opt_outs.c.opted_out.is_(True)
+    )
+    return row.where(~sa.exists(opted_out))
+
+
+def _one_statement_turn(with_session: bool, unless_opted_out: bool = False) -> sa.Select[Any]:
     """PostgreSQL: a text turn that only moves a conversation along, as ONE statement (atomic in autocommit).
 
     WITH new_event AS (INSERT the MessageSid ON CONFLICT DO NOTHING RETURNING it), then the session
@@ -1349,17 +1400,21 @@ def _one_statement_turn(with_session: bool) -> sa.Select[Any]:
     time, from the snapshot before this statement). Every round trip to the server costs both
     processes CPU; this turn was four of them. SQLite cannot put an INSERT in a WITH clause, so
     there the same writes are two statements in one transaction.
+
+    `unless_opted_out` (Storage.record_plain_text_turn): nothing is stored for a number that opted out,
+    and only `fresh` is selected.
     """
-    event = (
-        postgresql.insert(processed_events)
-        .values({name: sa.bindparam(f"new_{name}") for name in ("key", "created_at", "outcome")})
-        .on_conflict_do_nothing()
-        .returning(processed_events.c.key)
-        .cte("new_event")
-    )
+    insert = postgresql.insert(processed_events)
+    if unless_opted_out:
+        insert = insert.from_select(list(_EVENT_COLUMNS), _new_event_unless_opted_out())
+    else:
+        insert = insert.values({name: sa.bindparam(f"new_{name}") for name in _EVENT_COLUMNS})
+    event = insert.on_conflict_do_nothing().returning(processed_events.c.key).cte("new_event")
     earlier = sa.select(processed_events.c.outcome).where(processed_events.c.key == sa.bindparam("new_key"))
     fresh = sa.select(sa.func.count()).select_from(event)
-    query = sa.select(fresh.scalar_subquery().label("fresh"), earlier.scalar_subquery().label("earlier"))
+    query = sa.select(fresh.scalar_subquery().label("fresh"))
+    if not unless_opted_out:
+        query = query.add_columns(earlier.scalar_subquery().label("earlier"))
     if not with_session:
         return query
     rows = sa.select(*(sa.bindparam(f"new_{name}", type_=sms_sessions.c[name].type) for name in _SESSION_COLUMNS))

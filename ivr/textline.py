@@ -240,6 +240,48 @@ def decide(content: Content, conversation: Conversation, text: str) -> Decision:
     return Decision(Outcome(NOT_UNDERSTOOD, conv.lang))
 
 
+def fixed_decision(content: Content, text: str) -> Decision | None:
+    """The Decision `decide` gives `text` in every conversation that has not opted out, when it is one
+    and the same in all of them and it only moves the conversation along (a topic's keyword, say
+    HOSPICE); None for any other text.
+
+    Such a text can be answered before the conversation is read: all that is left to know is whether
+    the number opted out, and storage checks that in the same statement that stores the turn (see
+    Storage.record_plain_text_turn), which spares the text one round trip to the database. Worked out
+    once per process for each text the line suggests, by asking `decide` in every conversation the
+    line can be in (`sanitize` makes every stored conversation one of these); other texts get None.
+    """
+    folded = normalize(text[:MAX_TEXT_CHARACTERS])
+    prepared = _prepared(content)
+    if folded not in prepared.texts:
+        return None
+    try:
+        return prepared.fixed[folded]
+    except KeyError:
+        # `decide` reads the raw text beyond its folded form only for STOP words, which opt out: never fixed.
+        return prepared.fixed.setdefault(folded, _fixed_decision(content, text))
+
+
+def _fixed_decision(content: Content, text: str) -> Decision | None:
+    decisions = {decide(content, conversation, text) for conversation in every_conversation(content)}
+    if len(decisions) != 1:
+        return None
+    (decision,) = decisions
+    moves = any(isinstance(effect, SaveConversation) for effect in decision.effects)
+    only_moves = all(isinstance(effect, SaveConversation | CountSectionText) for effect in decision.effects)
+    return decision if moves and only_moves else None
+
+
+def every_conversation(content: Content) -> Iterator[Conversation]:
+    """Every conversation the text line can be in with a number that has not opted out (what `sanitize`
+    gives): each language with no section, and with each section at each part MORE can send next."""
+    for lang, language in content.languages.items():
+        yield Conversation(lang)
+        for section_id in content.section_ids:
+            for next_part in range(len(language.sections[section_id].sms) + 1):
+                yield Conversation(lang, section_id, next_part)
+
+
 def _section(content: Content, conv: Conversation, section_id: str, lang: str, part: int) -> Decision:
     parts = len(content.language(lang).sections[section_id].sms)
     part = min(part, parts - 1)
@@ -300,6 +342,8 @@ class _Prepared:
         self.texts = frozenset(texts)
         #: _Findings by (conversation language, folded text).
         self.findings: dict[tuple[str, str], _Findings] = {}
+        #: fixed_decision() by folded text.
+        self.fixed: dict[str, Decision | None] = {}
         #: menu() by (language, heading prompt).
         self.menus: dict[tuple[str, str], str] = {}
         #: section_message() by (language, section id, part).

@@ -20,7 +20,7 @@ from flask.testing import FlaskClient
 from ivr import dialog
 from ivr.dialog import CallState
 from ivr.twiml import DocumentCache, Links
-from tests.support import Call
+from tests.support import Call, Phone
 
 
 @dataclass
@@ -202,3 +202,24 @@ def test_steps_are_remembered_but_never_what_a_caller_said(app: Flask, client: F
     assert len(steps) == remembered  # the same places and keys: answered from memory
     events = [key[1] for key in steps.remembered()]
     assert events and not any(isinstance(e, dialog.Heard) and e.speech for e in events)
+
+
+def test_a_topic_keyword_is_stored_without_reading_its_conversation_first(
+    client: FlaskClient, activity: DatabaseActivity
+) -> None:
+    """A keyword's answer is the same in every conversation (textline.fixed_decision): the text is
+    stored, and the opt-out checked, in one statement on PostgreSQL (one transaction on SQLite),
+    with no read before it. MORE depends on the conversation: it reads it first."""
+    phone = Phone(client)
+    phone.text("hospice")
+    turn = [s for s in activity.statements if "usage_daily" not in s]  # the count is its own (batched) write
+    if turn[0].startswith("WITH"):  # PostgreSQL: one data-modifying WITH
+        (statement,) = turn
+        assert "INSERT INTO processed_events" in statement and "INSERT INTO sms_sessions" in statement
+    else:
+        assert [s.split()[2] for s in turn] == ["processed_events", "sms_sessions"]  # INSERT INTO ...
+    assert "FROM opt_outs" in turn[0]  # the opt-out is checked where the turn is stored
+
+    activity.clear()
+    assert phone.text("MORE")
+    assert activity.statements[0].startswith("SELECT") and "FROM sms_sessions" in activity.statements[0]

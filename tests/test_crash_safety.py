@@ -198,7 +198,9 @@ def test_what_callers_leave_is_written_only_on_connections_that_wait_for_the_dis
     def note(engine: sa.engine.Engine, statement: str) -> None:
         words = statement.split()
         if words and words[0].upper() in ("INSERT", "UPDATE", "DELETE"):
-            table = next((name for name in (*KEPT_TABLES, "usage_daily") if name in statement), "")
+            # The table written: INSERT INTO t, DELETE FROM t, UPDATE t (a subquery may name others).
+            written = words[1] if words[0].upper() == "UPDATE" else words[2]
+            table = next((name for name in (*KEPT_TABLES, "usage_daily") if name == written.strip('"')), "")
             writes.append((table, engine))
 
     def note_statement(conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:

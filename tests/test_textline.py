@@ -4,6 +4,8 @@ with the case, punctuation, emoji, sentences and typos people really send."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ivr import textline as tl
 from ivr.content import load_content
@@ -391,3 +393,64 @@ def test_remembered_menus_and_parts_stay_apart() -> None:
                 for part, message in enumerate(section.sms):
                     footer = language.text("more_footer" if part < last else "end_footer")
                     assert tl.section_message(CONTENT, lang, section.id, part) == f"{message}\n{footer}"
+
+
+# -- texts answered before their conversation is read ----------------------------------------------------
+
+#: Conversations as storage may hold them: any language, section and part, sane or not (sanitize's input).
+STORED_CONVERSATIONS = st.builds(
+    tl.Conversation,
+    lang=st.sampled_from([*LANGS, "", "xx"]),
+    section=st.sampled_from([*CONTENT.section_ids, "", "gone"]),
+    next_part=st.integers(min_value=-3, max_value=12),
+)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("section_id", CONTENT.section_ids)
+def test_a_topic_keyword_gets_its_section_whatever_the_conversation(lang: str, section_id: str) -> None:
+    keyword = CONTENT.language(lang).sections[section_id].keyword
+    fixed = tl.fixed_decision(CONTENT, keyword)
+    assert fixed is not None and fixed.outcome == tl.Outcome(tl.SECTION, lang, section_id, 0)
+    assert fixed.effects == (tl.SaveConversation(lang, section_id, 1), tl.CountSectionText(section_id))
+    for conversation in tl.every_conversation(CONTENT):
+        assert tl.decide(CONTENT, conversation, keyword) == fixed
+    assert tl.fixed_decision(CONTENT, f"  {keyword.lower()}!") == fixed  # as people type it
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "MORE",  # the next part of the section being read
+        "1",  # a menu number: in the conversation's language
+        "MENU",
+        "HELP",
+        "hello",
+        "STOP",  # opts out
+        "START",  # opts in
+        "call me",  # a call-back request: kept for staff, durably
+        "español",  # changes the language only when it is not already Spanish
+        "I want to die",  # urgent: kept for staff
+        "hospice please, I have questions",  # not a text the line suggests: searched afresh, never remembered
+    ],
+)
+def test_texts_whose_answer_depends_on_the_conversation_or_leaves_something_are_not_fixed(text: str) -> None:
+    assert tl.fixed_decision(CONTENT, text) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.sampled_from(sorted(tl._prepared(CONTENT).texts)),
+    decoration=st.sampled_from(["{}", "{}.", " {} ", "{}!!", "{}?"]),
+    upper=st.booleans(),
+    conversation=STORED_CONVERSATIONS,
+)
+def test_a_fixed_answer_is_the_answer_in_any_stored_conversation(
+    text: str, decoration: str, upper: bool, conversation: tl.Conversation
+) -> None:
+    """What sms.py answers without reading (fixed_decision) is what `decide` answers after reading,
+    for every text the line suggests and any conversation storage may hold for a number not opted out."""
+    written = decoration.format(text.upper() if upper else text)
+    fixed = tl.fixed_decision(CONTENT, written)
+    if fixed is not None:
+        assert tl.decide(CONTENT, conversation, written) == fixed
