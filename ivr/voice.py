@@ -279,20 +279,29 @@ def can_remember(number: str) -> bool:
     return bool(_PHONE_NUMBER.match(number)) and number not in _HIDDEN_CALLER_IDS
 
 
-def _recall(caller: str) -> dialog.CallStarted:
+#: The start of a call from a number the line cannot remember, and from one it has saved nothing for.
+_HIDDEN_CALLER = dialog.CallStarted()
+_NEW_CALLER = dialog.CallStarted(can_remember=True)
+
+
+def _recall(caller: str, app: Flask | None = None) -> dialog.CallStarted:
     """The call's start, with what the line saved about this caller (one read, no write in the usual case)."""
     if not can_remember(caller):
-        return dialog.CallStarted()
-    clock = now()
-    storage = services().storage
+        return _HIDDEN_CALLER
+    if app is None:
+        app = current_app_object()
+    # The app's parts are read from it directly: each `services()`, `guard()` or `now()` without
+    # a config would be one more context lookup on the read every greeting makes.
+    clock = now(app.config)
+    storage = _services(app).storage
     # Remembered choices are a convenience: a database hiccup must not cost the caller the call.
     recall = partial(storage.recall_choices, caller, clock, dialog.OFFER_LAST_SECTION_WITHIN)
     unreadable: dict[str, Any] | Literal[False] | None = False
-    saved = resilience.guard().read(recall, unreadable, "reading choices")
+    saved = resilience.app_guard(app).read(recall, unreadable, "reading choices")
     if saved is False:
-        return dialog.CallStarted()
+        return _HIDDEN_CALLER
     if saved is None:
-        return dialog.CallStarted(can_remember=True)
+        return _NEW_CALLER
     heard_at = saved["last_heard_at"]
     remembered = dialog.Remembered(
         lang=saved["lang"],
@@ -319,8 +328,9 @@ def _save_choices(effect: dialog.RememberChoices | dialog.ForgetChoices, caller:
 @twilio_only
 def incoming_call() -> Response:
     """A call comes in: greet the caller (in their remembered language and speed) and read the main menu."""
-    state = CallState(lang=_services(current_app_object()).content.default_language)
-    return _answer(state, _recall(current_request().form.get("From", "")))
+    app = current_app_object()
+    state = CallState(lang=_services(app).content.default_language)
+    return _answer(state, _recall(current_request().form.get("From", ""), app))
 
 
 @bp.post("/step")
