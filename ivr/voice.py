@@ -39,9 +39,14 @@ _HIDDEN_CALLER_IDS = frozenset({"+266696687", "+7378742833", "+2562533", "+86566
 RECORDING_SID = re.compile(r"^[A-Za-z0-9]{2,64}$")
 
 
-def twiml(document: str) -> Response:
-    """A TwiML HTTP response."""
-    return Response(document, mimetype="text/xml")
+#: What werkzeug makes of mimetype="text/xml" (a text type gets its charset), spelled out once:
+#: working it out again on every response was a measurable part of a key press.
+TWIML_CONTENT_TYPE = "text/xml; charset=utf-8"
+
+
+def twiml(document: str | bytes) -> Response:
+    """A TwiML HTTP response (`document` as text, or already encoded as UTF-8)."""
+    return Response(document, content_type=TWIML_CONTENT_TYPE)
 
 
 #: The URLs TwiML documents point Twilio to, built from this app's routes when a document is
@@ -108,14 +113,30 @@ def _answer(state: CallState, event: Event) -> Response:
     reply = _remembered_step(_services(app).content, state, event, world, app)
     if reply.effects or isinstance(reply.next, dialog.AwaitOutcome):
         reply = _perform(reply, world)  # most key presses have nothing to perform
-    staff = StaffDial(
-        numbers=config["STAFF_NUMBERS"],
-        caller_id=_line_number(form, config),
-        ring_seconds=config["STAFF_RING_SECONDS"],
-    )
+    staff = _staff_dial(app, _line_number(form, config))
     # The links are this app's routes under this mount point: the same script root, the same URLs.
-    document = _documents(app).voice(reply, _LINKS, req.script_root, staff, config["VOICEMAIL_MAX_SECONDS"])
-    return twiml(document)
+    body = _documents(app).voice_body(reply, _LINKS, req.script_root, staff, config["VOICEMAIL_MAX_SECONDS"])
+    return twiml(body)
+
+
+def _staff_dial(app: Flask, caller_id: str) -> StaffDial:
+    """Who to ring for this call: the same StaffDial object while the settings and the line's number stay.
+
+    One object, not an equal one per request: the document cache then finds its key by identity.
+    Only the line's own number is in it (the Dial's caller ID), never the caller's.
+    """
+    numbers, ring_seconds = app.config["STAFF_NUMBERS"], app.config["STAFF_RING_SECONDS"]
+    known: StaffDial | None = app.extensions.get("careline.staff_dial")
+    if (
+        known is not None
+        and known.caller_id == caller_id
+        and known.numbers == numbers
+        and known.ring_seconds == ring_seconds
+    ):
+        return known
+    staff = StaffDial(numbers=numbers, caller_id=caller_id, ring_seconds=ring_seconds)
+    app.extensions["careline.staff_dial"] = staff
+    return staff
 
 
 def _services(app: Flask) -> Services:
