@@ -169,8 +169,9 @@ def _remembered_step(
 ) -> Reply:
     """`dialog.step`, remembered: it is pure, so the same place, key and circumstances give the same reply.
 
-    Neither speech nor a caller's saved choices are remembered: nothing about a caller stays in
-    the process's memory.
+    Neither speech nor a caller's saved choices are remembered, only the greeting variant those
+    choices come to (`dialog.greeting_variant`): nothing that tells one caller from another stays
+    in the process's memory.
     """
     if app is None:
         app = current_app_object()
@@ -180,18 +181,24 @@ def _remembered_step(
         if cache is None:
             cache = app.extensions.setdefault("careline.steps", LruCache(STEP_CACHE_SIZE))
         try:
-            return cache.get_or_make(key, lambda: dialog.step(content, state, event, world))
+            # Worked out from the key's own event: for a returning caller's greeting, its variant.
+            keyed_event = key[1]
+            return cache.get_or_make(key, lambda: dialog.step(content, state, keyed_event, world))
         except TypeError:  # a circumstance that cannot be a key: work this step out afresh
             pass
     return dialog.step(content, state, event, world)
 
 
-def _step_key(state: CallState, event: Event, world: Circumstances, app: Flask) -> Hashable | None:
+def _step_key(
+    state: CallState, event: Event, world: Circumstances, app: Flask
+) -> tuple[CallState, Event, Hashable] | None:
     """A key for the step cache, or None when this step must be worked out afresh."""
     if isinstance(event, dialog.Heard) and event.speech:
         return None
     if isinstance(event, dialog.CallStarted) and event.remembered is not None:
-        return None  # what the line saved about this caller stays out of the cache too
+        # Not what was saved about this caller (the age of their last section is as good as a
+        # fingerprint) but the greeting variant it comes to: one of a few dozen, the same for many.
+        event = dialog.greeting_variant(_services(app).content, event)
     return (state, event, _facts(world, app))
 
 
