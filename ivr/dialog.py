@@ -262,6 +262,38 @@ def step(content: Content, state: CallState, event: Event, world: Circumstances 
     return talk.heard(event)
 
 
+def recent_section(content: Content, remembered: Remembered | None) -> str:
+    """The section a returning caller heard last, if that was recent enough to offer again."""
+    if remembered is None or remembered.last_heard_ago is None:
+        return ""
+    if remembered.last_section not in content.section_ids:
+        return ""
+    return remembered.last_section if remembered.last_heard_ago <= OFFER_LAST_SECTION_WITHIN else ""
+
+
+def greeting_variant(content: Content, event: CallStarted) -> CallStarted:
+    """The plainest start that `step` greets exactly as it greets `event`: what was saved, reduced to
+    what the greeting uses (a known language or none, the speed, and the last section only while it
+    is offered, heard "just now"). There are a few dozen of these for any caller base, so the web
+    layer can remember their replies without keeping anything that tells one caller from another."""
+    remembered = event.remembered if event.can_remember else None
+    if remembered is None:
+        return CallStarted(can_remember=event.can_remember)
+    last = recent_section(content, remembered)
+    return CallStarted(
+        can_remember=True,
+        remembered=Remembered(
+            lang=remembered.lang if remembered.lang in content.languages else "",
+            slow=bool(remembered.slow),
+            last_section=last,
+            last_heard_ago=_JUST_NOW if last else None,
+        ),
+    )
+
+
+_JUST_NOW = dt.timedelta(0)
+
+
 def sanitize(content: Content, state: CallState) -> CallState:
     """Make any state (perhaps from a tampered or stale URL) one the dialog can answer."""
     node = state.node if state.node in NODES else MAIN
@@ -391,11 +423,7 @@ class _Talk:
 
     def recent_section(self, remembered: Remembered | None) -> str:
         """The section a returning caller heard last, if that was recent enough to offer again."""
-        if remembered is None or remembered.last_heard_ago is None:
-            return ""
-        if remembered.last_section not in self.content.section_ids:
-            return ""
-        return remembered.last_section if remembered.last_heard_ago <= OFFER_LAST_SECTION_WITHIN else ""
+        return recent_section(self.content, remembered)
 
     def welcome(self, event: CallStarted | None = None) -> Reply:
         event = event or CallStarted()

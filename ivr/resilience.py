@@ -188,6 +188,11 @@ def guard() -> DatabaseGuard:
     return current_app.extensions["careline.guard"]
 
 
+def app_guard(app: Flask) -> DatabaseGuard:
+    """`app`'s database guard (what `guard()` gives, without the context lookup)."""
+    return app.extensions["careline.guard"]
+
+
 def init_app(app: Flask, storage: Storage) -> DatabaseGuard:
     """Make the app's guard, try the database once (migrate, drain), and check again before requests."""
     folder = Path(app.config.get("SPOOL_DIR") or Path(app.instance_path) / "spool")

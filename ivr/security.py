@@ -225,7 +225,10 @@ def parse_form(text: str) -> list[tuple[str, str]]:
         if "+" in value:
             value = value.replace("+", " ")
         if "%" in value:
-            value = unquote(value, errors="werkzeug.url_quote")
+            if value.startswith(("%2B", "%2b")) and "%" not in value[3:]:
+                value = "+" + value[3:]  # a phone number (From, To, Caller, Called): its one escape is the "+"
+            else:
+                value = unquote(value, errors="werkzeug.url_quote")
         fields.append((name, value))
     return fields
 

@@ -39,9 +39,14 @@ _HIDDEN_CALLER_IDS = frozenset({"+266696687", "+7378742833", "+2562533", "+86566
 RECORDING_SID = re.compile(r"^[A-Za-z0-9]{2,64}$")
 
 
-def twiml(document: str) -> Response:
-    """A TwiML HTTP response."""
-    return Response(document, mimetype="text/xml")
+#: What werkzeug makes of mimetype="text/xml" (a text type gets its charset), spelled out once:
+#: working it out again on every response was a measurable part of a key press.
+TWIML_CONTENT_TYPE = "text/xml; charset=utf-8"
+
+
+def twiml(document: str | bytes) -> Response:
+    """A TwiML HTTP response (`document` as text, or already encoded as UTF-8)."""
+    return Response(document, content_type=TWIML_CONTENT_TYPE)
 
 
 #: The URLs TwiML documents point Twilio to, built from this app's routes when a document is
@@ -108,14 +113,30 @@ def _answer(state: CallState, event: Event) -> Response:
     reply = _remembered_step(_services(app).content, state, event, world, app)
     if reply.effects or isinstance(reply.next, dialog.AwaitOutcome):
         reply = _perform(reply, world)  # most key presses have nothing to perform
-    staff = StaffDial(
-        numbers=config["STAFF_NUMBERS"],
-        caller_id=_line_number(form, config),
-        ring_seconds=config["STAFF_RING_SECONDS"],
-    )
+    staff = _staff_dial(app, _line_number(form, config))
     # The links are this app's routes under this mount point: the same script root, the same URLs.
-    document = _documents(app).voice(reply, _LINKS, req.script_root, staff, config["VOICEMAIL_MAX_SECONDS"])
-    return twiml(document)
+    body = _documents(app).voice_body(reply, _LINKS, req.script_root, staff, config["VOICEMAIL_MAX_SECONDS"])
+    return twiml(body)
+
+
+def _staff_dial(app: Flask, caller_id: str) -> StaffDial:
+    """Who to ring for this call: the same StaffDial object while the settings and the line's number stay.
+
+    One object, not an equal one per request: the document cache then finds its key by identity.
+    Only the line's own number is in it (the Dial's caller ID), never the caller's.
+    """
+    numbers, ring_seconds = app.config["STAFF_NUMBERS"], app.config["STAFF_RING_SECONDS"]
+    known: StaffDial | None = app.extensions.get("careline.staff_dial")
+    if (
+        known is not None
+        and known.caller_id == caller_id
+        and known.numbers == numbers
+        and known.ring_seconds == ring_seconds
+    ):
+        return known
+    staff = StaffDial(numbers=numbers, caller_id=caller_id, ring_seconds=ring_seconds)
+    app.extensions["careline.staff_dial"] = staff
+    return staff
 
 
 def _services(app: Flask) -> Services:
@@ -148,8 +169,9 @@ def _remembered_step(
 ) -> Reply:
     """`dialog.step`, remembered: it is pure, so the same place, key and circumstances give the same reply.
 
-    Neither speech nor a caller's saved choices are remembered: nothing about a caller stays in
-    the process's memory.
+    Neither speech nor a caller's saved choices are remembered, only the greeting variant those
+    choices come to (`dialog.greeting_variant`): nothing that tells one caller from another stays
+    in the process's memory.
     """
     if app is None:
         app = current_app_object()
@@ -159,18 +181,24 @@ def _remembered_step(
         if cache is None:
             cache = app.extensions.setdefault("careline.steps", LruCache(STEP_CACHE_SIZE))
         try:
-            return cache.get_or_make(key, lambda: dialog.step(content, state, event, world))
+            # Worked out from the key's own event: for a returning caller's greeting, its variant.
+            keyed_event = key[1]
+            return cache.get_or_make(key, lambda: dialog.step(content, state, keyed_event, world))
         except TypeError:  # a circumstance that cannot be a key: work this step out afresh
             pass
     return dialog.step(content, state, event, world)
 
 
-def _step_key(state: CallState, event: Event, world: Circumstances, app: Flask) -> Hashable | None:
+def _step_key(
+    state: CallState, event: Event, world: Circumstances, app: Flask
+) -> tuple[CallState, Event, Hashable] | None:
     """A key for the step cache, or None when this step must be worked out afresh."""
     if isinstance(event, dialog.Heard) and event.speech:
         return None
     if isinstance(event, dialog.CallStarted) and event.remembered is not None:
-        return None  # what the line saved about this caller stays out of the cache too
+        # Not what was saved about this caller (the age of their last section is as good as a
+        # fingerprint) but the greeting variant it comes to: one of a few dozen, the same for many.
+        event = dialog.greeting_variant(_services(app).content, event)
     return (state, event, _facts(world, app))
 
 
@@ -279,20 +307,29 @@ def can_remember(number: str) -> bool:
     return bool(_PHONE_NUMBER.match(number)) and number not in _HIDDEN_CALLER_IDS
 
 
-def _recall(caller: str) -> dialog.CallStarted:
+#: The start of a call from a number the line cannot remember, and from one it has saved nothing for.
+_HIDDEN_CALLER = dialog.CallStarted()
+_NEW_CALLER = dialog.CallStarted(can_remember=True)
+
+
+def _recall(caller: str, app: Flask | None = None) -> dialog.CallStarted:
     """The call's start, with what the line saved about this caller (one read, no write in the usual case)."""
     if not can_remember(caller):
-        return dialog.CallStarted()
-    clock = now()
-    storage = services().storage
+        return _HIDDEN_CALLER
+    if app is None:
+        app = current_app_object()
+    # The app's parts are read from it directly: each `services()`, `guard()` or `now()` without
+    # a config would be one more context lookup on the read every greeting makes.
+    clock = now(app.config)
+    storage = _services(app).storage
     # Remembered choices are a convenience: a database hiccup must not cost the caller the call.
     recall = partial(storage.recall_choices, caller, clock, dialog.OFFER_LAST_SECTION_WITHIN)
     unreadable: dict[str, Any] | Literal[False] | None = False
-    saved = resilience.guard().read(recall, unreadable, "reading choices")
+    saved = resilience.app_guard(app).read(recall, unreadable, "reading choices")
     if saved is False:
-        return dialog.CallStarted()
+        return _HIDDEN_CALLER
     if saved is None:
-        return dialog.CallStarted(can_remember=True)
+        return _NEW_CALLER
     heard_at = saved["last_heard_at"]
     remembered = dialog.Remembered(
         lang=saved["lang"],
@@ -319,8 +356,9 @@ def _save_choices(effect: dialog.RememberChoices | dialog.ForgetChoices, caller:
 @twilio_only
 def incoming_call() -> Response:
     """A call comes in: greet the caller (in their remembered language and speed) and read the main menu."""
-    state = CallState(lang=_services(current_app_object()).content.default_language)
-    return _answer(state, _recall(current_request().form.get("From", "")))
+    app = current_app_object()
+    state = CallState(lang=_services(app).content.default_language)
+    return _answer(state, _recall(current_request().form.get("From", ""), app))
 
 
 @bp.post("/step")

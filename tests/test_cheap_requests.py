@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 import pytest
 import sqlalchemy as sa
 import yaml
-from flask import Flask
+from flask import Flask, Response
 from flask.testing import FlaskClient
 
-from ivr import dialog
+from ivr import dialog, voice
 from ivr.dialog import CallState
 from ivr.twiml import DocumentCache, Links
-from tests.support import Call, Phone
+from tests.support import Call, Phone, twilio_post
 
 
 @dataclass
@@ -223,3 +223,30 @@ def test_a_topic_keyword_is_stored_without_reading_its_conversation_first(
     activity.clear()
     assert phone.text("MORE")
     assert activity.statements[0].startswith("SELECT") and "FROM sms_sessions" in activity.statements[0]
+
+
+@pytest.mark.sqlite_only
+def test_a_remembered_document_is_served_as_its_utf8_bytes_with_the_usual_content_type(
+    app: Flask, client: FlaskClient
+) -> None:
+    svc = app.extensions["careline"]
+    links = Links(step=lambda state: f"/step?l={state.lang}", whisper=lambda _t: "/w", recording_status=lambda _s: "/r")
+    cache = DocumentCache(svc.renderer)
+    reply = dialog.step(svc.content, CallState(lang="es"), dialog.Heard(digits="*"))  # "ñ": not ASCII
+    assert cache.voice_body(reply, links, "") == svc.renderer.voice(reply, links).encode("utf-8")
+    assert cache.voice_body(reply, links, "") is cache.voice_body(reply, links, "")  # encoded once
+    assert cache.voice(reply, links, "") == svc.renderer.voice(reply, links)
+    assert Response("", mimetype="text/xml").content_type == voice.TWIML_CONTENT_TYPE
+    greeting = twilio_post(client, "/voice", Call(client, caller="+15551230077").form())
+    assert greeting.headers["Content-Type"] == "text/xml; charset=utf-8"
+    assert greeting.headers["Content-Length"] == str(len(greeting.data))
+
+
+@pytest.mark.sqlite_only
+def test_the_staff_dial_is_one_object_while_the_line_number_and_settings_stay(app: Flask) -> None:
+    first = voice._staff_dial(app, "+15559870000")
+    assert voice._staff_dial(app, "+15559870000") is first
+    other_line = voice._staff_dial(app, "+15559870001")
+    assert other_line.caller_id == "+15559870001" and other_line is not first
+    app.config["STAFF_RING_SECONDS"] = first.ring_seconds + 5
+    assert voice._staff_dial(app, "+15559870001").ring_seconds == first.ring_seconds + 5
