@@ -92,9 +92,12 @@ def _answer_text(use_database: bool) -> Response:
         if answered is not None:
             return answered
 
-    stored = TextSession()
+    # What the database knows of the number (and of this message, if it came before); nothing without it.
+    known: tuple[TextSession, str | None] = (TextSession(), None)
     if use_database:
-        stored = database.read(partial(svc.storage.text_session, phone), stored, "reading a text conversation")
+        read = partial(svc.storage.text_conversation, phone, event_key)
+        known = database.read(read, known, "reading a text conversation")
+    stored, answered_before = known
     # An opt-out (or opt-in) still waiting in the spool wins over what the database says.
     stored = replace(stored, opted_out=pending.opt_outs.get(phone_hash, stored.opted_out))
     conversation = textline.Conversation(
@@ -107,9 +110,14 @@ def _answer_text(use_database: bool) -> Response:
 
     changes = _changes(decision, stored)
     token = decision.outcome.token()
-    # A retry of a text that so far is only in the spool gets the answer given the first time.
+    # A retry gets the answer given the first time: from the spool, or read with the conversation.
     first = pending.outcomes.get(event_key) if event_key else None
     if first is None:
+        first = answered_before
+    if first is None and changes != _NO_CHANGES:
+        # A text that changes nothing (MENU, HELP, one the line does not understand) stores nothing,
+        # not even its MessageSid: answering it again changes nothing either. (Twice at once, a
+        # text that changes something is still stored once: see Storage.record_text_turn.)
         first = _store_turn(svc, event_key, phone, token, changes, use_database)
         if first is None:  # stored now, so counted once per message (ivr/usage.py)
             _count_uses(svc, decision)
@@ -160,6 +168,9 @@ def _reply(svc: Services, outcome: textline.Outcome, line_number: str) -> Respon
 # and rendering each once per process spares every text that work.
 _fits = functools.lru_cache(maxsize=1024)(gsm.fits)
 _messages = functools.lru_cache(maxsize=1024)(twiml.messages)
+
+
+_NO_CHANGES = TextChanges()
 
 
 def _store_turn(

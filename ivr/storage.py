@@ -978,14 +978,22 @@ class Storage:
 
     def text_session(self, phone: str) -> TextSession:
         """What the text line remembers of `phone` (an empty session for a number never seen)."""
-        key = {"key": self.phone_hash(phone)}
-        # One round trip instead of two: either row may be missing, so each value is its own subquery
-        # (a NULL when there is no row) rather than a join. Read in autocommit: one statement, no
-        # transaction to begin and end.
-        query = self._hot_statement("text-session-and-opt-out", _text_session_query)
-        row = self._read_one(self.conversation_engine, query, key)
-        lang, section, next_part, opted_out = row or (None, None, None, None)
-        return TextSession(lang=lang or "", section=section or "", next_part=next_part or 0, opted_out=bool(opted_out))
+        return self.text_conversation(phone, "")[0]
+
+    def text_conversation(self, phone: str, event_key: str) -> tuple[TextSession, str | None]:
+        """What the text line remembers of `phone`, and the answer token stored for the message
+        `event_key` if it was handled before ("" if none was stored; None for a new message).
+
+        One round trip: each value is its own subquery (a NULL when there is no row) rather than a
+        join, since any row may be missing. Read in autocommit: one statement, no transaction to
+        begin and end.
+        """
+        values = {"key": self.phone_hash(phone), "event": event_key[:96]}
+        query = self._hot_statement("text-conversation", _text_conversation_query)
+        row = self._read_one(self.conversation_engine, query, values)
+        lang, section, next_part, opted_out, answered = row or (None, None, None, None, None)
+        session = TextSession(lang or "", section or "", next_part or 0, opted_out=bool(opted_out))
+        return session, answered
 
     def set_opt_out(self, phone: str, opted_out: bool) -> None:
         """Record STOP (`opted_out` True) or START (False) from `phone`; only a hash of the number is kept."""
@@ -1433,18 +1441,23 @@ def _event_outcome_query() -> sa.Select[Any]:
     return sa.select(processed_events.c.outcome).where(processed_events.c.key == sa.bindparam("key"))
 
 
-def _text_session_query() -> sa.Select[Any]:
-    """A number's text conversation and opt-out in one statement (each NULL when its row is missing)."""
+def _text_conversation_query() -> sa.Select[Any]:
+    """A number's text conversation and opt-out, and the answer stored for one message, in one
+    statement (each NULL when its row is missing; a stored message with no answer gives "")."""
 
     def session_value(column: sa.Column[Any]) -> Any:
         return sa.select(column).where(sms_sessions.c.phone_hash == sa.bindparam("key")).scalar_subquery()
 
     opted = sa.select(opt_outs.c.opted_out).where(opt_outs.c.phone_hash == sa.bindparam("key")).scalar_subquery()
+    answered = sa.select(sa.func.coalesce(processed_events.c.outcome, "")).where(
+        processed_events.c.key == sa.bindparam("event")
+    )
     return sa.select(
         session_value(sms_sessions.c.lang).label("lang"),
         session_value(sms_sessions.c.section).label("section"),
         session_value(sms_sessions.c.next_part).label("next_part"),
         opted.label("opted_out"),
+        answered.scalar_subquery().label("answered"),
     )
 
 

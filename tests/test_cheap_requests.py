@@ -224,6 +224,11 @@ def test_a_topic_keyword_is_stored_without_reading_its_conversation_first(
     assert phone.text("MORE")
     assert activity.statements[0].startswith("SELECT") and "FROM sms_sessions" in activity.statements[0]
 
+    activity.clear()
+    assert phone.text("MENU")  # changes nothing: one read (the conversation, and whether it came before)
+    (read,) = activity.statements
+    assert read.startswith("SELECT") and "FROM processed_events" in read
+
 
 @pytest.mark.sqlite_only
 def test_a_remembered_document_is_served_as_its_utf8_bytes_with_the_usual_content_type(

@@ -273,6 +273,25 @@ def test_a_retried_more_sends_the_same_part_not_the_next(app: Flask, phone: Phon
     assert [(u["channel"], u["section"], u["count"]) for u in usage] == [("sms", "treatment", 1)]
 
 
+def test_a_retried_last_part_is_sent_again_not_that_is_all(app: Flask, phone: Phone) -> None:
+    """The first answer stored a move; answered afresh, the retry would change nothing ("that is all"):
+    it still gets the first answer, found with the conversation it reads."""
+    phone.text("hospice")
+    parts = len(app.extensions["careline"].content.language("en").sections["hospice"].sms)
+    for _ in range(parts - 1):
+        last = phone.text("MORE")
+    assert phone.text("MORE", sid=phone.last_sid) == last
+    assert phone.text("MORE")[0].startswith("That is all")
+
+
+def test_a_text_that_changes_nothing_stores_nothing(app: Flask, phone: Phone) -> None:
+    """MENU, HELP or a text the line does not understand: answered, and answered the same again."""
+    for body in ("MENU", "HELP", "what is this"):
+        answer = phone.text(body)
+        assert phone.text(body, sid=phone.last_sid) == answer
+        assert storage(app).storage.text_outcome(f"sms:{phone.last_sid}") is None, body
+
+
 def test_a_retried_stop_and_start(phone: Phone) -> None:
     assert phone.text("STOP") == []
     stop_sid = phone.last_sid

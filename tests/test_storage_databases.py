@@ -205,6 +205,18 @@ def test_connections_the_server_dropped_are_replaced_without_a_failed_request(
     assert storage.record_text_turn("sms:SM-after", phone, "", session) == ""
 
 
+def test_a_conversation_is_read_with_the_answer_stored_for_its_message(storage: Storage) -> None:
+    phone = "+15551230007"
+    session = TextSession(lang="es", section="hospice", next_part=2)
+    assert storage.text_conversation(phone, "sms:SM-new") == (TextSession(), None)
+    storage.record_text_turn("sms:SM-read", phone, "section|es|hospice|1", TextChanges(session=session))
+    storage.record_text_turn("sms:SM-blank", phone, "", TextChanges(session=session))
+    assert storage.text_conversation(phone, "sms:SM-read") == (session, "section|es|hospice|1")
+    assert storage.text_conversation(phone, "sms:SM-blank") == (session, "")  # stored, with no answer
+    assert storage.text_conversation(phone, "sms:SM-new") == (session, None)
+    assert storage.text_conversation(phone, "") == (session, None)
+
+
 def test_a_stored_message_with_no_answer_gives_an_empty_one(storage: Storage) -> None:
     session = TextChanges(session=TextSession(lang="en", section="hospice", next_part=1))
     assert storage.record_text_turn("sms:SM-quiet", "+15551230003", "", session) is None
