@@ -114,10 +114,10 @@ def _answer_text(use_database: bool) -> Response:
     first = pending.outcomes.get(event_key) if event_key else None
     if first is None:
         first = answered_before
-    if first is None and changes != _NO_CHANGES:
-        # A text that changes nothing (MENU, HELP, one the line does not understand) stores nothing,
-        # not even its MessageSid: answering it again changes nothing either. (Twice at once, a
-        # text that changes something is still stored once: see Storage.record_text_turn.)
+    if first is None:
+        # Even a text that changes nothing now (MENU, HELP, after STOP) keeps its MessageSid and answer:
+        # answered afresh later, a retry could change something (a retry of a text ignored after STOP,
+        # coming after START, would get a section). Twice at once: see Storage.record_text_turn.
         first = _store_turn(svc, event_key, phone, token, changes, use_database)
         if first is None:  # stored now, so counted once per message (ivr/usage.py)
             _count_uses(svc, decision)
@@ -168,9 +168,6 @@ def _reply(svc: Services, outcome: textline.Outcome, line_number: str) -> Respon
 # and rendering each once per process spares every text that work.
 _fits = functools.lru_cache(maxsize=1024)(gsm.fits)
 _messages = functools.lru_cache(maxsize=1024)(twiml.messages)
-
-
-_NO_CHANGES = TextChanges()
 
 
 def _store_turn(

@@ -284,12 +284,27 @@ def test_a_retried_last_part_is_sent_again_not_that_is_all(app: Flask, phone: Ph
     assert phone.text("MORE")[0].startswith("That is all")
 
 
-def test_a_text_that_changes_nothing_stores_nothing(app: Flask, phone: Phone) -> None:
-    """MENU, HELP or a text the line does not understand: answered, and answered the same again."""
-    for body in ("MENU", "HELP", "what is this"):
-        answer = phone.text(body)
-        assert phone.text(body, sid=phone.last_sid) == answer
-        assert storage(app).storage.text_outcome(f"sms:{phone.last_sid}") is None, body
+def test_a_retry_of_a_text_that_changed_nothing_gets_the_same_answer_later_too(app: Flask, phone: Phone) -> None:
+    """Answered afresh after later texts, these retries would change something: they must not."""
+    assert phone.text("STOP") == []
+    assert phone.text("hospice") == []  # opted out: no answer, nothing changed
+    ignored = phone.last_sid
+    assert phone.text("START")
+    assert phone.text("hospice", sid=ignored) == []  # not a section now: the first answer was silence
+
+    first_help = phone.text("HELP")
+    help_sid = phone.last_sid
+    phone.text("ESPAÑOL")
+    assert phone.text("HELP", sid=help_sid) == first_help
+    assert storage(app).storage.text_session(phone.number).lang == "es"  # not switched back to English
+
+    phone.text("hospice")
+    parts = len(app.extensions["careline"].content.language("es").sections["hospice"].sms)
+    for _ in range(parts):
+        that_is_all = phone.text("MAS")
+    all_sid = phone.last_sid
+    phone.text("dolor")
+    assert phone.text("MAS", sid=all_sid) == that_is_all  # not a part of the new topic
 
 
 def test_a_retried_stop_and_start(phone: Phone) -> None:
