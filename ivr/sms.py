@@ -176,8 +176,10 @@ def _store_turn(
     """Store one text's changes once per `event_key` (see Storage.record_text_turn): in the database,
     or in the spool while it is away (or always, for the fallback URL)."""
     record = None
-    if changes.opted_out is not None or changes.callback is not None or changes.session is not None:
-        # A text that changes nothing needs no record (a retry meanwhile finds its answer in the spool's view).
+    if event_key or changes.opted_out is not None or changes.callback is not None or changes.session is not None:
+        # Kept even when the text changes nothing, as in the database: a retry then finds its first answer
+        # in the spool's view. Only a text without a MessageSid (never from Twilio) that changes nothing
+        # needs no record.
         record = spool.new_record(
             spool.TEXT_TURN,
             now(),

@@ -615,7 +615,16 @@ class Storage:
             pinned.connections, pinned.generation, pinned.process = {}, self._pinned_generation, process_generation()
         held = pinned.connections.get(engine)
         if held is None:
-            fairy = engine.raw_connection()
+            dialect = engine.dialect
+            try:
+                fairy = engine.raw_connection()
+            except dialect.loaded_dbapi.Error as error:
+                # raw_connection() lets the driver's own error out (engine.connect() would wrap it):
+                # wrapped here too, so a database that cannot be reached is an OperationalError that
+                # the guard (ivr/resilience.py) handles, not an unexpected error. Not worth a retry.
+                raise sa.exc.DBAPIError.instance(
+                    None, None, error, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect
+                ) from error
             fairy.detach()  # ours now: the pool neither counts it nor resets it
             # One cursor for the connection's life: psycopg builds a cursor's adapters each time.
             dbapi_connection: Any = fairy.dbapi_connection

@@ -97,7 +97,9 @@ def test_the_line_starts_and_answers_with_no_database_at_all(
     assert fallback.status_code == 200 and b"CareLine topics" in fallback.data
 
     kinds = [record["kind"] for record in spooled(app)]
-    assert kinds == ["voicemail", "recording", "recording", *["text_turn"] * 3]
+    # Every text with a MessageSid, even one that changes nothing (HELP, a topic after STOP, MENU): a retry
+    # finds its first answer.
+    assert kinds == ["voicemail", "recording", "recording", *["text_turn"] * 6]
     # The number in the clear only where staff need it: the message and the call-back request.
     with_number = [
         record["kind"] + (":" + record["outcome"] if record["kind"] == "text_turn" else "")
@@ -169,8 +171,9 @@ def test_a_database_lost_mid_conversation_gets_every_record_once_when_it_returns
     assert stopper.text("hospice") == []
     assert Phone(app.test_client(), number=THIRD).text("PARAR")[0].startswith("CareLine: Ya no")
     # The message, its recording (twice: the Record action and the status callback), the call-back
-    # request once (not again for its retry), two opt-outs; texts that change nothing are not spooled.
-    assert [record["kind"] for record in spooled(app)] == ["voicemail", "recording", "recording", *["text_turn"] * 3]
+    # request once (not again for its retry), two opt-outs, and the texts that changed nothing (MORE with
+    # no conversation to go on, a topic after STOP), so that a retry finds its first answer.
+    assert [record["kind"] for record in spooled(app)] == ["voicemail", "recording", "recording", *["text_turn"] * 5]
     backup = guard(app).spool.path.read_bytes()
 
     outage.end()
@@ -186,13 +189,13 @@ def test_a_database_lost_mid_conversation_gets_every_record_once_when_it_returns
     storage: Storage = app.extensions["careline"].storage
     opted = {r["phone_hash"]: r["opted_out"] for r in rows(app, "opt_outs")}
     assert opted == {storage.phone_hash(OTHER): True, storage.phone_hash(THIRD): True}
-    assert "Moved 6 spooled record(s) into the database" in caplog.text
+    assert "Moved 8 spooled record(s) into the database" in caplog.text
 
     # A crash after the records reached the database but before the spool was emptied: replayed, nothing changes.
     guard(app).spool.path.write_bytes(backup)
     guard(app).drain()
     assert len(rows(app, "callback_requests")) == 2 and len(rows(app, "opt_outs")) == 2
-    assert "Moved 6 spooled record(s) into the database (6 were there already)" in caplog.text
+    assert "Moved 8 spooled record(s) into the database (8 were there already)" in caplog.text
 
     # Texts after the outage carry on from the database.
     assert texter.text("hospice")[0].startswith(EN.sections["hospice"].sms[0].split(":")[0].upper())
@@ -240,3 +243,31 @@ def test_a_half_written_last_line_is_skipped(tmp_path: Path) -> None:
     spool.path.write_text('{"id": "abc", "kind": "voicemail", "call_')
     assert spool.records() == []
     shutil.rmtree(spool.folder)
+
+
+def test_the_first_texts_and_calls_of_an_outage_are_answered_and_retries_keep_their_first_answer(
+    tmp_path: Path, database_url: str
+) -> None:
+    """A worker opening its connection just as the database went away still answers as in an outage
+    (a text's section, a call's greeting), never with an apology; and a text that changed nothing then
+    (one from an opted-out number) keeps its first answer for a retry, in the spool."""
+    app = create_app(app_config(tmp_path, DATABASE_URL=database_url, DATABASE_RETRY_SECONDS=1))
+    phone = Phone(app.test_client())
+    outage = Outage(app, admin_url=configured_postgres_url())
+    outage.begin()  # the hot connections are closed too: the next request opens one, and fails
+    assert phone.text("hospice")[0].startswith(EN.sections["hospice"].sms[0].split(":")[0].upper())
+    outage.end()
+    wait_for_retry(app)
+    call = StaffCall(app.test_client())
+    outage.begin()
+    assert EN.say("greeting") in call.start()
+
+    assert phone.text("STOP") == []  # kept in the spool, and honoured
+    assert phone.text("hospice") == []
+    ignored = phone.last_sid
+    assert phone.text("START")[0].startswith("Welcome to CareLine texts")
+    assert phone.text("hospice")
+    assert phone.text("hospice", sid=ignored) == [], "the retry gets its first answer, from the spool"
+    outage.end()
+    wait_for_retry(app)
+    assert phone.text("hospice", sid=ignored) == [], "and from the database once the spool moved in"
