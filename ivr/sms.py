@@ -125,8 +125,8 @@ def _answer_text(use_database: bool) -> Response:
     if first is not None:
         # Twilio sent this message before: answer as the first time, store nothing again ...
         outcome = textline.Outcome.from_token(first) or textline.Outcome(textline.SILENT, conversation.lang)
-        if stored.opted_out and outcome.kind not in textline.ANSWERS_AFTER_STOP:
-            # ... unless the number opted out since: then only the answers to STOP, START and HELP.
+        if stored.opted_out and outcome.kind not in textline.RETRIED_ANSWERS_AFTER_STOP:
+            # ... unless the number opted out since: then only the answers to STOP and HELP.
             outcome = textline.Outcome(textline.SILENT, outcome.lang)
 
     return _reply(svc, outcome, form.get("To", ""))

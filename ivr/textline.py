@@ -49,6 +49,9 @@ URGENT = "urgent"
 KINDS = frozenset({SILENT, STOPPED, WELCOME, HELP, MENU, NOT_UNDERSTOOD, LANGUAGE, SECTION, NO_MORE, CALLBACK, URGENT})
 #: The only answers an opted-out number may get: to STOP itself, START and HELP.
 ANSWERS_AFTER_STOP = frozenset({SILENT, STOPPED, WELCOME, HELP})
+#: What a retried message may still get, first given before a STOP that came since: not the welcome of an
+#: earlier START (the number is opted out now; the retry opts nobody in).
+RETRIED_ANSWERS_AFTER_STOP = ANSWERS_AFTER_STOP - {WELCOME}
 
 
 @dataclass(frozen=True)

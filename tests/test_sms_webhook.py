@@ -317,6 +317,16 @@ def test_a_retried_stop_and_start(phone: Phone) -> None:
     assert phone.text("START", sid=phone.last_sid) != welcome  # a different message: answered on its own
 
 
+def test_a_retried_start_after_a_later_stop_sends_no_welcome(app: Flask, phone: Phone) -> None:
+    assert phone.text("PARAR")
+    assert phone.text("START")
+    start_sid = phone.last_sid
+    assert phone.text("PARAR")
+    assert phone.text("START", sid=start_sid) == [], "opted out now: no welcome, and still opted out"
+    assert storage(app).storage.is_opted_out(phone.number)
+    assert phone.text("hospice") == []
+
+
 def test_a_retry_that_arrives_after_stop_is_not_answered(phone: Phone) -> None:
     assert phone.text("hospice")
     hospice_sid = phone.last_sid
