@@ -185,7 +185,7 @@ class DatabaseGuard:
 
 def guard() -> DatabaseGuard:
     """The running app's database guard."""
-    return current_app.extensions["careline.guard"]
+    return app_guard(current_app)
 
 
 def app_guard(app: Flask) -> DatabaseGuard:

@@ -57,7 +57,12 @@ class Services:
 
 def services() -> Services:
     """The running app's services."""
-    return current_app.extensions["careline"]
+    return app_services(current_app)
+
+
+def app_services(app: Flask) -> Services:
+    """`app`'s services (what `services()` gives, for code that already holds the app: no context lookup)."""
+    return app.extensions["careline"]
 
 
 def now(config: Mapping[str, Any] | None = None) -> dt.datetime:

@@ -23,7 +23,7 @@ from ivr.content import Content
 from ivr.dialog import CallState, Circumstances, Event, Reply
 from ivr.memo import LruCache
 from ivr.security import current_app_object, current_request, twilio_only
-from ivr.services import Services, now, services, staff_hours_text
+from ivr.services import app_services, now, services, staff_hours_text
 from ivr.twiml import DocumentCache, Links, StaffDial, state_from_query, state_to_query
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def _answer(state: CallState, event: Event) -> Response:
     app, req = current_app_object(), current_request()
     config, form = app.config, req.form
     world = _circumstances(app)
-    reply = _remembered_step(_services(app).content, state, event, world, app)
+    reply = _remembered_step(app_services(app).content, state, event, world, app)
     if reply.effects or isinstance(reply.next, dialog.AwaitOutcome):
         reply = _perform(reply, world)  # most key presses have nothing to perform
     staff = _staff_dial(app, _line_number(form, config))
@@ -139,11 +139,6 @@ def _staff_dial(app: Flask, caller_id: str) -> StaffDial:
     return staff
 
 
-def _services(app: Flask) -> Services:
-    """`app`'s services (what `services()` gives, without the context lookup)."""
-    return app.extensions["careline"]
-
-
 #: Distinct (state, key, circumstances) answers kept per process.
 STEP_CACHE_SIZE = 8192
 
@@ -160,7 +155,7 @@ def _state_in_query(app: Flask, req: Request) -> CallState:
     cache = app.extensions.get("careline.states")
     if cache is None:
         cache = app.extensions.setdefault("careline.states", LruCache(STATE_CACHE_SIZE))
-    content = _services(app).content
+    content = app_services(app).content
     return cache.get_or_make(req.query_string, lambda: dialog.sanitize(content, state_from_query(req.args)))
 
 
@@ -198,7 +193,7 @@ def _step_key(
     if isinstance(event, dialog.CallStarted) and event.remembered is not None:
         # Not what was saved about this caller (the age of their last section is as good as a
         # fingerprint) but the greeting variant it comes to: one of a few dozen, the same for many.
-        event = dialog.greeting_variant(_services(app).content, event)
+        event = dialog.greeting_variant(app_services(app).content, event)
     return (state, event, _facts(world, app))
 
 
@@ -225,7 +220,7 @@ def _documents(app: Flask) -> DocumentCache:
     """This app's cache of rendered documents, made on first use."""
     cache = app.extensions.get("careline.documents")
     if cache is None:
-        cache = app.extensions.setdefault("careline.documents", DocumentCache(_services(app).renderer))
+        cache = app.extensions.setdefault("careline.documents", DocumentCache(app_services(app).renderer))
     return cache
 
 
@@ -321,7 +316,7 @@ def _recall(caller: str, app: Flask | None = None) -> dialog.CallStarted:
     # The app's parts are read from it directly: each `services()`, `guard()` or `now()` without
     # a config would be one more context lookup on the read every greeting makes.
     clock = now(app.config)
-    storage = _services(app).storage
+    storage = app_services(app).storage
     # Remembered choices are a convenience: a database hiccup must not cost the caller the call.
     recall = partial(storage.recall_choices, caller, clock, dialog.OFFER_LAST_SECTION_WITHIN)
     unreadable: dict[str, Any] | Literal[False] | None = False
@@ -357,7 +352,7 @@ def _save_choices(effect: dialog.RememberChoices | dialog.ForgetChoices, caller:
 def incoming_call() -> Response:
     """A call comes in: greet the caller (in their remembered language and speed) and read the main menu."""
     app = current_app_object()
-    state = CallState(lang=_services(app).content.default_language)
+    state = CallState(lang=app_services(app).content.default_language)
     return _answer(state, _recall(current_request().form.get("From", ""), app))
 
 
@@ -366,7 +361,7 @@ def incoming_call() -> Response:
 def step() -> Response:
     """Every later moment of a call: a key, speech, silence, the end of a staff dial or of a message."""
     req, app = current_request(), current_app_object()
-    svc = _services(app)
+    svc = app_services(app)
     state = _state_in_query(app, req)
     form = req.form
     event: Event
