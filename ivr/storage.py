@@ -702,12 +702,7 @@ class Storage:
         `unless_opted_out`: nor when the number new_phone_hash opted out."""
 
         def build() -> Any:
-            insert = self._insert(processed_events)
-            if unless_opted_out:
-                return insert.from_select(list(_EVENT_COLUMNS), _new_event_unless_opted_out()).on_conflict_do_nothing()
-            return insert.values(
-                {name: sa.bindparam(f"new_{name}") for name in _EVENT_COLUMNS}
-            ).on_conflict_do_nothing()
+            return _new_event(self._insert(processed_events), unless_opted_out).on_conflict_do_nothing()
 
         return self._hot_statement(f"new-event:{unless_opted_out}", build)
 
@@ -1398,14 +1393,16 @@ def _turn_values(
     return values
 
 
-def _new_event_unless_opted_out() -> sa.Select[Any]:
-    """The MessageSid row to insert (new_key, new_created_at, new_outcome), or no row when the number
-    new_phone_hash opted out."""
+def _new_event(insert: Any, unless_opted_out: bool) -> Any:
+    """`insert` (a processed_events INSERT of either database) with the MessageSid row new_key,
+    new_created_at, new_outcome; `unless_opted_out`: no row when the number new_phone_hash opted out."""
+    if not unless_opted_out:
+        return insert.values({name: sa.bindparam(f"new_{name}") for name in _EVENT_COLUMNS})
     row = sa.select(*(sa.bindparam(f"new_{name}", type_=processed_events.c[name].type) for name in _EVENT_COLUMNS))
     opted_out = sa.select(opt_outs.c.phone_hash).where(
         opt_outs.c.phone_hash == sa.bindparam("new_phone_hash"), opt_outs.c.opted_out.is_(True)
     )
-    return row.where(~sa.exists(opted_out))
+    return insert.from_select(list(_EVENT_COLUMNS), row.where(~sa.exists(opted_out)))
 
 
 def _one_statement_turn(with_session: bool, unless_opted_out: bool = False) -> sa.Select[Any]:
@@ -1421,17 +1418,12 @@ def _one_statement_turn(with_session: bool, unless_opted_out: bool = False) -> s
     `unless_opted_out` (Storage.record_plain_text_turn): nothing is stored for a number that opted out,
     and only `fresh` is selected.
     """
-    insert = postgresql.insert(processed_events)
-    if unless_opted_out:
-        insert = insert.from_select(list(_EVENT_COLUMNS), _new_event_unless_opted_out())
-    else:
-        insert = insert.values({name: sa.bindparam(f"new_{name}") for name in _EVENT_COLUMNS})
+    insert = _new_event(postgresql.insert(processed_events), unless_opted_out)
     event = insert.on_conflict_do_nothing().returning(processed_events.c.key).cte("new_event")
-    earlier = sa.select(processed_events.c.outcome).where(processed_events.c.key == sa.bindparam("new_key"))
     fresh = sa.select(sa.func.count()).select_from(event)
     query = sa.select(fresh.scalar_subquery().label("fresh"))
     if not unless_opted_out:
-        query = query.add_columns(earlier.scalar_subquery().label("earlier"))
+        query = query.add_columns(_event_outcome_query("new_key").scalar_subquery().label("earlier"))
     if not with_session:
         return query
     rows = sa.select(*(sa.bindparam(f"new_{name}", type_=sms_sessions.c[name].type) for name in _SESSION_COLUMNS))
@@ -1445,9 +1437,9 @@ def _one_statement_turn(with_session: bool, unless_opted_out: bool = False) -> s
     return query.add_cte(session.returning(sms_sessions.c.phone_hash).cte("saved_session"))
 
 
-def _event_outcome_query() -> sa.Select[Any]:
-    """The answer stored for a handled message (processed_events.outcome), by key."""
-    return sa.select(processed_events.c.outcome).where(processed_events.c.key == sa.bindparam("key"))
+def _event_outcome_query(key: str = "key") -> sa.Select[Any]:
+    """The answer stored for a handled message (processed_events.outcome), by its key bound as `key`."""
+    return sa.select(processed_events.c.outcome).where(processed_events.c.key == sa.bindparam(key))
 
 
 def _text_conversation_query() -> sa.Select[Any]:
