@@ -43,6 +43,7 @@ from twilio.request_validator import RequestValidator
 
 from ivr import create_app
 from ivr.dialog import CallState
+from ivr.phone import free_port
 from ivr.twiml import state_to_query
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -185,14 +186,6 @@ class Server:
 def _kilobytes(text: str, field: str) -> int:
     match = re.search(rf"^{field}:\s+(\d+) kB", text, re.MULTILINE)
     return int(match.group(1)) if match else 0
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_server(name: str, app_uri: str, environ: dict[str, str], probe: Request, log: Path) -> Server:

@@ -44,8 +44,10 @@ DEFAULTS: dict[str, Any] = {
 }
 
 _RATE = re.compile(r"^(\d{2,3})%$")
-#: An E.164 phone number: + and 7 to 15 digits.
-E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+#: An E.164 phone number, bounded as ITU E.164 and the phonenumbers library bound it: + and a country code
+#: that does not start with 0, at most 15 digits in all. The line's one pattern for a number (config, staff
+#: page, caller IDs); anything stricter (hidden caller IDs, US shorthand) is said where it is used.
+E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 
 
 #: Twilio's limit on <Number>/<Sip> nouns in one <Dial>.

@@ -49,6 +49,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ivr import texting
+from ivr.config import E164
 from ivr.security import local_mode
 from ivr.services import now, services
 from ivr.storage import from_db
@@ -358,7 +359,7 @@ def reopen(request_id: int) -> ResponseReturnValue:
 def normalize_phone(text: str) -> str | None:
     """A phone number typed by staff as E.164 (+15551234567); 10-digit numbers are taken as US numbers."""
     cleaned = re.sub(r"[\s().\-]", "", text.strip())
-    if re.fullmatch(r"\+[1-9]\d{6,14}", cleaned):
+    if E164.match(cleaned):
         return cleaned
     if re.fullmatch(r"[2-9]\d{9}", cleaned):
         return "+1" + cleaned

@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("voice", __name__, url_prefix="/voice")
 
-_PHONE_NUMBER = re.compile(r"^\+[1-9]\d{7,14}$")
 #: Withheld caller IDs spelled on a keypad (ANONYMOUS, RESTRICTED, BLOCKED, UNKNOWN, UNAVAILABLE), as
 #: carriers and Twilio may send them in From: such a "number" is shared by many people, so never remembered.
 _HIDDEN_CALLER_IDS = frozenset({"+266696687", "+7378742833", "+2562533", "+8656696", "+86282452253"})
@@ -299,7 +298,7 @@ def _keep_voicemail(effect: dialog.OpenVoicemail, call_sid: str, caller: str) ->
 
 def can_remember(number: str) -> bool:
     """Whether choices may be remembered for the caller number `number` (a real, shown phone number)."""
-    return bool(_PHONE_NUMBER.match(number)) and number not in _HIDDEN_CALLER_IDS
+    return bool(E164.match(number)) and number not in _HIDDEN_CALLER_IDS
 
 
 #: The start of a call from a number the line cannot remember, and from one it has saved nothing for.

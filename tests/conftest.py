@@ -1,7 +1,7 @@
 """Fixtures: an app on a fresh database, a test client, and a Twilio-like caller.
 
 Every test that uses `app` (or `client`, `call`, `database_url`) runs twice: on a new SQLite file and
-on a new PostgreSQL database (tests/databases.py). Without a PostgreSQL server configured the second
+on a new PostgreSQL database (tests/helpers/databases.py). Without a PostgreSQL server configured the second
 run is skipped with the reason shown; under CI it fails instead. Mark a test `sqlite_only` when its
 database does not matter, to run it once.
 """
@@ -19,8 +19,8 @@ from flask.testing import FlaskClient
 
 from ivr import create_app
 from ivr.storage import Storage
-from tests.databases import NO_POSTGRES_REASON, PostgresServer, configured_postgres_url
-from tests.support import AUTH_TOKEN, PUBLIC_BASE_URL, Call
+from tests.helpers.databases import NO_POSTGRES_REASON, PostgresServer, configured_postgres_url
+from tests.helpers.support import AUTH_TOKEN, PUBLIC_BASE_URL, Call
 
 
 def app_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:

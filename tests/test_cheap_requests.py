@@ -20,7 +20,7 @@ from flask.testing import FlaskClient
 from ivr import dialog, voice
 from ivr.dialog import CallState
 from ivr.twiml import DocumentCache, Links
-from tests.support import Call, Phone, twilio_post
+from tests.helpers.support import Call, Phone, twilio_post
 
 
 @dataclass

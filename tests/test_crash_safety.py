@@ -1,6 +1,6 @@
 """A real server process, killed with SIGKILL in the middle of a stream of requests, loses nothing it answered.
 
-`python -m ivr` (tests/line_server.py) serves a stream of call-back requests (texts saying CALL),
+`python -m ivr` (tests/helpers/servers.py) serves a stream of call-back requests (texts saying CALL),
 opt-outs (STOP) and voice messages from several threads at once. Part way through, another process
 locks the SQLite database (as a backup tool or a stuck process would), so the line keeps what it must
 in its spool instead; then the server is killed with SIGKILL while requests are in flight. After a
@@ -24,8 +24,8 @@ import requests
 import sqlalchemy as sa
 
 from ivr.storage import Storage
-from tests.line_server import LineServer
-from tests.support import LINE_NUMBER, sign
+from tests.helpers.servers import LineServer, local_line
+from tests.helpers.support import LINE_NUMBER, sign
 
 pytestmark = pytest.mark.slow
 
@@ -131,8 +131,8 @@ def test_every_answered_request_survives_sigkill_even_with_the_database_locked(t
         "SPOOL_DIR": str(tmp_path / "spool"),
         "DATABASE_RETRY_SECONDS": "300",  # once locked out, the killed server spools to the end
     }
-    server = LineServer(tmp_path / "line", dict(settings)).start()
-    database_file = server.settings["DATABASE_URL"].split("///", 1)[1]
+    server = local_line(tmp_path / "line", settings)
+    database_file = server.environ["DATABASE_URL"].split("///", 1)[1]
     answered = Answered()
     numbers = itertools.count(1)
 
@@ -149,9 +149,9 @@ def test_every_answered_request_survives_sigkill_even_with_the_database_locked(t
     locker.close()
     assert (tmp_path / "spool").is_dir() and any((tmp_path / "spool").iterdir()), "the lock sent records to the spool"
 
-    restarted = LineServer(tmp_path / "line", dict(settings)).start()  # moves the spool in at start
+    restarted = local_line(tmp_path / "line", settings)  # moves the spool in at start
     try:
-        storage = Storage(server.settings["DATABASE_URL"], server.settings["SECRET_KEY"])
+        storage = Storage(server.environ["DATABASE_URL"], server.environ["SECRET_KEY"])
         with storage.engine.connect() as connection:
             rows = connection.execute(sa.text("SELECT * FROM callback_requests"))
             requests_rows = [dict(row._mapping) for row in rows]
@@ -188,8 +188,8 @@ def test_what_callers_leave_is_written_only_on_connections_that_wait_for_the_dis
     """
     from ivr import create_app
     from tests.conftest import app_config
-    from tests.staff_support import StaffCall
-    from tests.support import Phone
+    from tests.helpers.staff_support import StaffCall
+    from tests.helpers.support import Phone
 
     app = create_app(app_config(tmp_path))
     storage: Storage = app.extensions["careline"].storage

@@ -20,14 +20,14 @@ from flask import Flask
 
 from ivr import create_app
 from ivr.content import load_content
+from ivr.phone import free_port
 from ivr.resilience import DatabaseGuard
 from ivr.storage import Storage
 from tests.conftest import app_config
-from tests.databases import configured_postgres_url
-from tests.faults import Outage
-from tests.line_server import free_port
-from tests.staff_support import StaffCall, recording_sid
-from tests.support import CALLER, Phone, twilio_post
+from tests.helpers.databases import configured_postgres_url
+from tests.helpers.faults import Outage
+from tests.helpers.staff_support import StaffCall, recording_sid
+from tests.helpers.support import CALLER, Phone, twilio_post
 
 EN = load_content().language("en")
 OTHER = "+15551230002"

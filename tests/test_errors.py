@@ -9,7 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from ivr import dialog
-from tests.support import CALLER, Call
+from tests.helpers.support import CALLER, Call
 
 
 def test_an_unexpected_error_is_answered_with_an_apology_and_the_menu(
@@ -57,7 +57,7 @@ def test_http_errors_stay_http_errors(client: FlaskClient) -> None:
 def test_an_unexpected_error_on_a_text_gets_a_short_apology_with_the_staff_number(
     app: Flask, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from tests.support import Phone
+    from tests.helpers.support import Phone
 
     storage = app.extensions["careline"].storage
 

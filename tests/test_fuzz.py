@@ -28,8 +28,8 @@ from werkzeug.datastructures import MultiDict
 
 from ivr import create_app
 from tests.conftest import app_config
-from tests.staff_support import create_staff, sign_in
-from tests.support import AUTH_TOKEN, CALLER, LINE_NUMBER, PUBLIC_BASE_URL, sign
+from tests.helpers.staff_support import create_staff, sign_in
+from tests.helpers.support import AUTH_TOKEN, CALLER, LINE_NUMBER, PUBLIC_BASE_URL, sign
 
 settings.register_profile(
     "ci",

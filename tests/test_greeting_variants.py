@@ -20,7 +20,7 @@ from ivr import create_app, dialog
 from ivr.content import load_content
 from ivr.dialog import CallStarted, CallState, Circumstances, Remembered
 from tests.conftest import app_config
-from tests.support import Call, twilio_post
+from tests.helpers.support import Call, twilio_post
 
 MONDAY_EVENING = dt.datetime(2026, 11, 30, 19, 0, tzinfo=dt.UTC)
 CONTENT = load_content()

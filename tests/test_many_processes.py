@@ -21,8 +21,8 @@ from flask import Flask
 from ivr import create_app
 from ivr.storage import Storage
 from tests.conftest import app_config
-from tests.servers import HttpClient, LineServer, line_environment
-from tests.support import CALLER, Call, Phone
+from tests.helpers.servers import HttpClient, LineServer, line_environment
+from tests.helpers.support import CALLER, Call, Phone
 
 pytestmark = pytest.mark.slow
 

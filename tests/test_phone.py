@@ -45,7 +45,7 @@ from ivr.phone import (
     text_line,
 )
 from tests.conftest import app_config
-from tests.line_server import REPO
+from tests.helpers.servers import REPO
 
 TOKEN = "stand-in-token"
 

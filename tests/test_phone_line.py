@@ -28,7 +28,7 @@ from ivr.phone import (
     place_call,
 )
 from ivr.storage import Storage, staff_acceptances
-from tests.line_server import REPO, LineServer
+from tests.helpers.servers import REPO, LineServer, local_line
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +63,7 @@ class Lines:
                 settings["TWILIO_AUTH_TOKEN"] = TOKEN
                 if hours == "open":
                     settings["PUBLIC_BASE_URL"] = PROXY_BASE_URL
-            self.servers[key] = LineServer(self.folder / f"{mode}-{hours}", settings).start()
+            self.servers[key] = local_line(self.folder / f"{mode}-{hours}", settings)
         return self.servers[key]
 
     def stop(self) -> None:
@@ -79,8 +79,8 @@ def lines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lines]:
 
 
 def signer_for(server: LineServer) -> Signer:
-    token = server.settings.get("TWILIO_AUTH_TOKEN", "")
-    return Signer(token, server.settings.get("PUBLIC_BASE_URL", ""))
+    token = server.environ.get("TWILIO_AUTH_TOKEN", "")
+    return Signer(token, server.environ.get("PUBLIC_BASE_URL", ""))
 
 
 def call(server: LineServer, keys: str, caller_number: str = "+15555550100") -> CallResult:
@@ -93,7 +93,7 @@ def call(server: LineServer, keys: str, caller_number: str = "+15555550100") -> 
 
 
 def storage(server: LineServer) -> Storage:
-    return Storage(server.settings["DATABASE_URL"], server.settings["SECRET_KEY"])
+    return Storage(server.environ["DATABASE_URL"], server.environ["SECRET_KEY"])
 
 
 MODES = pytest.mark.parametrize("mode", ["local", "signed"])

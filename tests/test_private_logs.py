@@ -24,10 +24,10 @@ import requests
 
 from ivr import create_app
 from tests.conftest import app_config
-from tests.faults import Outage
-from tests.servers import HttpClient as ServerClient
-from tests.servers import LineServer, line_environment
-from tests.staff_support import (
+from tests.helpers.faults import Outage
+from tests.helpers.servers import HttpClient as ServerClient
+from tests.helpers.servers import LineServer, line_environment
+from tests.helpers.staff_support import (
     ACCOUNT_SID,
     STAFF_PASSWORD,
     StaffCall,
@@ -39,7 +39,7 @@ from tests.staff_support import (
     sign_in,
     twilio_standin,
 )
-from tests.support import AUTH_TOKEN, CALLER, Phone
+from tests.helpers.support import AUTH_TOKEN, CALLER, Phone
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +49,7 @@ TEXTED = "zebra umbrella worry about my scan"
 
 
 class HttpClient:
-    """Enough of Flask's test client for tests/support's Call and Phone, over real HTTP to `base`.
+    """Enough of Flask's test client for tests/helpers/support's Call and Phone, over real HTTP to `base`.
 
     Requests are signed for the line's public URL (PUBLIC_BASE_URL), as Twilio would sign them."""
 

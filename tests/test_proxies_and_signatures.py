@@ -12,7 +12,7 @@ from flask import Flask
 from ivr import create_app, security
 from ivr.config import ConfigError
 from tests.conftest import app_config
-from tests.support import CALLER, LINE_NUMBER, sign
+from tests.helpers.support import CALLER, LINE_NUMBER, sign
 
 FORM = {"CallSid": "CA" + "1" * 32, "From": CALLER, "To": LINE_NUMBER}
 INTERNAL = {"base_url": "http://10.0.0.5:8000"}  # what the app sees behind the proxy

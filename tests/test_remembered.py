@@ -18,7 +18,7 @@ from ivr import create_app, dialog
 from ivr.content import load_content
 from ivr.storage import Storage, preferences
 from tests.conftest import app_config
-from tests.support import Call
+from tests.helpers.support import Call
 
 MONDAY_EVENING = dt.datetime(2026, 11, 30, 19, 0, tzinfo=dt.UTC)
 CONTENT = load_content()

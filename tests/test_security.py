@@ -14,7 +14,7 @@ from werkzeug.datastructures import MultiDict
 from ivr import create_app
 from ivr.security import request_is_from_twilio
 from tests.conftest import app_config
-from tests.support import PUBLIC_BASE_URL, sign
+from tests.helpers.support import PUBLIC_BASE_URL, sign
 
 VECTORS = json.loads((Path(__file__).parent / "data" / "x-twilio-signature-vectors.json").read_text())
 FORM = {"CallSid": "CA1234567890ABCDE", "From": "+15551230001", "To": "+15559870000"}

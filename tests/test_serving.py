@@ -12,8 +12,8 @@ from urllib.parse import urlencode
 import pytest
 
 from ivr.config import ConfigError, serving_settings
-from tests.servers import LineServer, http_post, line_environment
-from tests.support import PUBLIC_BASE_URL, parse_twiml, sign, spoken
+from tests.helpers.servers import LineServer, http_post, line_environment
+from tests.helpers.support import PUBLIC_BASE_URL, parse_twiml, sign, spoken
 
 ROOT = Path(__file__).resolve().parent.parent
 

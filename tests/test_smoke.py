@@ -1,6 +1,6 @@
 """The line answers a call and reaches a section: the shortest end-to-end path."""
 
-from tests.support import Call
+from tests.helpers.support import Call
 
 
 def test_greeting_then_hospice_by_key(call: Call) -> None:

@@ -14,7 +14,7 @@ from ivr import create_app
 from ivr.config import ConfigError
 from ivr.services import Services
 from tests.conftest import app_config
-from tests.support import CALLER, LINE_NUMBER, PUBLIC_BASE_URL, Phone, messages, sign, twilio_post
+from tests.helpers.support import CALLER, LINE_NUMBER, PUBLIC_BASE_URL, Phone, messages, sign, twilio_post
 
 
 @pytest.fixture

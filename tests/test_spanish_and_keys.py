@@ -18,7 +18,7 @@ from ivr import create_app
 from ivr.config import ConfigError, settings_from_environment
 from ivr.content import load_content
 from tests.conftest import app_config
-from tests.support import Call
+from tests.helpers.support import Call
 
 CONTENT = load_content()
 EN = CONTENT.language("en")

@@ -12,8 +12,8 @@ from flask.testing import FlaskClient
 
 from ivr.services import services
 from ivr.storage import login_attempts
-from tests.staff_support import OPEN_TIME, STAFF_PASSWORD, create_staff, csrf_token, make_app, sign_in
-from tests.support import twilio_post
+from tests.helpers.staff_support import OPEN_TIME, STAFF_PASSWORD, create_staff, csrf_token, make_app, sign_in
+from tests.helpers.support import twilio_post
 
 GET_URLS = ["/staff", "/staff/", "/staff/requests/1/recording"]
 POST_URLS = ["/staff/requests/1/done", "/staff/requests/1/reopen", "/staff/send"]

@@ -16,7 +16,7 @@ import pytest
 from flask import Flask
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.staff_support import (
+from tests.helpers.staff_support import (
     ACCOUNT_SID,
     StaffCall,
     TwilioStandIn,
@@ -26,7 +26,7 @@ from tests.staff_support import (
     recording_sid,
     twilio_standin,
 )
-from tests.support import AUTH_TOKEN, CALLER, LINE_NUMBER
+from tests.helpers.support import AUTH_TOKEN, CALLER, LINE_NUMBER
 
 pytestmark = pytest.mark.slow
 

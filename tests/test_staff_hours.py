@@ -11,7 +11,7 @@ import pytest
 from ivr.content import PROMPTS_DIR, ContentError, load_content
 from ivr.hours import StaffHours, describe
 from ivr.services import staff_hours_text
-from tests.staff_support import EVENING, make_app
+from tests.helpers.staff_support import EVENING, make_app
 
 CONTENT = load_content()
 TODAY = dt.date(2026, 11, 1)

@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 from ivr import textline
 from ivr.services import services
 from ivr.storage import CallbackAsk, as_utc, callback_requests, opt_outs
-from tests.staff_support import (
+from tests.helpers.staff_support import (
     ACCOUNT_SID,
     OPEN_TIME,
     TwilioStandIn,
@@ -32,7 +32,7 @@ from tests.staff_support import (
     silent_mp3,
     twilio_standin,
 )
-from tests.support import AUTH_TOKEN, LINE_NUMBER
+from tests.helpers.support import AUTH_TOKEN, LINE_NUMBER
 
 PATIENT = "+15551230001"
 

@@ -18,7 +18,7 @@ from ivr.config import ConfigError
 from ivr.content import load_content
 from ivr.services import services
 from ivr.storage import callback_requests
-from tests.staff_support import (
+from tests.helpers.staff_support import (
     EVENING,
     HOLIDAY,
     OPEN_TIME,
@@ -30,7 +30,7 @@ from tests.staff_support import (
     recording_sid,
     recording_url,
 )
-from tests.support import CALLER, LINE_NUMBER, twilio_post
+from tests.helpers.support import CALLER, LINE_NUMBER, twilio_post
 
 NOT_ANSWERED = ["busy", "no-answer", "failed", "canceled"]
 CONTENT = load_content()

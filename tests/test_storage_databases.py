@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 
 from ivr.storage import CallbackAsk, Storage, TextChanges, TextSession
 from tests.conftest import require_postgres
-from tests.databases import PostgresServer
+from tests.helpers.databases import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
 

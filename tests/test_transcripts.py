@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.conftest import app_config
-from tests.support import Call
+from tests.helpers.support import Call
 
 TRANSCRIPTS = sorted((Path(__file__).parent / "transcripts").glob("*.yaml"))
 UPDATE = os.environ.get("UPDATE_TRANSCRIPTS") == "1"

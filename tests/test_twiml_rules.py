@@ -12,7 +12,7 @@ from flask import Flask
 
 from ivr import create_app
 from tests.conftest import app_config
-from tests.support import Call
+from tests.helpers.support import Call
 
 GATHER_CHILDREN = {"Say", "Play", "Pause"}
 VOICE_VERBS = {"Say", "Play", "Pause", "Gather", "Redirect", "Dial", "Record", "Hangup"}

@@ -18,7 +18,7 @@ from ivr import create_app
 from ivr.storage import Storage
 from ivr.usage import UsageCounter
 from tests.conftest import app_config
-from tests.support import Call
+from tests.helpers.support import Call
 
 ROOT = Path(__file__).resolve().parent.parent
 TODAY = dt.datetime.now(dt.UTC).date()
@@ -154,7 +154,7 @@ def test_the_setting_is_checked() -> None:
 
 def test_a_gunicorn_worker_adds_its_counts_when_the_line_stops(tmp_path: Path, database_url: str) -> None:
     """`make serve`'s workers (gunicorn.conf.py): a graceful stop (deploy, reload) loses no count."""
-    from tests.servers import HttpClient, LineServer, line_environment
+    from tests.helpers.servers import HttpClient, LineServer, line_environment
 
     server = LineServer(line_environment(database_url, USAGE_FLUSH_SECONDS="60"), tmp_path / "line.log")
     try:

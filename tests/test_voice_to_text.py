@@ -1,5 +1,5 @@
 """Press 2 after a section: the line texts it through the real `twilio` REST client to a stand-in for
-Twilio's Messages API, a separate HTTP server process on 127.0.0.1 (tests/twilio_api_standin.py)."""
+Twilio's Messages API, a separate HTTP server process on 127.0.0.1 (tests/helpers/twilio_api_standin.py)."""
 
 from __future__ import annotations
 
@@ -20,12 +20,12 @@ from ivr import create_app
 from ivr import textline as tl
 from ivr.config import ConfigError
 from tests.conftest import app_config
-from tests.support import AUTH_TOKEN, CALLER, LINE_NUMBER, Call, Phone
+from tests.helpers.support import AUTH_TOKEN, CALLER, LINE_NUMBER, Call, Phone
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 #: The stand-in refuses texts to this number with Twilio's error 21610 (recipient unsubscribed).
 REFUSED_NUMBER = "+15551239999"
-STANDIN = Path(__file__).with_name("twilio_api_standin.py")
+STANDIN = Path(__file__).parent / "helpers" / "twilio_api_standin.py"
 
 pytestmark = pytest.mark.slow
 

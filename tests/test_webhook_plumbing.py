@@ -25,7 +25,7 @@ from ivr.dialog import CallState
 from ivr.security import WebhookFields, WebhookRequest, parse_form, signature_matches, twilio_signature
 from ivr.twiml import DocumentCache, Links, StaffDial
 from tests.conftest import app_config
-from tests.support import AUTH_TOKEN, CALLER, Phone, twilio_post
+from tests.helpers.support import AUTH_TOKEN, CALLER, Phone, twilio_post
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 

@@ -2,7 +2,7 @@
 
 `LineServer` starts one (its output kept in a log file to inspect), waits until it answers, and
 stops it. `HttpClient` posts to one or several such servers with the same interface as Flask's test
-client, so `tests.support.Call` can drive a call over real HTTP.
+client, so `tests.helpers.support.Call` can drive a call over real HTTP.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.client
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,17 +19,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from tests.support import AUTH_TOKEN, PUBLIC_BASE_URL
+from ivr.config import DEFAULTS
+from ivr.phone import free_port
+from tests.helpers.support import AUTH_TOKEN, PUBLIC_BASE_URL
 
-ROOT = Path(__file__).resolve().parent.parent
-GUNICORN = Path(sys.executable).with_name("gunicorn")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+REPO = Path(__file__).resolve().parents[2]
+#: Production serving: gunicorn with gunicorn.conf.py (HOST, PORT, WEB_CONCURRENCY from the environment).
+GUNICORN = (str(Path(sys.executable).with_name("gunicorn")), "-c", "gunicorn.conf.py")
+#: Local serving, as `make run` does.
+PYTHON_M_IVR = (sys.executable, "-m", "ivr")
+#: Generous: a loaded 2-core machine may take a few seconds to import and migrate.
+START_TIMEOUT_SECONDS = 60.0
 
 
 def line_environment(database_url: str, **extra: str) -> dict[str, str]:
@@ -86,23 +85,49 @@ class HttpClient:
         return http_post(port, path, data, headers)
 
 
-class LineServer:
-    """One gunicorn master (with WEB_CONCURRENCY workers) serving the line on a free loopback port."""
+def local_line(folder: Path, settings: Mapping[str, str]) -> LineServer:
+    """`python -m ivr` with its own SQLite file in `folder` and only the settings given (ready to answer).
 
-    def __init__(self, environ: Mapping[str, str], log_path: Path) -> None:
+    Nothing leaks in from the environment of whoever runs the tests: every setting the line knows
+    is taken out of it first.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    environ = {name: value for name, value in os.environ.items() if name not in DEFAULTS}
+    environ.update(DATABASE_URL=f"sqlite:///{folder / 'careline.sqlite3'}", SECRET_KEY="phone-test-secret")
+    environ.update(settings)
+    environ.update(PYTHONUNBUFFERED="1")
+    server = LineServer(environ, folder / "server.log", PYTHON_M_IVR)
+    try:
+        server.wait_until_ready()
+    except AssertionError:
+        server.stop()
+        raise
+    return server
+
+
+class LineServer:
+    """One line process (by default a gunicorn master with WEB_CONCURRENCY workers) on a free loopback port."""
+
+    def __init__(self, environ: Mapping[str, str], log_path: Path, command: Sequence[str] = GUNICORN) -> None:
         self.port = free_port()
+        self.environ = dict(environ)
         self.log_path = log_path
         self._log = log_path.open("wb")
         self._stopping = False
         self.process = subprocess.Popen(
-            [str(GUNICORN), "-c", "gunicorn.conf.py"],
-            cwd=ROOT,
-            env={**environ, "PORT": str(self.port)},
+            list(command),
+            cwd=REPO,
+            env={**self.environ, "PORT": str(self.port)},
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
 
-    def wait_until_ready(self, timeout: float = 60.0) -> None:
+    @property
+    def url(self) -> str:
+        """The server's base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_until_ready(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
         """Wait for GET /healthz to answer 200; fail with the server's log if it never does."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

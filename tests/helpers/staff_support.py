@@ -23,8 +23,8 @@ from werkzeug.serving import make_server
 
 from ivr import create_app
 from tests.conftest import app_config
-from tests.support import Call, twilio_post
-from tests.twilio_api_standin import message_resource
+from tests.helpers.support import Call, twilio_post
+from tests.helpers.twilio_api_standin import message_resource
 
 LA = ZoneInfo("America/Los_Angeles")
 #: A Wednesday morning, an evening, a Saturday, and Thanksgiving Day (a holiday in the tests).

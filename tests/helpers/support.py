@@ -1,4 +1,8 @@
-"""Test helpers: requests signed like Twilio's, and a caller who follows the line's TwiML."""
+"""Test helpers: requests signed like Twilio's, and a caller who follows the line's TwiML.
+
+TwiML is read with the local phone's own reader (ivr/phone/twiml.py), so a document these callers
+accept is one the phone, and Twilio, would run.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from typing import Any
 
 from flask.testing import FlaskClient
 from twilio.request_validator import RequestValidator
+
+from ivr.phone import parse_document, spoken_text
 
 AUTH_TOKEN = "test-auth-token"
 PUBLIC_BASE_URL = "https://line.example.org"
@@ -27,15 +33,13 @@ def twilio_post(client: FlaskClient, path: str, params: dict[str, str], token: s
 
 
 def parse_twiml(body: bytes | str) -> ET.Element:
-    """Parse a TwiML document, checking it is one."""
-    root = ET.fromstring(body)
-    assert root.tag == "Response", f"TwiML root must be Response, not {root.tag}"
-    return root
+    """Parse a TwiML document, checking it is one (TwimlError, with Twilio's error code, when it is not)."""
+    return parse_document(body)
 
 
 def spoken(root: ET.Element) -> list[str]:
     """Every sentence a <Say> in the document speaks, in order."""
-    return [" ".join("".join(say.itertext()).split()) for say in root.iter("Say")]
+    return [spoken_text(say) for say in root.iter("Say")]
 
 
 @dataclass
