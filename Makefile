@@ -39,7 +39,7 @@ lint: $(READY)
 transcripts: $(READY)
 	UPDATE_TRANSCRIPTS=1 $(PY) -m pytest -q tests/test_transcripts.py
 
-# The local phone (ivr/phone.py): call or text the line `make run` serves, from a terminal.
+# The local phone (ivr/phone/): call or text the line `make run` serves, from a terminal.
 # Options go in ARGS, e.g. make call ARGS='--keys "5 * #"'   make call ARGS=--speak   make text ARGS=--in-process
 call: $(READY)
 	$(PY) -m ivr.phone call $(ARGS)

@@ -16,17 +16,13 @@ import logging
 import re
 import time
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
-import requests
 
 from ivr import create_app
 from tests.conftest import app_config
 from tests.helpers.faults import Outage
-from tests.helpers.servers import HttpClient as ServerClient
-from tests.helpers.servers import LineServer, line_environment
+from tests.helpers.servers import HttpClient, LineServer, line_environment
 from tests.helpers.staff_support import (
     ACCOUNT_SID,
     STAFF_PASSWORD,
@@ -37,30 +33,15 @@ from tests.helpers.staff_support import (
     recording_sid,
     recording_url,
     sign_in,
-    twilio_standin,
 )
 from tests.helpers.support import AUTH_TOKEN, CALLER, Phone
+from tests.helpers.twilio_api_standin import twilio_standin
 
 pytestmark = pytest.mark.slow
 
 SECRET_KEY = "a-secret-key-that-must-never-be-logged"
 SPOKEN = "giraffe lantern question"
 TEXTED = "zebra umbrella worry about my scan"
-
-
-class HttpClient:
-    """Enough of Flask's test client for tests/helpers/support's Call and Phone, over real HTTP to `base`.
-
-    Requests are signed for the line's public URL (PUBLIC_BASE_URL), as Twilio would sign them."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.session = requests.Session()
-
-    def post(self, path: str, data: Any = None, headers: dict[str, str] | None = None) -> SimpleNamespace:
-        response = self.session.post(self.base + path, data=data, headers=headers, allow_redirects=False, timeout=30)
-        mimetype = response.headers.get("Content-Type", "").split(";")[0]
-        return SimpleNamespace(status_code=response.status_code, data=response.content, mimetype=mimetype)
 
 
 def variants(number: str) -> list[str]:
@@ -70,9 +51,7 @@ def variants(number: str) -> list[str]:
     return [number, digits, local, f"{local[:3]}-{local[3:6]}-{local[6:]}", f"({local[:3]}) {local[3:6]}-{local[6:]}"]
 
 
-def test_a_whole_conversation_logs_nothing_personal_or_secret(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_whole_conversation_logs_nothing_personal_or_secret(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     with twilio_standin(ACCOUNT_SID, AUTH_TOKEN) as standin:
         app = create_app(
@@ -87,7 +66,7 @@ def test_a_whole_conversation_logs_nothing_personal_or_secret(
         )
         create_staff(app)
         with live_server(app) as base:
-            client = HttpClient(base)
+            client = HttpClient([int(base.rsplit(":", 1)[1])])
             call = StaffCall(client)  # type: ignore[arg-type]
             call.start()
             call.press("5")
@@ -171,7 +150,7 @@ def test_gunicorn_at_debug_logs_nothing_personal_or_secret(tmp_path: Path, datab
     )
     with LineServer(environ, tmp_path / "gunicorn.log") as server:
         server.wait_until_ready()
-        client = ServerClient([server.port])
+        client = HttpClient([server.port])
         call = StaffCall(client)  # type: ignore[arg-type]
         call.start()
         call.press("5")

@@ -22,17 +22,15 @@ from ivr.storage import CallbackAsk, as_utc, callback_requests, opt_outs
 from tests.helpers.staff_support import (
     ACCOUNT_SID,
     OPEN_TIME,
-    TwilioStandIn,
     create_staff,
     csrf_token,
     make_app,
     recording_sid,
     recording_url,
     sign_in,
-    silent_mp3,
-    twilio_standin,
 )
 from tests.helpers.support import AUTH_TOKEN, LINE_NUMBER
+from tests.helpers.twilio_api_standin import TwilioStandIn, silent_mp3, twilio_standin
 
 PATIENT = "+15551230001"
 
