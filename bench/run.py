@@ -18,7 +18,6 @@ What it does:
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import random
@@ -43,7 +42,7 @@ from twilio.request_validator import RequestValidator
 
 from ivr import create_app
 from ivr.dialog import CallState
-from ivr.phone import free_port
+from ivr.phone import answers, free_port
 from ivr.twiml import state_to_query
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -207,15 +206,8 @@ def start_server(name: str, app_uri: str, environ: dict[str, str], probe: Reques
         if time.perf_counter() - started > 60:
             process.kill()
             raise SystemExit(f"{name} did not answer within 60 s:\n{log.read_text()}")
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.request("POST", path, body=body, headers=headers)
-            if connection.getresponse().status == 200:
-                break
-        except OSError:
-            pass
-        finally:
-            connection.close()
+        if answers(port, "POST", path, body, headers):
+            break
         time.sleep(0.005)
     return Server(name, process, port, time.perf_counter() - started)
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import io
 import shutil
-import subprocess
-import sys
 import threading
 import wave
 import xml.etree.ElementTree as ET
@@ -45,7 +43,7 @@ from ivr.phone import (
     text_line,
 )
 from tests.conftest import app_config
-from tests.helpers.servers import REPO
+from tests.helpers.servers import run_phone
 
 TOKEN = "stand-in-token"
 
@@ -464,15 +462,7 @@ def test_after_stop_twilio_delivers_nothing_until_start(sms_stand_in: tuple[str,
 
 def test_a_broken_reply_is_an_error_and_the_command_exits_1(sms_stand_in: tuple[str, list[dict[str, str]]]) -> None:
     url, _ = sms_stand_in
-    done = subprocess.run(
-        [sys.executable, "-m", "ivr.phone", "text", "--url", url, "--token", TOKEN, "--messages", "MENU|BROKEN"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={"PATH": "/usr/bin:/bin", "PYTHONIOENCODING": "utf-8"},
-    )
+    done = run_phone("text", "--url", url, "--token", TOKEN, "--messages", "MENU|BROKEN")
     assert done.returncode == 1
     assert "LINE: CareLine topics: reply HOSPICE or COPING.   [1 segment, GSM-7; 41 characters]" in done.stdout
     assert "!! ERROR: Twilio 12100" in done.stdout

@@ -9,8 +9,6 @@ What the line should say is read from prompts/, so the tests follow edits to the
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +26,7 @@ from ivr.phone import (
     place_call,
 )
 from ivr.storage import Storage, staff_acceptances
-from tests.helpers.servers import REPO, LineServer, local_line
+from tests.helpers.servers import LineServer, local_line, run_phone
 
 pytestmark = pytest.mark.slow
 
@@ -208,18 +206,6 @@ def test_a_phone_with_the_wrong_token_is_refused(lines: Lines) -> None:
     assert any("403" in error for error in result.errors)
     unsigned = place_call(PhoneSetup(HttpTransport(server.url)), ScriptedCaller(parse_actions("5")))
     assert any("403" in error for error in unsigned.errors)
-
-
-def run_phone(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ivr.phone", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={"PATH": "/usr/bin:/bin", "PYTHONIOENCODING": "utf-8"},
-    )
 
 
 def test_command_line_call_prints_the_transcript(lines: Lines, tmp_path: Path) -> None:

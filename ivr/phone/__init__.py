@@ -58,15 +58,17 @@ from ivr.phone.transport import (
     Requester,
     Signer,
     Transport,
+    answers,
     free_port,
     new_sid,
 )
 from ivr.phone.twiml import CallResult, Leg, TwimlError, parse_document, parse_twiml, place_call, spoken_text
 
 __all__ = [
-    "DEFAULT_ACCOUNT_SID", "DEFAULT_CALLER", "DEFAULT_LINE_NUMBER", "Action", "Answer", "AppTransport", "CallResult",
-    "Caller", "Entry", "HttpTransport", "Leg", "PhoneSetup", "Requester", "ScriptError", "ScriptedCaller",
-    "Segments", "Signer", "Speaker", "TerminalCaller", "TextReply", "TextResult", "Transcript", "Transport",
-    "TwimlError", "build_parser", "espeak_rate", "espeak_voice", "free_port", "main", "new_sid", "parse_actions",
-    "parse_document", "parse_script", "parse_twiml", "place_call", "sms_segments", "spoken_text", "text_line",
+    "DEFAULT_ACCOUNT_SID", "DEFAULT_CALLER", "DEFAULT_LINE_NUMBER", "Action", "Answer", "AppTransport",
+    "CallResult", "Caller", "Entry", "HttpTransport", "Leg", "PhoneSetup", "Requester", "ScriptError",
+    "ScriptedCaller", "Segments", "Signer", "Speaker", "TerminalCaller", "TextReply", "TextResult", "Transcript",
+    "Transport", "TwimlError", "answers", "build_parser", "espeak_rate", "espeak_voice", "free_port", "main",
+    "new_sid", "parse_actions", "parse_document", "parse_script", "parse_twiml", "place_call", "sms_segments",
+    "spoken_text", "text_line",
 ]  # fmt: skip

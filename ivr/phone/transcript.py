@@ -8,6 +8,11 @@ from dataclasses import dataclass
 from typing import Literal, TextIO
 
 EntryKind = Literal["say", "line", "you", "staff", "note", "warning", "error", "request", "end"]
+#: How each kind of entry starts in the terminal (speech and the line's own doings name who; notes are indented).
+_HEADS: dict[str, str] = {
+    "error": "!! ERROR: ", "warning": "!! WARNING: ", "you": "YOU: ", "staff": "STAFF: ",
+    "request": "   > ", "end": "-- ",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -45,22 +50,10 @@ class Transcript:
         """How an entry reads in the terminal."""
         if entry.kind == "say":
             head = f"{entry.who} [{entry.language}]: "
-        elif entry.kind == "error":
-            head = "!! ERROR: "
-        elif entry.kind == "warning":
-            head = "!! WARNING: "
-        elif entry.kind == "you":
-            head = "YOU: "
-        elif entry.kind == "staff":
-            head = "STAFF: "
-        elif entry.kind == "request":
-            head = "   > "
-        elif entry.kind == "end":
-            head = "-- "
         elif entry.kind == "line":
             head = f"{entry.who}: "
         else:
-            head = "   "
+            head = _HEADS.get(entry.kind, "   ")
         if not self.width:
             return head + entry.text
         return textwrap.fill(

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from ivr.config import DEFAULTS
-from ivr.phone import free_port
+from ivr.phone import answers, free_port
 from tests.helpers.support import AUTH_TOKEN, PUBLIC_BASE_URL
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,6 +70,19 @@ def http_post(port: int, path: str, form: Mapping[str, str], headers: Mapping[st
         return Answer(response.status, mimetype, data)
     finally:
         connection.close()
+
+
+def run_phone(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`python -m ivr.phone ARGS` as a person runs it, with a bare environment; its output as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "ivr.phone", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "PYTHONIOENCODING": "utf-8"},
+    )
 
 
 class HttpClient:
@@ -133,15 +146,8 @@ class LineServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"the line exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-                connection.request("GET", "/healthz")
-                if connection.getresponse().status == 200:
-                    return
-            except OSError:
-                pass
-            finally:
-                connection.close()
+            if answers(self.port, "GET", "/healthz"):
+                return
             time.sleep(0.05)
         raise AssertionError(f"the line did not answer within {timeout} s:\n{self.log()}")
 
