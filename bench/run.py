@@ -40,9 +40,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from twilio.request_validator import RequestValidator
 
-from ivr import create_app
+from ivr import create_app, phone
 from ivr.dialog import CallState
-from ivr.phone import answers, free_port
 from ivr.twiml import state_to_query
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,7 +188,7 @@ def _kilobytes(text: str, field: str) -> int:
 
 def start_server(name: str, app_uri: str, environ: dict[str, str], probe: Request, log: Path) -> Server:
     """Start gunicorn and wait for the first 200 to a signed `probe` request; time it."""
-    port = free_port()
+    port = phone.free_port()
     started = time.perf_counter()
     process = subprocess.Popen(
         [str(GUNICORN), "-c", "gunicorn.conf.py", app_uri],
@@ -206,7 +205,7 @@ def start_server(name: str, app_uri: str, environ: dict[str, str], probe: Reques
         if time.perf_counter() - started > 60:
             process.kill()
             raise SystemExit(f"{name} did not answer within 60 s:\n{log.read_text()}")
-        if answers(port, "POST", path, body, headers):
+        if phone.answers(port, "POST", path, body, headers):
             break
         time.sleep(0.005)
     return Server(name, process, port, time.perf_counter() - started)
@@ -277,16 +276,16 @@ def postgres_database(admin_url: str) -> Iterator[str]:
 
 
 def line_environment(database_url: str) -> dict[str, str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "STAFF_", "DATABASE_"))}
-    environ.update(
-        DATABASE_URL=database_url,
-        TWILIO_AUTH_TOKEN=AUTH_TOKEN,
-        PUBLIC_BASE_URL=PUBLIC_BASE_URL,
-        SECRET_KEY="bench-secret-key",
-        STAFF_NUMBERS="+15550001111",  # as in production: staff hours are worked out for every call
-        HOST="127.0.0.1",
+    return phone.line_environment(
+        {
+            "DATABASE_URL": database_url,
+            "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+            "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+            "SECRET_KEY": "bench-secret-key",
+            "STAFF_NUMBERS": "+15550001111",  # as in production: staff hours are worked out for every call
+            "HOST": "127.0.0.1",
+        }
     )
-    return environ
 
 
 # -- the run -------------------------------------------------------------------------------------

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import http.client
 import secrets
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -22,27 +20,6 @@ DEFAULT_ACCOUNT_SID = "AC" + "0" * 32
 def new_sid(prefix: str) -> str:
     """A Twilio-shaped SID: two letters and 32 hex digits."""
     return prefix + secrets.token_hex(16)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (for a line served on this machine)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def answers(
-    port: int, method: str, path: str, body: str | None = None, headers: Mapping[str, str] | None = None
-) -> bool:
-    """Whether a line starting on 127.0.0.1:`port` answers this request with 200 yet (False while it cannot)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        connection.request(method, path, body=body, headers=dict(headers or {}))
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        connection.close()
 
 
 def short_url(url: str) -> str:

@@ -8,7 +8,6 @@ client, so `tests.helpers.support.Call` can drive a call over real HTTP.
 from __future__ import annotations
 
 import http.client
-import os
 import signal
 import subprocess
 import sys
@@ -19,8 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from ivr.config import DEFAULTS
-from ivr.phone import answers, free_port
+from ivr import phone
 from tests.helpers.support import AUTH_TOKEN, PUBLIC_BASE_URL
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,18 +32,16 @@ START_TIMEOUT_SECONDS = 60.0
 
 def line_environment(database_url: str, **extra: str) -> dict[str, str]:
     """The environment of a line process: signed requests required, staff never in, no Twilio account."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "STAFF_", "DATABASE_"))}
-    environ.update(
-        DATABASE_URL=database_url,
-        TWILIO_AUTH_TOKEN=AUTH_TOKEN,
-        PUBLIC_BASE_URL=PUBLIC_BASE_URL,
-        SECRET_KEY="test-secret-key",
-        STAFF_HOURS="closed",
-        HOST="127.0.0.1",
-        WEB_CONCURRENCY="1",
-    )
-    environ.update(extra)
-    return environ
+    settings = {
+        "DATABASE_URL": database_url,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+        "SECRET_KEY": "test-secret-key",
+        "STAFF_HOURS": "closed",
+        "HOST": "127.0.0.1",
+        "WEB_CONCURRENCY": "1",
+    }
+    return phone.line_environment({**settings, **extra})
 
 
 @dataclass
@@ -105,10 +101,8 @@ def local_line(folder: Path, settings: Mapping[str, str]) -> LineServer:
     is taken out of it first.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    environ = {name: value for name, value in os.environ.items() if name not in DEFAULTS}
-    environ.update(DATABASE_URL=f"sqlite:///{folder / 'careline.sqlite3'}", SECRET_KEY="phone-test-secret")
-    environ.update(settings)
-    environ.update(PYTHONUNBUFFERED="1")
+    own = {"DATABASE_URL": f"sqlite:///{folder / 'careline.sqlite3'}", "SECRET_KEY": "phone-test-secret"}
+    environ = phone.line_environment({**own, **settings, "PYTHONUNBUFFERED": "1"})
     server = LineServer(environ, folder / "server.log", PYTHON_M_IVR)
     try:
         server.wait_until_ready()
@@ -122,7 +116,7 @@ class LineServer:
     """One line process (by default a gunicorn master with WEB_CONCURRENCY workers) on a free loopback port."""
 
     def __init__(self, environ: Mapping[str, str], log_path: Path, command: Sequence[str] = GUNICORN) -> None:
-        self.port = free_port()
+        self.port = phone.free_port()
         self.environ = dict(environ)
         self.log_path = log_path
         self._log = log_path.open("wb")
@@ -146,7 +140,7 @@ class LineServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"the line exited with {self.process.returncode}:\n{self.log()}")
-            if answers(self.port, "GET", "/healthz"):
+            if phone.answers(self.port, "GET", "/healthz"):
                 return
             time.sleep(0.05)
         raise AssertionError(f"the line did not answer within {timeout} s:\n{self.log()}")
