@@ -1,7 +1,8 @@
 """The one TwiML interpreter: a call leg run verb by verb the way Twilio runs it.
 
-`parse_document` and `check_attributes` also serve the messaging side (ivr/phone/texting.py) and the
-tests' own callers (tests/helpers/support.py), so every reader of TwiML accepts and rejects the same.
+`parse_twiml` and `check_attributes` also serve the messaging side (ivr/phone/texting.py), and
+`parse_document` and `spoken_text` the tests' own step-by-step callers (tests/helpers/support.py), so
+every reader of TwiML in the tree accepts, rejects and hears a document the same way.
 """
 
 from __future__ import annotations
