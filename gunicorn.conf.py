@@ -1,7 +1,7 @@
 """gunicorn settings for CareLine (`make serve`, or `gunicorn -c gunicorn.conf.py 'ivr:create_app()'`).
 
 Environment: HOST (default 127.0.0.1), PORT (default 5000), WEB_CONCURRENCY (default 2 x CPUs + 1);
-the line's own settings (README, "Configuration") are read by the app itself.
+the line's own settings (docs/configuration.md) are read by the app itself.
 
 Decisions, and why:
 - Preloaded app: the master process reads the configuration, loads and checks every prompt file and

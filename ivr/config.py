@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-#: Defaults for every setting; the README's configuration table documents each one.
+#: Defaults for every setting; docs/configuration.md documents each one (tests/test_configuration_docs.py).
 DEFAULTS: dict[str, Any] = {
     "TWILIO_AUTH_TOKEN": "",
     "TWILIO_ACCOUNT_SID": "",
@@ -35,7 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "STAFF_PHONE": "",  # empty: the line's own number (the `To` of each request)
     "LINE_NUMBER": "",  # empty: the number the caller dialled
     "TWILIO_API_BASE_URL": "",  # empty: Twilio's own API; a loopback URL only, for tests and local runs
-    # Reliability and privacy (README "Reliability and privacy").
+    # Reliability and privacy (docs/reliability-and-security.md).
     "TRUSTED_PROXY_HOPS": 0,  # X-Forwarded-* headers believed from this many proxies; 0: none
     "RETENTION_DAYS": 90,  # `flask --app ivr purge` removes what is older by default
     "DATABASE_RETRY_SECONDS": 10,  # after a database failure, how long to spool before trying it again
