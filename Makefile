@@ -1,17 +1,28 @@
-# CareLine: `make run` serves the line locally, `make test` runs every test.
-# Both create .venv from requirements.txt when it is missing or older than requirements.txt.
+# CareLine: `make run` serves the line locally, `make test` runs every test, `make test-fast` the unit tests.
+# .venv is created when missing; `make run` installs requirements.txt (what production runs) and `make test`
+# requirements-dev.txt too (tools), each again when its file is newer than its stamp.
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+RUNTIME := $(VENV)/.installed-runtime
 READY := $(VENV)/.installed
 
-.PHONY: run test lint transcripts call text serve test-pg bench
+.PHONY: run test test-fast lint transcripts call text serve test-pg bench
 
-$(READY): requirements.txt
+$(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
-	touch $(READY)
+
+# The line's own dependencies only.
+$(RUNTIME): requirements.txt | $(PY)
+	$(PIP) -r requirements.txt
+	touch $(RUNTIME)
+
+# Everything: runtime and tools (tests, linters, content checks).
+$(READY): requirements.txt requirements-dev.txt | $(PY)
+	$(PIP) -r requirements-dev.txt
+	touch $(RUNTIME) $(READY)
 
 # Render every spoken prompt and section part to build/audio/<lang>/*.wav with espeak-ng (150 words a
 # minute) and print the longest; needs the Debian packages espeak-ng and sox (.ci/run installs them).
@@ -23,13 +34,17 @@ audio: $(READY)
 content-report: $(READY)
 	$(PY) -m flask --app ivr content-report
 
-run: $(READY)
+run: $(RUNTIME)
 	$(PY) -m ivr
 
 test: $(READY)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 	$(PY) -m pytest
+
+# The unit tests: no servers, browsers, other processes or PostgreSQL (tests marked slow or postgresql).
+test-fast: $(READY)
+	$(PY) -m pytest -q -m "not slow and not postgresql"
 
 lint: $(READY)
 	$(PY) -m ruff check .
@@ -41,27 +56,27 @@ transcripts: $(READY)
 
 # The local phone (ivr/phone/): call or text the line `make run` serves, from a terminal.
 # Options go in ARGS, e.g. make call ARGS='--keys "5 * #"'   make call ARGS=--speak   make text ARGS=--in-process
-call: $(READY)
+call: $(RUNTIME)
 	$(PY) -m ivr.phone call $(ARGS)
 
-text: $(READY)
+text: $(RUNTIME)
 	$(PY) -m ivr.phone text $(ARGS)
 
-# Production-style serving: gunicorn with gunicorn.conf.py (HOST, PORT, WEB_CONCURRENCY; see README).
-serve: $(READY)
+# Production-style serving: gunicorn with gunicorn.conf.py (HOST, PORT, WEB_CONCURRENCY; docs/configuration.md).
+serve: $(RUNTIME)
 	$(VENV)/bin/gunicorn -c gunicorn.conf.py
 
 # The whole suite with a throwaway PostgreSQL server, as CI runs it (.ci/with-postgres).
 test-pg: $(READY)
 	bash .ci/with-postgres $(MAKE) test
 
-# Throughput, latency, start-up and memory against the targets (README, "Benchmark"); by hand, never in CI.
+# Throughput, latency, start-up and memory against the targets (docs/benchmark.md); by hand, never in CI.
 bench: $(READY)
 	@command -v wrk >/dev/null || { [ "$$(id -u)" -eq 0 ] && apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
 		|| { echo "bench needs wrk: sudo apt-get install -y wrk"; exit 1; }
 	PG_DURABLE=1 bash .ci/with-postgres $(PY) -m bench.run
 
-# Known vulnerabilities in every pinned package (pip-audit over requirements.txt); .ci/run runs it too.
+# Known vulnerabilities in every pinned package (pip-audit over requirements.txt and requirements-dev.txt); .ci/run runs it too.
 .PHONY: audit
 audit: $(READY)
 	$(PY) .ci/audit.py

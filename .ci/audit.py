@@ -1,7 +1,8 @@
-"""Check every pinned package in requirements.txt for known vulnerabilities (pip-audit), for CI.
+"""Check every pinned package for known vulnerabilities (pip-audit), for CI.
 
-`make audit` (and `.ci/run`) runs it with the project's .venv. requirements.txt pins every package,
-transitive ones too, so pip-audit checks exactly that list (--no-deps --disable-pip: nothing is
+`make audit` (and `.ci/run`) runs it with the project's .venv, over requirements.txt (what production
+runs) and requirements-dev.txt (the tools; it includes requirements.txt). Both pin every package,
+transitive ones too, so pip-audit checks exactly those lists (--no-deps --disable-pip: nothing is
 installed or resolved). The vulnerability data comes from PyPI's JSON API.
 
 Exit status: 1 when a pinned package has a known vulnerability (upgrade it); 0 otherwise, also when
@@ -20,6 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Words in pip-audit's error output that mean "the service could not be used", not "a vulnerability".
+#: The pinned lists audited: the runtime lock and the tools.
+REQUIREMENTS = ("requirements.txt", "requirements-dev.txt")
 UNREACHABLE = ("connection", "timed out", "timeout", "resolve", "service", "max retries", "http", "ssl", "network")
 
 
@@ -28,7 +31,7 @@ def main() -> int:
         report = Path(folder) / "audit.json"
         command = [
             sys.executable, "-m", "pip_audit",
-            "--requirement", str(ROOT / "requirements.txt"),
+            *(f"--requirement={ROOT / name}" for name in REQUIREMENTS),
             "--no-deps", "--disable-pip", "--progress-spinner", "off",
             "--format", "json", "--output", str(report),
         ]  # fmt: skip
@@ -45,7 +48,7 @@ def verdict(data: dict | None, exit_code: int, errors: str) -> tuple[int, list[s
     if data is None:
         if any(word in errors.lower() for word in UNREACHABLE):
             last = errors.splitlines()[-1] if errors else ""
-            return 0, ["pip-audit: the vulnerability service could not be reached: requirements.txt was NOT AUDITED.",
+            return 0, ["pip-audit: the vulnerability service could not be reached: the requirements were NOT AUDITED.",
                        f"  {last}"]  # fmt: skip
         return 1, [f"pip-audit failed (exit {exit_code}):", errors]
     lines = []
