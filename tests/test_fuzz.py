@@ -31,6 +31,8 @@ from tests.conftest import app_config
 from tests.helpers.staff_support import create_staff, sign_in
 from tests.helpers.support import AUTH_TOKEN, CALLER, LINE_NUMBER, PUBLIC_BASE_URL, sign
 
+pytestmark = pytest.mark.slow  # thousands of generated examples: tens of seconds
+
 settings.register_profile(
     "ci",
     max_examples=100,

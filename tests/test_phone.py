@@ -362,6 +362,7 @@ def test_espeak_voice_and_rate_follow_the_say() -> None:
     assert espeak_rate(slow) < espeak_rate(normal) < espeak_rate(ET.fromstring("<Say>Hello.</Say>"))
 
 
+@pytest.mark.slow
 def test_speak_to_writes_one_wav_per_turn_and_slow_speech_is_slower(tmp_path: Path) -> None:
     if shutil.which("espeak-ng") is None:
         pytest.fail("espeak-ng is needed for this test: apt-get install espeak-ng (.ci/run installs it)")
@@ -460,6 +461,7 @@ def test_after_stop_twilio_delivers_nothing_until_start(sms_stand_in: tuple[str,
     assert len(seen) == 4, "the line still hears every message (Twilio forwards STOP and START too)"
 
 
+@pytest.mark.slow
 def test_a_broken_reply_is_an_error_and_the_command_exits_1(sms_stand_in: tuple[str, list[dict[str, str]]]) -> None:
     url, _ = sms_stand_in
     done = run_phone("text", "--url", url, "--token", TOKEN, "--messages", "MENU|BROKEN")

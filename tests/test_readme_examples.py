@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
 ELIDED = "..."
@@ -121,6 +123,7 @@ def test_matching_honours_left_out_lines() -> None:
     assert not matches(["a", "b c d"], said)
 
 
+@pytest.mark.slow
 def test_the_readme_call_is_what_the_line_says() -> None:
     actions, expected = parse_example(readme_block("call"))
     assert actions[-1] == "hangup" and len(actions) >= 3
@@ -128,6 +131,7 @@ def test_the_readme_call_is_what_the_line_says() -> None:
     compare(expected, said, actions)
 
 
+@pytest.mark.slow
 def test_the_readme_texts_are_what_the_line_answers() -> None:
     actions, expected = parse_example(readme_block("texts"))
     assert actions and all("|" not in action for action in actions)

@@ -88,6 +88,7 @@ def _raw_post(port: int, path: str, head: list[str], body: bytes) -> tuple[int, 
     return status, answer.split(b"\r\n\r\n", 1)[1]
 
 
+@pytest.mark.slow
 def test_gunicorn_bodies_are_read_exactly_chunked_or_not(tmp_path: Path) -> None:
     """The line reads a webhook's form straight from gunicorn's reader, Content-Length bytes of it; a
     chunked body (no length) still goes through werkzeug's limited stream; too much is refused."""

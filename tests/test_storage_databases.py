@@ -43,6 +43,7 @@ storage.migrate()
 """
 
 
+@pytest.mark.slow
 def test_processes_starting_together_migrate_once(empty_database_url: str) -> None:
     start_at = time.time() + 2.0  # enough for every interpreter to import before the moment
     processes = [

@@ -59,6 +59,7 @@ def check_document(app: Flask, root: ET.Element, caller_facing: bool = True) -> 
 
 
 @pytest.mark.parametrize("hours", ["Mon-Sun 00:00-24:00", "closed"])
+@pytest.mark.slow
 def test_every_document_within_three_steps_follows_the_rules(tmp_path: Path, hours: str) -> None:
     app = create_app(app_config(tmp_path, STAFF_NUMBERS="+15550001111", STAFF_HOURS=hours))
     call = Call(app.test_client())

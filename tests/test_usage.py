@@ -103,6 +103,7 @@ sys.exit(0)  # as a gunicorn worker ends: the counts go in on the way out
 """
 
 
+@pytest.mark.slow
 def test_a_process_that_exits_adds_its_counts_on_the_way_out(storage: Storage, database_url: str) -> None:
     subprocess.run([sys.executable, "-c", EXITING, database_url], cwd=ROOT, check=True, timeout=60)
     assert counts(storage) == {("sms", "palliative"): 7}
@@ -152,6 +153,7 @@ def test_the_setting_is_checked() -> None:
         settings_from_environment({"USAGE_FLUSH_SECONDS": "-1"})
 
 
+@pytest.mark.slow
 def test_a_gunicorn_worker_adds_its_counts_when_the_line_stops(tmp_path: Path, database_url: str) -> None:
     """`make serve`'s workers (gunicorn.conf.py): a graceful stop (deploy, reload) loses no count."""
     from tests.helpers.servers import HttpClient, LineServer, line_environment
@@ -217,6 +219,7 @@ sys.stdin.readline()
 
 
 @pytest.mark.sqlite_only
+@pytest.mark.slow
 def test_a_full_batch_never_keeps_a_caller_waiting(storage: Storage, database_url: str) -> None:
     """Another process holds SQLite's writers' turn: counting still returns at once; the timer writes later."""
     counter = UsageCounter(storage, flush_seconds=60)
