@@ -10,16 +10,14 @@ send it) with no settings, the way the README's reader runs it, and compares tur
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-README = REPO / "README.md"
+from tests.helpers.servers import run_phone
+
+README = Path(__file__).resolve().parent.parent / "README.md"
 ELIDED = "..."
 
 Turn = list[str]
@@ -62,14 +60,9 @@ def matches(expected: Turn, said: Turn) -> bool:
     return re.fullmatch(pattern, "".join(f"{line}\n" for line in said)) is not None
 
 
-def run_phone(*args: str) -> str:
-    """What the local phone prints, run in-process on a line with no settings (local mode, no staff numbers)."""
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
-    env = {name: value for name, value in os.environ.items() if name in keep}
-    finished = subprocess.run(
-        [sys.executable, "-m", "ivr.phone", *args, "--in-process", "--width", "0"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+def phone_output(*args: str) -> str:
+    """What the local phone prints, in-process, on a line with no settings (local mode, no staff numbers)."""
+    finished = run_phone(*args, "--in-process", "--width", "0")
     assert finished.returncode == 0, finished.stdout + finished.stderr
     return finished.stdout
 
@@ -127,7 +120,7 @@ def test_matching_honours_left_out_lines() -> None:
 def test_the_readme_call_is_what_the_line_says() -> None:
     actions, expected = parse_example(readme_block("call"))
     assert actions[-1] == "hangup" and len(actions) >= 3
-    said = said_in_call(run_phone("call", "--keys", " ".join(quote(action) for action in actions)))
+    said = said_in_call(phone_output("call", "--keys", " ".join(quote(action) for action in actions)))
     compare(expected, said, actions)
 
 
@@ -135,7 +128,7 @@ def test_the_readme_call_is_what_the_line_says() -> None:
 def test_the_readme_texts_are_what_the_line_answers() -> None:
     actions, expected = parse_example(readme_block("texts"))
     assert actions and all("|" not in action for action in actions)
-    said = said_in_texts(run_phone("text", "--messages", "|".join(actions)))
+    said = said_in_texts(phone_output("text", "--messages", "|".join(actions)))
     compare(expected, said, actions)
 
 
