@@ -11,6 +11,10 @@ What it does:
 - drives each with `wrk` (Debian's package), the same connections and duration, replaying
   precomputed requests signed with the twilio library's RequestValidator: the /voice greeting,
   main-menu key presses and speech, sections, /sms keywords when the line has /sms, and a mix;
+- as real traffic is: every request has its own CallSid or MessageSid and Twilio's
+  I-Twilio-Idempotency-Token, never sent again (each run starts where the last one of that server
+  and kind stopped), and most callers are new (NEW_CALLER_SHARE of requests come from a number
+  never seen before, the rest from a few hundred returning numbers);
 - prints requests per second, p50 and p99 latency, the ratio to the ceiling, the resident memory
   of each worker, and every target with PASS or MISS (exit status 1 when any is missed).
 """
@@ -52,15 +56,20 @@ AUTH_TOKEN = "bench-auth-token"
 PUBLIC_BASE_URL = "https://line.example.org"
 LINE_NUMBER = "+15559870000"
 
-#: Targets of issue 7 on the 2-core reference machine.
-MENU_RATIO_TARGET = 0.7
-SMS_RATIO_TARGET = 0.5
+#: Targets on the 2-core reference machine (issue 18: realistic traffic, 2 workers, 16 connections).
+MENU_RATIO_TARGET = 0.40
+SMS_RATIO_TARGET = 0.35
 P99_TARGET_MS = 25.0
 STARTUP_TARGET_S = 1.0
 WORKER_RSS_TARGET_MB = 80.0
 POSTGRES_SMS_TARGET = 0.8
+#: Workers per server: the figures of issue 18 are for 2 (WEB_CONCURRENCY).
+WORKERS = 2
+#: The share of requests from a number the line has never seen; the rest from RETURNING_CALLERS numbers.
+NEW_CALLER_SHARE = 0.8
+RETURNING_CALLERS = 500
 
-Request = tuple[str, str, str]  # path, form body, signature
+Request = tuple[str, str, str, str]  # path, form body, signature, idempotency token
 
 
 # -- requests ------------------------------------------------------------------------------------
@@ -72,17 +81,27 @@ class RequestMaker:
     def __init__(self, seed: int = 7) -> None:
         self.validator = RequestValidator(AUTH_TOKEN)
         self.random = random.Random(seed)
-        self.callers = [f"+1555{self.random.randrange(10**7):07d}" for _ in range(500)]
+        self.callers = [f"+1555{self.random.randrange(10**7):07d}" for _ in range(RETURNING_CALLERS)]
 
     def signed(self, path: str, form: dict[str, str]) -> Request:
         signature = self.validator.compute_signature(PUBLIC_BASE_URL + path, form)
-        return path, urlencode(form), signature
+        return path, urlencode(form), signature, self.new_id("")
+
+    def new_id(self, prefix: str) -> str:
+        """A new random id (a CallSid, MessageSid or idempotency token after `prefix`)."""
+        return prefix + uuid.UUID(int=self.random.getrandbits(128)).hex
+
+    def caller(self) -> str:
+        """A caller's number: most often one never seen before, else one of the returning callers."""
+        if self.random.random() < NEW_CALLER_SHARE:
+            return f"+1{self.random.randrange(200, 1000)}{self.random.randrange(10**7):07d}"
+        return self.random.choice(self.callers)
 
     def voice_form(self, **extra: str) -> dict[str, str]:
         form = {
-            "CallSid": "CA" + uuid.UUID(int=self.random.getrandbits(128)).hex,
+            "CallSid": self.new_id("CA"),
             "AccountSid": "AC" + "0" * 32,
-            "From": self.random.choice(self.callers),
+            "From": self.caller(),
             "To": LINE_NUMBER,
             "CallStatus": "in-progress",
             "Direction": "inbound",
@@ -127,11 +146,11 @@ class RequestMaker:
         requests = []
         for index in range(count):
             form = {
-                "MessageSid": "SM" + uuid.UUID(int=self.random.getrandbits(128)).hex,
+                "MessageSid": self.new_id("SM"),
                 "SmsSid": "",
                 "AccountSid": "AC" + "0" * 32,
                 "MessagingServiceSid": "",
-                "From": self.random.choice(self.callers),
+                "From": self.caller(),
                 "To": LINE_NUMBER,
                 "Body": words[index % len(words)],
                 "NumMedia": "0",
@@ -197,7 +216,7 @@ def start_server(name: str, app_uri: str, environ: dict[str, str], probe: Reques
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
-    path, body, signature = probe
+    path, body, signature, _ = probe
     headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature}
     while True:
         if process.poll() is not None:
@@ -223,13 +242,16 @@ class Result:
     bad: int
 
 
-def drive(server: Server, requests_file: Path, seconds: int, connections: int, threads: int) -> Result:
-    """Run wrk against `server` with the requests in `requests_file`."""
+def drive(server: Server, requests_file: Path, seconds: int, connections: int, threads: int, start: int = 0) -> Result:
+    """Run wrk against `server` with the requests in `requests_file`, from request number `start` on
+    (wrk's threads take every `threads`-th request from there)."""
     command = [
         "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
         "-s", str(WRK_SCRIPT), f"http://127.0.0.1:{server.port}",
     ]  # fmt: skip
-    environ = {**os.environ, "BENCH_REQUESTS": str(requests_file), "BENCH_THREADS": str(threads)}
+    environ = {
+        **os.environ, "BENCH_REQUESTS": str(requests_file), "BENCH_THREADS": str(threads), "BENCH_START": str(start)
+    }  # fmt: skip
     output = subprocess.run(command, env=environ, capture_output=True, text=True, check=True).stdout
     line = next(line for line in output.splitlines() if line.startswith("BENCH "))
     data = json.loads(line[len("BENCH ") :])
@@ -284,6 +306,7 @@ def line_environment(database_url: str) -> dict[str, str]:
             "SECRET_KEY": "bench-secret-key",
             "STAFF_NUMBERS": "+15550001111",  # as in production: staff hours are worked out for every call
             "HOST": "127.0.0.1",
+            "WEB_CONCURRENCY": str(WORKERS),
         }
     )
 
@@ -297,6 +320,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="runs per server and kind, taking turns (default 5)")
     parser.add_argument("--connections", type=int, default=16, help="concurrent connections (default 16)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    parser.add_argument(
+        "--requests", type=int, default=60000, help="distinct requests per kind (default 60000: ids never repeat)"
+    )
     parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL figures")
     parser.add_argument("--only", nargs="+", metavar="KIND", help="only these: greeting menu section sms mix")
     args = parser.parse_args()
@@ -321,16 +347,18 @@ def main() -> int:
         topic_keys = list(content.topic_keys)
         keywords = [section.keyword for section in content.language(content.default_language).sections.values()]
 
+        # Enough for every run of one server and kind without sending an id twice (see Turns).
+        size = args.requests
         categories: dict[str, list[Request]] = {
-            "greeting": maker.greetings(3000),
-            "menu": maker.menu_steps(3000),
-            "section": maker.sections(3000, topic_keys),
+            "greeting": maker.greetings(size),
+            "menu": maker.menu_steps(size),
+            "section": maker.sections(size, topic_keys),
         }
         if has_sms:
-            categories["sms"] = maker.texts(40000, keywords)
+            categories["sms"] = maker.texts(size, keywords)
         mix = (
-            maker.greetings(1500) + maker.menu_steps(4500) + maker.sections(2500, topic_keys)
-            + (maker.texts(1500, keywords) if has_sms else [])
+            maker.greetings(size * 3 // 20) + maker.menu_steps(size * 9 // 20) + maker.sections(size // 4, topic_keys)
+            + (maker.texts(size * 3 // 20, keywords) if has_sms else [])
         )  # fmt: skip
         maker.random.shuffle(mix)
         categories["mix"] = mix
@@ -352,8 +380,9 @@ def main() -> int:
             )
         by_name = {server.name: server for server in servers}
 
+        starts = Turns({name: len(requests) for name, requests in categories.items()}, args.threads)
         for server in servers:  # warm up: first requests fill caches and open database connections
-            drive(server, files["mix"], 1, args.connections, args.threads)
+            starts.drive(server, files, "mix", 1, args.connections)
         print(
             f"CareLine benchmark: {os.cpu_count()} CPUs, wrk -t{args.threads} -c{args.connections} "
             f"-d{args.seconds}s x {args.rounds} rounds, workers per server: {len(by_name['sqlite'].worker_memory_mb())}"
@@ -367,10 +396,34 @@ def main() -> int:
                 for server in servers:
                     if server.name == "postgresql" and category not in ("section", "sms", "mix"):
                         continue
-                    result = drive(server, files[category], args.seconds, args.connections, args.threads)
+                    result = starts.drive(server, files, category, args.seconds, args.connections)
                     rounds.setdefault((server.name, category), []).append(result)
         misses = report(rounds, by_name, has_sms)
+        for name, category in starts.wrapped:
+            print(f"  NOTE  {name} {category}: more requests than --requests, so some ids were sent twice")
         return 1 if misses else 0
+
+
+class Turns:
+    """Where each server's next run of each kind starts in its requests, so no id is sent to it twice."""
+
+    def __init__(self, sizes: dict[str, int], threads: int) -> None:
+        self.sizes = sizes
+        self.threads = threads
+        self.next: dict[tuple[str, str], int] = {}
+        self.wrapped: set[tuple[str, str]] = set()
+
+    def drive(self, server: Server, files: dict[str, Path], category: str, seconds: int, connections: int) -> Result:
+        """One wrk run of `category` against `server`, starting after that server's previous run of it."""
+        key = (server.name, category)
+        start = self.next.get(key, 0)
+        result = drive(server, files[category], seconds, connections, self.threads, start)
+        # wrk's threads share the requests out one by one; allow for one thread sending more than another.
+        end = start + result.requests + 64 * self.threads
+        if end > self.sizes[category] and server.name != "ceiling":  # the ceiling answers every id alike
+            self.wrapped.add(key)
+        self.next[key] = end % self.sizes[category]
+        return result
 
 
 def report(rounds: dict[tuple[str, str], list[Result]], servers: dict[str, Server], has_sms: bool) -> int:

@@ -1,9 +1,12 @@
 -- wrk script for bench/run.py: replays precomputed, signed Twilio webhook requests.
--- BENCH_REQUESTS names a file with one request per line: path <TAB> form body <TAB> X-Twilio-Signature.
--- Each wrk thread starts at its own place in the list, so unique ids (MessageSid) are not sent twice.
+-- BENCH_REQUESTS names a file with one request per line:
+--   path <TAB> form body <TAB> X-Twilio-Signature <TAB> I-Twilio-Idempotency-Token
+-- BENCH_START is where this run begins; thread i of BENCH_THREADS sends requests start + i, start + i + threads,
+-- ..., so no request (no CallSid or MessageSid) is sent twice in a run, nor in the next run started after it.
 
 local file = os.getenv("BENCH_REQUESTS")
 local threads = tonumber(os.getenv("BENCH_THREADS") or "1")
+local start = tonumber(os.getenv("BENCH_START") or "0")
 local thread_count = 0
 
 function setup(thread)
@@ -14,18 +17,19 @@ end
 function init(args)
   requests = {}
   for line in io.lines(file) do
-    local path, body, signature = line:match("^([^\t]*)\t([^\t]*)\t([^\t]*)$")
+    local path, body, signature, token = line:match("^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)$")
     requests[#requests + 1] = wrk.format("POST", path, {
       ["Content-Type"] = "application/x-www-form-urlencoded",
       ["X-Twilio-Signature"] = signature,
+      ["I-Twilio-Idempotency-Token"] = token,
     }, body)
   end
-  position = thread_id * math.floor(#requests / threads)
+  position = start + thread_id - threads
 end
 
 function request()
-  position = position % #requests + 1
-  return requests[position]
+  position = position + threads
+  return requests[position % #requests + 1]
 end
 
 function done(summary, latency, _)
