@@ -17,8 +17,8 @@ from ivr import resilience, retention
 from ivr.config import DEFAULTS, ConfigError, default_database_url, parse_settings, settings_from_environment
 from ivr.content import PROMPTS_DIR, load_content
 from ivr.hours import StaffHours
-from ivr.security import WebhookFreeSessionInterface, WebhookRequest, local_mode, trust_proxies
-from ivr.services import LineApp, Services
+from ivr.security import WebhookFreeSessionInterface, local_mode, trust_proxies
+from ivr.services import Services
 from ivr.storage import Storage
 from ivr.twiml import Renderer, VoiceSettings
 from ivr.usage import UsageCounter
@@ -31,8 +31,7 @@ MAX_REQUEST_BYTES = 64 * 1024
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the line: configuration from defaults, then the environment, then `test_config`."""
-    app = LineApp(__name__, instance_relative_config=True)
-    app.request_class = WebhookRequest  # Twilio's forms read cheaply (see ivr/security.py)
+    app = Flask(__name__, instance_relative_config=True)
     app.config.update(DEFAULTS)
     app.config.update(settings_from_environment())
     if test_config:

@@ -271,29 +271,6 @@ def recent_section(content: Content, remembered: Remembered | None) -> str:
     return remembered.last_section if remembered.last_heard_ago <= OFFER_LAST_SECTION_WITHIN else ""
 
 
-def greeting_variant(content: Content, event: CallStarted) -> CallStarted:
-    """The plainest start that `step` greets exactly as it greets `event`: what was saved, reduced to
-    what the greeting uses (a known language or none, the speed, and the last section only while it
-    is offered, heard "just now"). There are a few dozen of these for any caller base, so the web
-    layer can remember their replies without keeping anything that tells one caller from another."""
-    remembered = event.remembered if event.can_remember else None
-    if remembered is None:
-        return CallStarted(can_remember=event.can_remember)
-    last = recent_section(content, remembered)
-    return CallStarted(
-        can_remember=True,
-        remembered=Remembered(
-            lang=remembered.lang if remembered.lang in content.languages else "",
-            slow=bool(remembered.slow),
-            last_section=last,
-            last_heard_ago=_JUST_NOW if last else None,
-        ),
-    )
-
-
-_JUST_NOW = dt.timedelta(0)
-
-
 def sanitize(content: Content, state: CallState) -> CallState:
     """Make any state (perhaps from a tampered or stale URL) one the dialog can answer."""
     node = state.node if state.node in NODES else MAIN

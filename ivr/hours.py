@@ -109,27 +109,8 @@ class HourWords:
     all_day: str
 
 
-#: describe_hours' answers by id() of the hours and words, kept with them: both are frozen, and an
-#: app has one StaffHours and a few HourWords, so every text asks for the same few answers.
-_DESCRIBED: dict[tuple[int, int], tuple[StaffHours, HourWords, str]] = {}
-_DESCRIBED_MOST = 64
-
-
 def describe_hours(hours: StaffHours, words: HourWords) -> str:
     """STAFF_HOURS written out for a text message, e.g. "Mon-Fri 8:30am-5pm" or "lun a vie de 8:30 a 17:00"."""
-    key = (id(hours), id(words))
-    known = _DESCRIBED.get(key)
-    # Holding `hours` and `words` keeps their ids from being reused while the answer is kept.
-    if known is not None and known[0] is hours and known[1] is words:
-        return known[2]
-    text = _describe_hours(hours, words)
-    if len(_DESCRIBED) >= _DESCRIBED_MOST:
-        _DESCRIBED.clear()
-    _DESCRIBED[key] = (hours, words, text)
-    return text
-
-
-def _describe_hours(hours: StaffHours, words: HourWords) -> str:
     if not hours.openings:
         return words.closed
     if len(hours.openings) == 1:

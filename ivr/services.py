@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,34 +14,6 @@ from ivr.hours import StaffHours, describe
 from ivr.storage import Storage
 from ivr.twiml import Renderer
 from ivr.usage import UsageCounter
-
-
-class LineApp(Flask):
-    """The line's Flask app: Flask itself, minus a per-request cost of its async support.
-
-    Flask asks, for every hook and view on every request, whether it is an `async def` function
-    (`ensure_sync`, an `inspect` call each time). The line's hooks and views never change, so the
-    answer for each is remembered (plain functions only, at most SYNC_FUNCTIONS_KEPT of them).
-    """
-
-    #: Plain functions remembered as needing no async wrapper; more (unlikely) are checked each time.
-    SYNC_FUNCTIONS_KEPT = 512
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._sync_functions: set[Any] = set()
-
-    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        """`func` itself when it is a plain function (remembered), else Flask's wrapper for it."""
-        try:
-            if func in self._sync_functions:
-                return func
-        except TypeError:  # an unhashable callable: Flask's own check, every time
-            return super().ensure_sync(func)
-        wrapped = super().ensure_sync(func)
-        if wrapped is func and len(self._sync_functions) < self.SYNC_FUNCTIONS_KEPT:
-            self._sync_functions.add(func)
-        return wrapped
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ database at all.
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import replace
 from functools import partial
@@ -46,18 +45,8 @@ def display_phone(number: str) -> str:
 
 
 def facts(svc: Services, line_number: str) -> textline.Facts:
-    """The staff phone (STAFF_PHONE, else the line's own number) and staff hours in each language's words.
-
-    Neither depends on the text or the clock, so they are worked out once per app and staff phone."""
+    """The staff phone (STAFF_PHONE, else the line's own number) and staff hours in each language's words."""
     phone = current_app.config.get("STAFF_PHONE") or line_number
-    remembered = current_app.extensions.get("careline.text_facts")
-    if remembered is None or remembered[0] is not svc or remembered[1] != phone:
-        remembered = (svc, phone, _facts(svc, phone))
-        current_app.extensions["careline.text_facts"] = remembered
-    return remembered[2]
-
-
-def _facts(svc: Services, phone: str) -> textline.Facts:
     languages = svc.content.languages.items()
     hours = {code: describe_hours(svc.hours, language.texting.hours) for code, language in languages}
     return textline.Facts(staff_phone=display_phone(phone), staff_hours=MappingProxyType(hours))
@@ -87,10 +76,6 @@ def _answer_text(use_database: bool) -> Response:
     content = svc.content
     pending = database.spool.pending()
     phone_hash = svc.storage.phone_hash(phone)
-    if use_database and event_key and phone_hash not in pending.opt_outs and event_key not in pending.outcomes:
-        answered = _answer_before_reading(svc, event_key, phone, form.get("Body", ""), form.get("To", ""))
-        if answered is not None:
-            return answered
 
     # What the database knows of the number (and of this message, if it came before); nothing without it.
     known: tuple[TextSession, str | None] = (TextSession(), None)
@@ -132,42 +117,14 @@ def _answer_text(use_database: bool) -> Response:
     return _reply(svc, outcome, form.get("To", ""))
 
 
-def _answer_before_reading(svc: Services, event_key: str, phone: str, text: str, line_number: str) -> Response | None:
-    """The answer to a text whose answer is the same in every conversation (a topic's keyword, most
-    often; see textline.fixed_decision), stored in one round trip to the database instead of two.
-
-    None when the text must go the careful way, which reads the conversation first: any other text,
-    a number that opted out (nothing is stored then), a message handled before, or a database that
-    fails now. No spooled opt-out or answer may wait for this number or message (the caller checks).
-    """
-    decision = textline.fixed_decision(svc.content, text)
-    if decision is None:
-        return None
-    session = _changes(decision, TextSession()).session
-    if session is None:  # pragma: no cover - fixed_decision only gives decisions that move the conversation
-        return None
-    token = decision.outcome.token()
-    store = partial(svc.storage.record_plain_text_turn, event_key, phone, token, session)
-    if not resilience.guard().read(store, False, "storing a text"):
-        return None
-    _count_uses(svc, decision)  # stored now, so counted once per message (ivr/usage.py)
-    return _reply(svc, decision.outcome, line_number)
-
-
 def _reply(svc: Services, outcome: textline.Outcome, line_number: str) -> Response:
     """TwiML with the messages that answer `outcome` (none for a silent one)."""
     bodies = textline.render(svc.content, outcome, facts(svc, line_number))
     for body in bodies:
-        if not _fits(body):
+        if not gsm.fits(body):
             # Only STAFF_HOURS or STAFF_PHONE can make a checked prompt longer; say which kind, not the text.
             log.warning("A %s reply takes %d text segments; shorten STAFF_HOURS", outcome.kind, gsm.segments(body))
-    return _xml(_messages(bodies))
-
-
-# Replies are the line's own words (a text's words are never echoed), from a small set: measuring
-# and rendering each once per process spares every text that work.
-_fits = functools.lru_cache(maxsize=1024)(gsm.fits)
-_messages = functools.lru_cache(maxsize=1024)(twiml.messages)
+    return _xml(twiml.messages(bodies))
 
 
 def _store_turn(

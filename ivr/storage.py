@@ -697,14 +697,13 @@ class Storage:
                 raise
         return self._hot_once(engine, work)
 
-    def _hot_new_event(self, unless_opted_out: bool = False) -> HotStatement:
-        """INSERT a processed_events key unless it is there (rowcount 1 when this call inserted it);
-        `unless_opted_out`: nor when the number new_phone_hash opted out."""
+    def _hot_new_event(self) -> HotStatement:
+        """INSERT a processed_events key unless it is there (rowcount 1 when this call inserted it)."""
 
         def build() -> Any:
-            return _new_event(self._insert(processed_events), unless_opted_out).on_conflict_do_nothing()
+            return _new_event(self._insert(processed_events)).on_conflict_do_nothing()
 
-        return self._hot_statement(f"new-event:{unless_opted_out}", build)
+        return self._hot_statement("new-event", build)
 
     def _hot_upsert(
         self, table: sa.Table, key: str, columns: tuple[str, ...], updated: tuple[str, ...] | None = None
@@ -1038,31 +1037,6 @@ class Storage:
         with self.engine.begin() as connection:
             return self._text_turn(connection, event_key, phone_hash, phone, outcome, changes, at)
 
-    def record_plain_text_turn(self, event_key: str, phone: str, outcome: str, session: TextSession) -> bool:
-        """Store a text's turn that only moves its conversation to `session`, for a text answered
-        without reading its conversation first (textline.fixed_decision): unless the number opted out,
-        and once per `event_key` (the MessageSid). True when this call stored it.
-
-        The opt-out is checked in the statement that stores the turn: one round trip for the whole
-        text. False (nothing stored) for a number that opted out, or a message handled before: those
-        are answered the careful way, which reads the conversation (Storage.record_text_turn).
-        """
-        if not event_key:
-            raise ValueError("a text answered before its conversation is read needs its MessageSid")
-        values = _turn_values(event_key, self.phone_hash(phone), outcome, session, utcnow())
-        return self._run_hot(self.conversation_engine, partial(self._plain_turn, values=values))
-
-    def _plain_turn(self, hot: HotCursor, values: dict[str, Any]) -> bool:
-        """Storage.record_plain_text_turn's statements: one on PostgreSQL, two in a transaction on SQLite."""
-        if self.engine.dialect.name == "postgresql":
-            turn = self._hot_statement("plain-turn", partial(_one_statement_turn, True, unless_opted_out=True))
-            row = hot.one(turn, values)
-            return bool(row and row[0])
-        if hot.execute(self._hot_new_event(unless_opted_out=True), values, write=True) != 1:
-            return False  # opted out, or handled before: nothing written
-        hot.execute(self._hot_upsert(sms_sessions, "phone_hash", _SESSION_COLUMNS), values, write=True)
-        return True
-
     def _moving_turn(
         self, hot: HotCursor, event_key: str, phone_hash: str, outcome: str, changes: TextChanges, at: dt.datetime
     ) -> str | None:
@@ -1393,19 +1367,13 @@ def _turn_values(
     return values
 
 
-def _new_event(insert: Any, unless_opted_out: bool) -> Any:
+def _new_event(insert: Any) -> Any:
     """`insert` (a processed_events INSERT of either database) with the MessageSid row new_key,
-    new_created_at, new_outcome; `unless_opted_out`: no row when the number new_phone_hash opted out."""
-    if not unless_opted_out:
-        return insert.values({name: sa.bindparam(f"new_{name}") for name in _EVENT_COLUMNS})
-    row = sa.select(*(sa.bindparam(f"new_{name}", type_=processed_events.c[name].type) for name in _EVENT_COLUMNS))
-    opted_out = sa.select(opt_outs.c.phone_hash).where(
-        opt_outs.c.phone_hash == sa.bindparam("new_phone_hash"), opt_outs.c.opted_out.is_(True)
-    )
-    return insert.from_select(list(_EVENT_COLUMNS), row.where(~sa.exists(opted_out)))
+    new_created_at, new_outcome."""
+    return insert.values({name: sa.bindparam(f"new_{name}") for name in _EVENT_COLUMNS})
 
 
-def _one_statement_turn(with_session: bool, unless_opted_out: bool = False) -> sa.Select[Any]:
+def _one_statement_turn(with_session: bool) -> sa.Select[Any]:
     """PostgreSQL: a text turn that only moves a conversation along, as ONE statement (atomic in autocommit).
 
     WITH new_event AS (INSERT the MessageSid ON CONFLICT DO NOTHING RETURNING it), then the session
@@ -1414,16 +1382,12 @@ def _one_statement_turn(with_session: bool, unless_opted_out: bool = False) -> s
     time, from the snapshot before this statement). Every round trip to the server costs both
     processes CPU; this turn was four of them. SQLite cannot put an INSERT in a WITH clause, so
     there the same writes are two statements in one transaction.
-
-    `unless_opted_out` (Storage.record_plain_text_turn): nothing is stored for a number that opted out,
-    and only `fresh` is selected.
     """
-    insert = _new_event(postgresql.insert(processed_events), unless_opted_out)
+    insert = _new_event(postgresql.insert(processed_events))
     event = insert.on_conflict_do_nothing().returning(processed_events.c.key).cte("new_event")
     fresh = sa.select(sa.func.count()).select_from(event)
     query = sa.select(fresh.scalar_subquery().label("fresh"))
-    if not unless_opted_out:
-        query = query.add_columns(_event_outcome_query("new_key").scalar_subquery().label("earlier"))
+    query = query.add_columns(_event_outcome_query("new_key").scalar_subquery().label("earlier"))
     if not with_session:
         return query
     rows = sa.select(*(sa.bindparam(f"new_{name}", type_=sms_sessions.c[name].type) for name in _SESSION_COLUMNS))

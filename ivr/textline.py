@@ -18,11 +18,9 @@ The promises kept here:
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Protocol
 
 from ivr.content import Content, Language
 from ivr.matching import Said, normalize
@@ -178,7 +176,7 @@ def decide(content: Content, conversation: Conversation, text: str) -> Decision:
     conv = sanitize(content, conversation)
     raw = text[:MAX_TEXT_CHARACTERS]
     folded = normalize(raw)
-    find = _find(content, conv.lang, folded)
+    find = _Finder(content, conv.lang, folded)
 
     whole = find.whole_text()
     if whole is not None:
@@ -209,7 +207,7 @@ def decide(content: Content, conversation: Conversation, text: str) -> Decision:
     chosen = find.family("language")
     lang = chosen or conv.lang
     if chosen:
-        find = _find(content, lang, folded)
+        find = _Finder(content, lang, folded)
         mentioned = find.section()
 
     asking = find.family("call") or (None if mentioned else find.family("staff"))
@@ -243,48 +241,6 @@ def decide(content: Content, conversation: Conversation, text: str) -> Decision:
     return Decision(Outcome(NOT_UNDERSTOOD, conv.lang))
 
 
-def fixed_decision(content: Content, text: str) -> Decision | None:
-    """The Decision `decide` gives `text` in every conversation that has not opted out, when it is one
-    and the same in all of them and it only moves the conversation along (a topic's keyword, say
-    HOSPICE); None for any other text.
-
-    Such a text can be answered before the conversation is read: all that is left to know is whether
-    the number opted out, and storage checks that in the same statement that stores the turn (see
-    Storage.record_plain_text_turn), which spares the text one round trip to the database. Worked out
-    once per process for each text the line suggests, by asking `decide` in every conversation the
-    line can be in (`sanitize` makes every stored conversation one of these); other texts get None.
-    """
-    folded = normalize(text[:MAX_TEXT_CHARACTERS])
-    prepared = _prepared(content)
-    if folded not in prepared.texts:
-        return None
-    try:
-        return prepared.fixed[folded]
-    except KeyError:
-        # `decide` reads the raw text beyond its folded form only for STOP words, which opt out: never fixed.
-        return prepared.fixed.setdefault(folded, _fixed_decision(content, text))
-
-
-def _fixed_decision(content: Content, text: str) -> Decision | None:
-    decisions = {decide(content, conversation, text) for conversation in every_conversation(content)}
-    if len(decisions) != 1:
-        return None
-    (decision,) = decisions
-    moves = any(isinstance(effect, SaveConversation) for effect in decision.effects)
-    only_moves = all(isinstance(effect, SaveConversation | CountSectionText) for effect in decision.effects)
-    return decision if moves and only_moves else None
-
-
-def every_conversation(content: Content) -> Iterator[Conversation]:
-    """Every conversation the text line can be in with a number that has not opted out (what `sanitize`
-    gives): each language with no section, and with each section at each part MORE can send next."""
-    for lang, language in content.languages.items():
-        yield Conversation(lang)
-        for section_id in content.section_ids:
-            for next_part in range(len(language.sections[section_id].sms) + 1):
-                yield Conversation(lang, section_id, next_part)
-
-
 def _section(content: Content, conv: Conversation, section_id: str, lang: str, part: int) -> Decision:
     parts = len(content.language(lang).sections[section_id].sms)
     part = min(part, parts - 1)
@@ -297,102 +253,6 @@ def _section(content: Content, conv: Conversation, section_id: str, lang: str, p
 def _switch(conv: Conversation, lang: str) -> tuple[Effect, ...]:
     """Save the conversation's new language, when the text changed it."""
     return () if lang == conv.lang else (SaveConversation(lang, conv.section, conv.next_part),)
-
-
-class _Find(Protocol):
-    """What `decide` asks of one text (see _Finder for what each question means)."""
-
-    def whole_text(self) -> tuple[str, str] | None: ...
-
-    def family(self, family: str) -> str | None: ...
-
-    def urgent(self) -> str | None: ...
-
-    def section(self) -> tuple[str, str] | None: ...
-
-    def topic_key(self) -> str | None: ...
-
-
-def _find(content: Content, lang: str, folded: str) -> _Find:
-    """What is in the text `folded`, looked for in language `lang` first.
-
-    Most texts are one of the words the line itself suggests (MENU, MORE, a topic's keyword or
-    number): what is in those is worked out once per process and then looked up. Any other text is
-    searched afresh and not remembered: nothing a person writes stays in the process's memory.
-    """
-    prepared = _prepared(content)
-    if folded not in prepared.texts:
-        return _Finder(content, lang, folded)
-    findings = prepared.findings.get((lang, folded))
-    if findings is None:
-        findings = prepared.findings.setdefault((lang, folded), _Findings(_Finder(content, lang, folded)))
-    return findings
-
-
-class _Prepared:
-    """What the text line works out once per loaded Content: the texts the line itself suggests, in
-    every language, with what is in each, and its own messages that name nothing from outside
-    (menus, section parts). Filled as texts come in; all of it is the line's own words."""
-
-    def __init__(self, content: Content) -> None:
-        texts = {normalize(key) for key in content.topic_keys}
-        for language in content.languages.values():
-            texting = language.texting
-            for vocabulary in (texting.sections, *texting.phrases.values()):
-                texts.update(" ".join(phrase_words) for phrase_words, _ in vocabulary.entries)
-            for phrases in texting.keywords.values():
-                texts.update(phrases)
-        self.texts = frozenset(texts)
-        #: _Findings by (conversation language, folded text).
-        self.findings: dict[tuple[str, str], _Findings] = {}
-        #: fixed_decision() by folded text.
-        self.fixed: dict[str, Decision | None] = {}
-        #: menu() by (language, heading prompt).
-        self.menus: dict[tuple[str, str], str] = {}
-        #: section_message() by (language, section id, part).
-        self.section_messages: dict[tuple[str, str, int], str] = {}
-
-
-#: _Prepared by id() of a loaded Content, dropped with the Content (which cannot be a dict key:
-#: its mappings are not hashable).
-_PREPARED: dict[int, _Prepared] = {}
-
-
-def _prepared(content: Content) -> _Prepared:
-    prepared = _PREPARED.get(id(content))
-    if prepared is None:
-        prepared = _PREPARED[id(content)] = _Prepared(content)
-        weakref.finalize(content, _PREPARED.pop, id(content), None)
-    return prepared
-
-
-class _Findings:
-    """Every answer a _Finder gives for one text, worked out at once, to be asked again and again."""
-
-    __slots__ = ("_families", "_section", "_topic_key", "_urgent", "_whole")
-
-    def __init__(self, finder: _Finder) -> None:
-        self._whole = finder.whole_text()
-        families = {family for _, language in finder.languages() for family in language.texting.phrases}
-        self._families = {family: finder.family(family) for family in families}
-        self._urgent = finder.urgent()
-        self._section = finder.section()
-        self._topic_key = finder.topic_key()
-
-    def whole_text(self) -> tuple[str, str] | None:
-        return self._whole
-
-    def family(self, family: str) -> str | None:
-        return self._families[family]
-
-    def urgent(self) -> str | None:
-        return self._urgent
-
-    def section(self) -> tuple[str, str] | None:
-        return self._section
-
-    def topic_key(self) -> str | None:
-        return self._topic_key
 
 
 class _Finder:
@@ -481,33 +341,12 @@ def section_message(content: Content, lang: str, section_id: str, part: int) -> 
     language = content.language(lang)
     messages = language.sections[section_id].sms
     part = min(max(part, 0), len(messages) - 1)
-    if lang not in content.languages or type(part) is not int:
-        return _section_message(language, messages, part)
-    remembered = _prepared(content).section_messages
-    key = (lang, section_id, part)
-    message = remembered.get(key)
-    if message is None:
-        message = remembered[key] = _section_message(language, messages, part)
-    return message
-
-
-def _section_message(language: Language, messages: tuple[str, ...], part: int) -> str:
     footer = language.text("more_footer" if part + 1 < len(messages) else "end_footer")
     return f"{messages[part]}\n{footer}"
 
 
 def menu(content: Content, lang: str, heading: str = "menu_heading") -> str:
     """The menu: a heading, a line per topic with its number and keyword, how to get a call, the other language."""
-    if lang not in content.languages or heading not in content.languages[lang].sms:
-        return _menu(content, lang, heading)
-    remembered = _prepared(content).menus
-    text = remembered.get((lang, heading))
-    if text is None:
-        text = remembered[(lang, heading)] = _menu(content, lang, heading)
-    return text
-
-
-def _menu(content: Content, lang: str, heading: str) -> str:
     language = content.language(lang)
     lines = [language.text(heading)]
     for section_id in content.section_ids:

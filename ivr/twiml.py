@@ -6,7 +6,6 @@ It also writes the text line's answers (`messages`), so all TwiML comes from her
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +27,6 @@ from ivr.dialog import (
     RecordMessage,
     Reply,
 )
-from ivr.memo import LruCache
 
 #: Seconds a caller has to start speaking or pressing a key.
 DEFAULT_GATHER_TIMEOUT = 8
@@ -233,65 +231,3 @@ def messages(bodies: Sequence[str]) -> str:
     for body in bodies:
         response.message(body)
     return str(response)
-
-
-#: Distinct documents kept per process; the line has a few thousand (states x replies) at most.
-DOCUMENT_CACHE_SIZE = 4096
-
-
-class DocumentCache:
-    """Rendered voice documents, remembered per process: building TwiML is most of a key press's work.
-
-    `Renderer.voice` is a pure function of the reply, the staff dial and the message length, given
-    one app's links; so a document rendered once is the same bytes every time after. Nothing about
-    a caller is in a document (the Dial's caller ID is the line's own number), and the cache holds
-    at most DOCUMENT_CACHE_SIZE documents, least recently used out first. Each is kept with its
-    UTF-8 bytes too (`voice_body`), so a key press does not encode the same few kilobytes again.
-    """
-
-    def __init__(self, renderer: Renderer, size: int = DOCUMENT_CACHE_SIZE) -> None:
-        self.renderer = renderer
-        self.size = size
-        self._documents: LruCache[tuple[str, bytes]] = LruCache(size)
-        # id(reply) -> (that reply, the rest of its key, its document). The step cache hands back the
-        # very same Reply object for the same step, so most key presses find their document here without
-        # hashing a whole reply (lines and all). Each entry holds its reply, so while the entry lives no
-        # other object can have that id.
-        self._by_identity: dict[int, tuple[Reply, tuple[object, ...], tuple[str, bytes]]] = {}
-        self._identity_lock = threading.Lock()
-
-    def voice(
-        self, reply: Reply, links: Links, links_key: str, staff: StaffDial | None = None, max_message_seconds: int = 120
-    ) -> str:
-        """`renderer.voice(...)`, from the cache when it was rendered before with the same links (`links_key`)."""
-        return self._rendered(reply, links, links_key, staff, max_message_seconds)[0]
-
-    def voice_body(
-        self, reply: Reply, links: Links, links_key: str, staff: StaffDial | None = None, max_message_seconds: int = 120
-    ) -> bytes:
-        """`voice(...)` encoded as UTF-8 (the XML declaration's encoding): an HTTP response's body."""
-        return self._rendered(reply, links, links_key, staff, max_message_seconds)[1]
-
-    def _rendered(
-        self, reply: Reply, links: Links, links_key: str, staff: StaffDial | None, max_message_seconds: int
-    ) -> tuple[str, bytes]:
-        rest = (staff, max_message_seconds, links_key)
-        known = self._by_identity.get(id(reply))
-        if known is not None and known[0] is reply and known[1] == rest:
-            return known[2]
-        key = (reply, *rest)
-        rendered = self._documents.get_or_make(
-            key, lambda: _with_body(self.renderer.voice(reply, links, staff, max_message_seconds))
-        )
-        with self._identity_lock:
-            self._by_identity[id(reply)] = (reply, rest, rendered)
-            if len(self._by_identity) > self.size:  # the oldest out first: a bound, not an LRU
-                del self._by_identity[next(iter(self._by_identity))]
-        return rendered
-
-    def __len__(self) -> int:
-        return len(self._documents)
-
-
-def _with_body(document: str) -> tuple[str, bytes]:
-    return document, document.encode()

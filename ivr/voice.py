@@ -6,25 +6,20 @@ following the TwiML the line returns. The caller's place in the conversation is 
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
-from collections.abc import Hashable, Mapping
-from dataclasses import fields
 from functools import partial
 from types import MappingProxyType
 from typing import Any, Literal
 
-from flask import Blueprint, Flask, Request, Response, current_app, request, url_for
+from flask import Blueprint, Response, current_app, request, url_for
 
 from ivr import dialog, resilience, spool, texting, usage
 from ivr.config import E164
-from ivr.content import Content
 from ivr.dialog import CallState, Circumstances, Event, Reply
-from ivr.memo import LruCache
-from ivr.security import current_app_object, current_request, twilio_only
-from ivr.services import app_services, now, services, staff_hours_text
-from ivr.twiml import DocumentCache, Links, StaffDial, state_from_query, state_to_query
+from ivr.security import twilio_only
+from ivr.services import now, services, staff_hours_text
+from ivr.twiml import Links, StaffDial, state_from_query, state_to_query
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +33,9 @@ _HIDDEN_CALLER_IDS = frozenset({"+266696687", "+7378742833", "+2562533", "+86566
 RECORDING_SID = re.compile(r"^[A-Za-z0-9]{2,64}$")
 
 
-#: What werkzeug makes of mimetype="text/xml" (a text type gets its charset), spelled out once:
-#: working it out again on every response was a measurable part of a key press.
-TWIML_CONTENT_TYPE = "text/xml; charset=utf-8"
-
-
-def twiml(document: str | bytes) -> Response:
-    """A TwiML HTTP response (`document` as text, or already encoded as UTF-8)."""
-    return Response(document, content_type=TWIML_CONTENT_TYPE)
+def twiml(document: str) -> Response:
+    """A TwiML HTTP response."""
+    return Response(document, mimetype="text/xml")
 
 
 #: The URLs TwiML documents point Twilio to, built from this app's routes when a document is
@@ -62,17 +52,7 @@ def links() -> Links:
     return _LINKS
 
 
-def _circumstances(app: Flask) -> Circumstances:
-    """`_circumstances_now()`, worked out once a minute: staff hours are set in whole minutes."""
-    minute = now(app.config).replace(second=0, microsecond=0)
-    remembered = app.extensions.get("careline.circumstances")
-    if remembered is None or remembered[0] != minute:
-        remembered = (minute, _circumstances_now())
-        app.extensions["careline.circumstances"] = remembered
-    return remembered[1]
-
-
-def _circumstances_now() -> Circumstances:
+def _circumstances() -> Circumstances:
     """Whether staff can be rung now, and when they are in, in each language (none without staff numbers)."""
     svc = services()
     if not current_app.config["STAFF_NUMBERS"]:
@@ -81,146 +61,34 @@ def _circumstances_now() -> Circumstances:
     return Circumstances(staff_open=svc.hours.is_open(now()), staff_hours=MappingProxyType(staff_hours))
 
 
-def _caller_and_line(form: Mapping[str, str] | None = None) -> tuple[str, str]:
-    """The caller's number and the line's number for this call (from `form`, else this request's).
+def _caller_and_line() -> tuple[str, str]:
+    """The caller's number and the line's number for this call.
 
     A call the line did not receive (one placed through the REST API, or a <Dial> leg moved here
     by a live-call update) has them the other way round.
     """
-    if form is None:
-        form = request.form
+    form = request.form
     if form.get("Direction", "inbound").startswith("outbound"):
         return form.get("To", ""), form.get("From", "")
     return form.get("From", ""), form.get("To", "")
 
 
-def _line_number(form: Mapping[str, str] | None = None, config: Mapping[str, Any] | None = None) -> str:
+def _line_number() -> str:
     """The number the line calls and texts from: LINE_NUMBER, else the number the caller reached."""
-    _, line = _caller_and_line(form)
-    if config is None:
-        config = current_app.config
-    return config.get("LINE_NUMBER") or (line if E164.match(line) else "")
+    _, line = _caller_and_line()
+    return current_app.config.get("LINE_NUMBER") or (line if E164.match(line) else "")
 
 
 def _answer(state: CallState, event: Event) -> Response:
     """Run one dialog step, carry out what it asks, and render the reply."""
-    # The app and request are read once here and handed on: each read of Flask's `current_app` or
-    # `request` is a context lookup, and a key press would otherwise make dozens.
-    app, req = current_app_object(), current_request()
-    config, form = app.config, req.form
-    world = _circumstances(app)
-    reply = _remembered_step(app_services(app).content, state, event, world, app)
+    svc, config = services(), current_app.config
+    world = _circumstances()
+    reply = dialog.step(svc.content, state, event, world)
     if reply.effects or isinstance(reply.next, dialog.AwaitOutcome):
-        reply = _perform(reply, world)  # most key presses have nothing to perform
-    staff = _staff_dial(app, _line_number(form, config))
-    # The links are this app's routes under this mount point: the same script root, the same URLs.
-    body = _documents(app).voice_body(reply, _LINKS, req.script_root, staff, config["VOICEMAIL_MAX_SECONDS"])
-    return twiml(body)
-
-
-def _staff_dial(app: Flask, caller_id: str) -> StaffDial:
-    """Who to ring for this call: the same StaffDial object while the settings and the line's number stay.
-
-    One object, not an equal one per request: the document cache then finds its key by identity.
-    Only the line's own number is in it (the Dial's caller ID), never the caller's.
-    """
-    numbers, ring_seconds = app.config["STAFF_NUMBERS"], app.config["STAFF_RING_SECONDS"]
-    known: StaffDial | None = app.extensions.get("careline.staff_dial")
-    if (
-        known is not None
-        and known.caller_id == caller_id
-        and known.numbers == numbers
-        and known.ring_seconds == ring_seconds
-    ):
-        return known
-    staff = StaffDial(numbers=numbers, caller_id=caller_id, ring_seconds=ring_seconds)
-    app.extensions["careline.staff_dial"] = staff
-    return staff
-
-
-#: Distinct (state, key, circumstances) answers kept per process.
-STEP_CACHE_SIZE = 8192
-
-#: Distinct action-URL queries (states) kept per process, read and checked.
-STATE_CACHE_SIZE = 4096
-
-
-def _state_in_query(app: Flask, req: Request) -> CallState:
-    """The caller's state from this request's query, checked against the content (`dialog.sanitize`).
-
-    Remembered per raw query string: reading it is pure, and the line's own action URLs carry a few
-    thousand distinct queries at most (a state, never anything a caller said or their number).
-    """
-    cache = app.extensions.get("careline.states")
-    if cache is None:
-        cache = app.extensions.setdefault("careline.states", LruCache(STATE_CACHE_SIZE))
-    content = app_services(app).content
-    return cache.get_or_make(req.query_string, lambda: dialog.sanitize(content, state_from_query(req.args)))
-
-
-def _remembered_step(
-    content: Content, state: CallState, event: Event, world: Circumstances, app: Flask | None = None
-) -> Reply:
-    """`dialog.step`, remembered: it is pure, so the same place, key and circumstances give the same reply.
-
-    Neither speech nor a caller's saved choices are remembered, only the greeting variant those
-    choices come to (`dialog.greeting_variant`): nothing that tells one caller from another stays
-    in the process's memory.
-    """
-    if app is None:
-        app = current_app_object()
-    key = _step_key(state, event, world, app)
-    if key is not None:
-        cache = app.extensions.get("careline.steps")
-        if cache is None:
-            cache = app.extensions.setdefault("careline.steps", LruCache(STEP_CACHE_SIZE))
-        try:
-            # Worked out from the key's own event: for a returning caller's greeting, its variant.
-            keyed_event = key[1]
-            return cache.get_or_make(key, lambda: dialog.step(content, state, keyed_event, world))
-        except TypeError:  # a circumstance that cannot be a key: work this step out afresh
-            pass
-    return dialog.step(content, state, event, world)
-
-
-def _step_key(
-    state: CallState, event: Event, world: Circumstances, app: Flask
-) -> tuple[CallState, Event, Hashable] | None:
-    """A key for the step cache, or None when this step must be worked out afresh."""
-    if isinstance(event, dialog.Heard) and event.speech:
-        return None
-    if isinstance(event, dialog.CallStarted) and event.remembered is not None:
-        # Not what was saved about this caller (the age of their last section is as good as a
-        # fingerprint) but the greeting variant it comes to: one of a few dozen, the same for many.
-        event = dialog.greeting_variant(app_services(app).content, event)
-    return (state, event, _facts(world, app))
-
-
-def _facts(world: Circumstances, app: Flask) -> tuple[object, ...]:
-    """Every fact of `world` as a key (so one added to Circumstances one day is part of the key too)."""
-    remembered = app.extensions.get("careline.facts")
-    if remembered is not None and remembered[0] is world:  # the same minute's circumstances
-        return remembered[1]
-    facts = tuple(_hashable(getattr(world, name)) for name in _circumstance_names())
-    app.extensions["careline.facts"] = (world, facts)
-    return facts
-
-
-@functools.cache
-def _circumstance_names() -> tuple[str, ...]:
-    return tuple(item.name for item in fields(Circumstances))
-
-
-def _hashable(value: object) -> object:
-    return tuple(sorted(value.items())) if isinstance(value, Mapping) else value
-
-
-def _documents(app: Flask) -> DocumentCache:
-    """This app's cache of rendered documents, made on first use."""
-    cache = app.extensions.get("careline.documents")
-    if cache is None:
-        cache = app.extensions.setdefault("careline.documents", DocumentCache(app_services(app).renderer))
-    return cache
+        reply = _perform(reply, world)
+    # Only the line's own number is in the dial (its caller ID), never the caller's.
+    staff = StaffDial(config["STAFF_NUMBERS"], _line_number(), config["STAFF_RING_SECONDS"])
+    return twiml(svc.renderer.voice(reply, _LINKS, staff, config["VOICEMAIL_MAX_SECONDS"]))
 
 
 def _perform(reply: Reply, world: Circumstances) -> Reply:
@@ -306,20 +174,15 @@ _HIDDEN_CALLER = dialog.CallStarted()
 _NEW_CALLER = dialog.CallStarted(can_remember=True)
 
 
-def _recall(caller: str, app: Flask | None = None) -> dialog.CallStarted:
+def _recall(caller: str) -> dialog.CallStarted:
     """The call's start, with what the line saved about this caller (one read, no write in the usual case)."""
     if not can_remember(caller):
         return _HIDDEN_CALLER
-    if app is None:
-        app = current_app_object()
-    # The app's parts are read from it directly: each `services()`, `guard()` or `now()` without
-    # a config would be one more context lookup on the read every greeting makes.
-    clock = now(app.config)
-    storage = app_services(app).storage
+    clock = now()
     # Remembered choices are a convenience: a database hiccup must not cost the caller the call.
-    recall = partial(storage.recall_choices, caller, clock, dialog.OFFER_LAST_SECTION_WITHIN)
+    recall = partial(services().storage.recall_choices, caller, clock, dialog.OFFER_LAST_SECTION_WITHIN)
     unreadable: dict[str, Any] | Literal[False] | None = False
-    saved = resilience.app_guard(app).read(recall, unreadable, "reading choices")
+    saved = resilience.guard().read(recall, unreadable, "reading choices")
     if saved is False:
         return _HIDDEN_CALLER
     if saved is None:
@@ -350,19 +213,17 @@ def _save_choices(effect: dialog.RememberChoices | dialog.ForgetChoices, caller:
 @twilio_only
 def incoming_call() -> Response:
     """A call comes in: greet the caller (in their remembered language and speed) and read the main menu."""
-    app = current_app_object()
-    state = CallState(lang=app_services(app).content.default_language)
-    return _answer(state, _recall(current_request().form.get("From", ""), app))
+    state = CallState(lang=services().content.default_language)
+    return _answer(state, _recall(request.form.get("From", "")))
 
 
 @bp.post("/step")
 @twilio_only
 def step() -> Response:
     """Every later moment of a call: a key, speech, silence, the end of a staff dial or of a message."""
-    req, app = current_request(), current_app_object()
-    svc = app_services(app)
-    state = _state_in_query(app, req)
-    form = req.form
+    svc = services()
+    state = dialog.sanitize(svc.content, state_from_query(request.args))
+    form = request.form
     event: Event
     if state.node == dialog.STAFF:
         # Acceptance is kept per staff leg (DialCallSid), so a second try in the same call starts afresh.

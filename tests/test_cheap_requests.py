@@ -15,12 +15,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import yaml
-from flask import Flask, Response
+from flask import Flask
 from flask.testing import FlaskClient
 
-from ivr import dialog, voice
-from ivr.dialog import CallState
-from ivr.twiml import DocumentCache, Links
 from tests.helpers.support import Call, Phone, twilio_post
 
 
@@ -164,67 +161,21 @@ def test_templates_are_compiled_once_and_kept(app: Flask) -> None:
     assert app.jinja_env.cache is not None
 
 
-@pytest.mark.sqlite_only
-def test_a_document_is_rendered_once_then_remembered_within_a_bound(app: Flask) -> None:
-    svc = app.extensions["careline"]
-    links = Links(step=lambda state: f"/step?n={state.node}", whisper=lambda _t: "/w", recording_status=lambda _s: "/r")
-    replies = [dialog.step(svc.content, CallState(), dialog.Heard(digits=key)) for key in ("*", "1", "2")]
-    cache = DocumentCache(svc.renderer, size=2)
-    rendered: list[object] = []
-    real_voice = svc.renderer.voice
-
-    def counting_voice(*args: object, **kwargs: object) -> str:
-        rendered.append(args[0])
-        return real_voice(*args, **kwargs)
-
-    svc.renderer.voice = counting_voice  # type: ignore[method-assign]
-    try:
-        documents = [cache.voice(reply, links, "") for reply in replies]
-        assert documents == [real_voice(reply, links) for reply in replies]
-        assert cache.voice(replies[2], links, "") == documents[2]
-        assert len(rendered) == 3 and len(cache) == 2  # the least recently used one made room
-        assert cache.voice(replies[0], links, "") == documents[0]
-        assert len(rendered) == 4
-        assert cache.voice(replies[2], links, "/mounted") == documents[2]  # other links: rendered again
-        assert len(rendered) == 5
-    finally:
-        del svc.renderer.voice
-
-
-@pytest.mark.sqlite_only
-def test_steps_are_remembered_but_never_what_a_caller_said(app: Flask, client: FlaskClient) -> None:
-    call = Call(client, caller="anonymous")  # nothing saved between calls: the same words every time
-    call.start()
-    call.say("hospice")
-    spoken_answer = call.heard
-    call.press("#")
-    call.press("5")
-    assert call.heard == spoken_answer  # the key and the words lead to the same place
-    call.press("#")
-    steps = app.extensions["careline.steps"]
-    remembered = len(steps)
-    call.press("5")
-    call.press("#")
-    assert len(steps) == remembered  # the same places and keys: answered from memory
-    events = [key[1] for key in steps.remembered()]
-    assert events and not any(isinstance(e, dialog.Heard) and e.speech for e in events)
-
-
-def test_a_topic_keyword_is_stored_without_reading_its_conversation_first(
+def test_a_text_reads_its_conversation_then_stores_its_turn_once(
     client: FlaskClient, activity: DatabaseActivity
 ) -> None:
-    """A keyword's answer is the same in every conversation (textline.fixed_decision): the text is
-    stored, and the opt-out checked, in one statement on PostgreSQL (one transaction on SQLite),
-    with no read before it. MORE depends on the conversation: it reads it first."""
+    """A text reads the number's conversation (and whether this MessageSid was handled before), then
+    stores its turn: on PostgreSQL one statement, on SQLite one transaction. A retry only reads."""
     phone = Phone(client)
     phone.text("hospice")
     turn = [s for s in activity.statements if "usage_daily" not in s]  # the count is its own (batched) write
-    if turn[0].startswith("WITH"):  # PostgreSQL: one data-modifying WITH
-        (statement,) = turn
+    assert turn[0].startswith("SELECT") and "FROM sms_sessions" in turn[0]
+    writes = turn[1:]
+    if writes[0].startswith("WITH"):  # PostgreSQL: one data-modifying WITH
+        (statement,) = writes
         assert "INSERT INTO processed_events" in statement and "INSERT INTO sms_sessions" in statement
     else:
-        assert [s.split()[2] for s in turn] == ["processed_events", "sms_sessions"]  # INSERT INTO ...
-    assert "FROM opt_outs" in turn[0]  # the opt-out is checked where the turn is stored
+        assert [s.split()[2] for s in writes] == ["processed_events", "sms_sessions"]  # INSERT INTO ...
 
     activity.clear()
     assert phone.text("MORE")
@@ -237,27 +188,10 @@ def test_a_topic_keyword_is_stored_without_reading_its_conversation_first(
 
 
 @pytest.mark.sqlite_only
-def test_a_remembered_document_is_served_as_its_utf8_bytes_with_the_usual_content_type(
-    app: Flask, client: FlaskClient
-) -> None:
-    svc = app.extensions["careline"]
-    links = Links(step=lambda state: f"/step?l={state.lang}", whisper=lambda _t: "/w", recording_status=lambda _s: "/r")
-    cache = DocumentCache(svc.renderer)
-    reply = dialog.step(svc.content, CallState(lang="es"), dialog.Heard(digits="*"))  # "ñ": not ASCII
-    assert cache.voice_body(reply, links, "") == svc.renderer.voice(reply, links).encode("utf-8")
-    assert cache.voice_body(reply, links, "") is cache.voice_body(reply, links, "")  # encoded once
-    assert cache.voice(reply, links, "") == svc.renderer.voice(reply, links)
-    assert Response("", mimetype="text/xml").content_type == voice.TWIML_CONTENT_TYPE
-    greeting = twilio_post(client, "/voice", Call(client, caller="+15551230077").form())
+def test_a_voice_answer_is_utf8_twiml_with_its_length(client: FlaskClient) -> None:
+    greeting = twilio_post(client, "/voice", Call(client, caller="+15551230077").form(l="es"))
     assert greeting.headers["Content-Type"] == "text/xml; charset=utf-8"
     assert greeting.headers["Content-Length"] == str(len(greeting.data))
-
-
-@pytest.mark.sqlite_only
-def test_the_staff_dial_is_one_object_while_the_line_number_and_settings_stay(app: Flask) -> None:
-    first = voice._staff_dial(app, "+15559870000")
-    assert voice._staff_dial(app, "+15559870000") is first
-    other_line = voice._staff_dial(app, "+15559870001")
-    assert other_line.caller_id == "+15559870001" and other_line is not first
-    app.config["STAFF_RING_SECONDS"] = first.ring_seconds + 5
-    assert voice._staff_dial(app, "+15559870001").ring_seconds == first.ring_seconds + 5
+    spanish = twilio_post(client, "/voice/step?n=main&l=es", Call(client).form(Digits="*"))
+    assert not spanish.data.decode("utf-8").isascii()  # Spanish: "ñ", "á"
+    assert spanish.headers["Content-Length"] == str(len(spanish.data))

@@ -65,9 +65,7 @@ def test_an_unexpected_error_on_a_text_gets_a_short_apology_with_the_staff_numbe
         raise RuntimeError(f"something broke for {args}")
 
     storage.set_opt_out("+15551230009", True)
-    # A keyword is stored before its conversation is read (textline.fixed_decision); other texts read first.
     monkeypatch.setattr(storage, "text_conversation", broken)
-    monkeypatch.setattr(storage, "record_plain_text_turn", broken)
     (apology,) = Phone(app.test_client()).text("hospice")
     assert apology == app.extensions["careline"].content.language("en").text("error_apology", phone="555-987-0000")
     assert "RuntimeError" in caplog.text and "sms.py" in caplog.text

@@ -121,8 +121,8 @@ def test_staff_hours_written_for_texts(spec: str, lang: str, expected: str) -> N
     assert describe_hours(hours, CONTENT.language(lang).texting.hours) == expected
 
 
-def test_staff_hours_written_once_are_each_their_own() -> None:
-    """describe_hours remembers its answers (every text asks for them): other hours or words still get theirs."""
+def test_staff_hours_are_each_written_their_own_way() -> None:
+    """Each STAFF_HOURS in each language's words, asked again and again with new StaffHours objects."""
     expected = {
         ("Mon-Fri 08:30-17:00", "en"): "Mon-Fri 8:30am-5pm",
         ("Mon-Fri 08:30-17:00", "es"): "lun a vie 8:30-17:00",

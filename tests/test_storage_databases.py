@@ -157,29 +157,6 @@ def test_a_conversation_move_is_stored_once_per_message(storage: Storage, with_s
     assert storage.text_session(phone) == expected
 
 
-def test_a_text_answered_before_reading_is_stored_once_and_never_after_stop(storage: Storage) -> None:
-    """Storage.record_plain_text_turn (a keyword, answered without reading the conversation): stored
-    once per MessageSid, and nothing at all for a number that opted out, not even the MessageSid (the
-    careful way, which then answers the text, stores that)."""
-    phone = "+15551230006"
-    hospice, coping = TextSession("en", "hospice", 1), TextSession("en", "coping", 1)
-    assert storage.record_plain_text_turn("sms:SM-plain", phone, "section|en|hospice|0", hospice)
-    assert storage.text_session(phone) == hospice
-    assert not storage.record_plain_text_turn("sms:SM-plain", phone, "section|en|coping|0", coping)  # a retry
-    assert storage.text_session(phone) == hospice
-    assert storage.text_outcome("sms:SM-plain") == "section|en|hospice|0"
-
-    storage.set_opt_out(phone, True)
-    assert not storage.record_plain_text_turn("sms:SM-after-stop", phone, "section|en|coping|0", coping)
-    assert storage.text_outcome("sms:SM-after-stop") is None
-    assert storage.text_session(phone) == TextSession("en", "hospice", 1, opted_out=True)
-    storage.set_opt_out(phone, False)
-    assert storage.record_plain_text_turn("sms:SM-after-start", phone, "section|en|coping|0", coping)
-    assert storage.text_session(phone) == coping
-    with pytest.raises(ValueError, match="MessageSid"):
-        storage.record_plain_text_turn("", phone, "section|en|coping|0", coping)
-
-
 def test_connections_the_server_dropped_are_replaced_without_a_failed_request(
     storage: Storage, database_url: str, postgres_server: PostgresServer | None
 ) -> None:

@@ -4,8 +4,6 @@ with the case, punctuation, emoji, sentences and typos people really send."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from ivr import textline as tl
 from ivr.content import load_content
@@ -337,51 +335,11 @@ def test_a_whole_section_for_a_caller_ends_with_the_way_on() -> None:
     assert messages[-1] == f"{sms[-1]}\n{CONTENT.language('es').text('end_footer')}"
 
 
-# -- what is worked out once per process --------------------------------------------------------------
+# -- menus, parts and keywords ---------------------------------------------------------------------
 
 
-def suggested_texts() -> list[str]:
-    """Every word and phrase the line suggests or understands as a whole text, as people write it."""
-    texts = set(CONTENT.topic_keys)
-    for language in CONTENT.languages.values():
-        for families in language.texting.keywords.values():
-            texts.update(families)
-        for section in language.sections.values():
-            texts.update({section.keyword, section.title, language.texting.topics[section.id], *section.synonyms})
-    return sorted(texts)
-
-
-def test_suggested_texts_answer_as_a_fresh_search_does(monkeypatch: pytest.MonkeyPatch) -> None:
-    """What is remembered for MENU, MORE, keywords and numbers is what searching the text afresh finds,
-    whatever the conversation's language, section, part or opt-out (asked in both orders of language)."""
-    conversations = [
-        tl.Conversation(lang=lang, section=section, next_part=part, opted_out=opted_out)
-        for lang in LANGS
-        for section, part in (("", 0), ("hospice", 1), ("coping", 0))
-        for opted_out in (False, True)
-    ]
-    cases = [(conversation, variant) for text in suggested_texts() for variant in (text, f"{text.upper()}!")
-             for conversation in conversations]  # fmt: skip
-    remembered = [tl.decide(CONTENT, conversation, text) for conversation, text in cases]
-    monkeypatch.setattr(tl, "_find", tl._Finder)
-    afresh = [tl.decide(CONTENT, conversation, text) for conversation, text in cases]
-    assert remembered == afresh
-
-
-def test_what_people_write_is_not_remembered() -> None:
-    """Only the line's own words are kept between texts: any other text is searched and forgotten."""
-    private = "my scan is tomorrow and I am scared about hospice"
-    conversation = tl.Conversation(lang="en")
-    assert tl.decide(CONTENT, conversation, private).outcome.section == "hospice"
-    assert tl.decide(CONTENT, conversation, "MENU").outcome.kind == tl.MENU
-    prepared = tl._prepared(CONTENT)
-    assert normalize(private) not in prepared.texts
-    assert all(text in prepared.texts for _, text in prepared.findings)
-    assert ("en", "menu") in prepared.findings
-
-
-def test_remembered_menus_and_parts_stay_apart() -> None:
-    """Menus and section parts are written once per process; each is still its own, asked in any order."""
+def test_menus_and_parts_are_each_their_own() -> None:
+    """Every menu and section part is its own, asked in any order."""
     for _ in range(2):
         for lang, language in CONTENT.languages.items():
             for heading in ("menu_heading", "not_understood", "language_switched"):
@@ -395,62 +353,25 @@ def test_remembered_menus_and_parts_stay_apart() -> None:
                     assert tl.section_message(CONTENT, lang, section.id, part) == f"{message}\n{footer}"
 
 
-# -- texts answered before their conversation is read ----------------------------------------------------
-
-#: Conversations as storage may hold them: any language, section and part, sane or not (sanitize's input).
-STORED_CONVERSATIONS = st.builds(
-    tl.Conversation,
-    lang=st.sampled_from([*LANGS, "", "xx"]),
-    section=st.sampled_from([*CONTENT.section_ids, "", "gone"]),
-    next_part=st.integers(min_value=-3, max_value=12),
-)
+def every_conversation() -> list[tl.Conversation]:
+    """Every conversation the text line can be in with a number that has not opted out."""
+    found = []
+    for lang, language in CONTENT.languages.items():
+        found.append(tl.Conversation(lang))
+        for section_id in CONTENT.section_ids:
+            for next_part in range(len(language.sections[section_id].sms) + 1):
+                found.append(tl.Conversation(lang, section_id, next_part))
+    return found
 
 
 @pytest.mark.parametrize("lang", LANGS)
 @pytest.mark.parametrize("section_id", CONTENT.section_ids)
 def test_a_topic_keyword_gets_its_section_whatever_the_conversation(lang: str, section_id: str) -> None:
     keyword = CONTENT.language(lang).sections[section_id].keyword
-    fixed = tl.fixed_decision(CONTENT, keyword)
-    assert fixed is not None and fixed.outcome == tl.Outcome(tl.SECTION, lang, section_id, 0)
-    assert fixed.effects == (tl.SaveConversation(lang, section_id, 1), tl.CountSectionText(section_id))
-    for conversation in tl.every_conversation(CONTENT):
-        assert tl.decide(CONTENT, conversation, keyword) == fixed
-    assert tl.fixed_decision(CONTENT, f"  {keyword.lower()}!") == fixed  # as people type it
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "MORE",  # the next part of the section being read
-        "1",  # a menu number: in the conversation's language
-        "MENU",
-        "HELP",
-        "hello",
-        "STOP",  # opts out
-        "START",  # opts in
-        "call me",  # a call-back request: kept for staff, durably
-        "español",  # changes the language only when it is not already Spanish
-        "I want to die",  # urgent: kept for staff
-        "hospice please, I have questions",  # not a text the line suggests: searched afresh, never remembered
-    ],
-)
-def test_texts_whose_answer_depends_on_the_conversation_or_leaves_something_are_not_fixed(text: str) -> None:
-    assert tl.fixed_decision(CONTENT, text) is None
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    text=st.sampled_from(sorted(tl._prepared(CONTENT).texts)),
-    decoration=st.sampled_from(["{}", "{}.", " {} ", "{}!!", "{}?"]),
-    upper=st.booleans(),
-    conversation=STORED_CONVERSATIONS,
-)
-def test_a_fixed_answer_is_the_answer_in_any_stored_conversation(
-    text: str, decoration: str, upper: bool, conversation: tl.Conversation
-) -> None:
-    """What sms.py answers without reading (fixed_decision) is what `decide` answers after reading,
-    for every text the line suggests and any conversation storage may hold for a number not opted out."""
-    written = decoration.format(text.upper() if upper else text)
-    fixed = tl.fixed_decision(CONTENT, written)
-    if fixed is not None:
-        assert tl.decide(CONTENT, conversation, written) == fixed
+    expected = tl.Decision(
+        tl.Outcome(tl.SECTION, lang, section_id, 0),
+        (tl.SaveConversation(lang, section_id, 1), tl.CountSectionText(section_id)),
+    )
+    for conversation in every_conversation():
+        assert tl.decide(CONTENT, conversation, keyword) == expected
+        assert tl.decide(CONTENT, conversation, f"  {keyword.lower()}!") == expected  # as people type it
