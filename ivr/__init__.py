@@ -18,7 +18,7 @@ from ivr.config import DEFAULTS, ConfigError, default_database_url, parse_settin
 from ivr.content import PROMPTS_DIR, load_content
 from ivr.hours import StaffHours
 from ivr.security import WebhookFreeSessionInterface, local_mode, trust_proxies
-from ivr.services import Services
+from ivr.services import LineCache, Services
 from ivr.storage import Storage
 from ivr.twiml import Renderer, VoiceSettings
 from ivr.usage import UsageCounter
@@ -62,7 +62,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # Migrates and moves any spooled records in; with the database down the line starts anyway.
     resilience.init_app(app, storage)
     usage = UsageCounter(storage, app.config["USAGE_FLUSH_SECONDS"])
-    app.extensions["careline"] = Services(content=content, renderer=renderer, storage=storage, hours=hours, usage=usage)
+    app.extensions["careline"] = Services(
+        content=content, renderer=renderer, storage=storage, hours=hours, usage=usage, cache=LineCache(renderer)
+    )
     trust_proxies(app, app.config["TRUSTED_PROXY_HOPS"])
     app.cli.add_command(retention.purge_command)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -10,21 +11,44 @@ from typing import Any
 from flask import Flask, current_app
 
 from ivr.content import Content
+from ivr.dialog import Reply
 from ivr.hours import StaffHours, describe
 from ivr.storage import Storage
-from ivr.twiml import Renderer
+from ivr.twiml import Links, Renderer, StaffDial
 from ivr.usage import UsageCounter
+
+
+class LineCache:
+    """The line's one cache, per app (Services.cache): answers that depend only on the line's own
+    content and settings, never on who is calling or what they said. Each entry says why it is kept
+    and what it saves (in-process CPU per request, bench/ requests; README, "Benchmark").
+    """
+
+    #: Distinct voice documents kept: the line has a few thousand replies (places x keys) at most.
+    VOICE_DOCUMENTS = 4096
+
+    def __init__(self, renderer: Renderer) -> None:
+        self.renderer = renderer
+        #: TwiML by reply, links and dial: rendering is most of a key press (menu step 1560 -> 830 us CPU).
+        self.voice_document = functools.lru_cache(maxsize=self.VOICE_DOCUMENTS)(self._voice_document)
+
+    def _voice_document(
+        self, reply: Reply, links: Links, staff: StaffDial, max_message_seconds: int, script_root: str
+    ) -> str:
+        # `script_root` is only part of the key: the links build their URLs under the request's script root.
+        return self.renderer.voice(reply, links, staff, max_message_seconds)
 
 
 @dataclass(frozen=True)
 class Services:
-    """Content, renderer, storage, staff hours and usage counts for one app."""
+    """Content, renderer, storage, staff hours, usage counts and the cache for one app."""
 
     content: Content
     renderer: Renderer
     storage: Storage
     hours: StaffHours
     usage: UsageCounter
+    cache: LineCache
 
 
 def services() -> Services:

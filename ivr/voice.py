@@ -88,7 +88,8 @@ def _answer(state: CallState, event: Event) -> Response:
         reply = _perform(reply, world)
     # Only the line's own number is in the dial (its caller ID), never the caller's.
     staff = StaffDial(config["STAFF_NUMBERS"], _line_number(), config["STAFF_RING_SECONDS"])
-    return twiml(svc.renderer.voice(reply, _LINKS, staff, config["VOICEMAIL_MAX_SECONDS"]))
+    document = svc.cache.voice_document(reply, _LINKS, staff, config["VOICEMAIL_MAX_SECONDS"], request.script_root)
+    return twiml(document)
 
 
 def _perform(reply: Reply, world: Circumstances) -> Reply:
