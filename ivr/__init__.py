@@ -62,8 +62,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # Migrates and moves any spooled records in; with the database down the line starts anyway.
     resilience.init_app(app, storage)
     usage = UsageCounter(storage, app.config["USAGE_FLUSH_SECONDS"])
+    cache = LineCache(content, renderer, hours)
     app.extensions["careline"] = Services(
-        content=content, renderer=renderer, storage=storage, hours=hours, usage=usage, cache=LineCache(renderer)
+        content=content, renderer=renderer, storage=storage, hours=hours, usage=usage, cache=cache
     )
     trust_proxies(app, app.config["TRUSTED_PROXY_HOPS"])
     app.cli.add_command(retention.purge_command)

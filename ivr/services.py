@@ -4,39 +4,56 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, current_app
 
+from ivr import gsm, textline
 from ivr.content import Content
 from ivr.dialog import Reply
 from ivr.hours import StaffHours, describe
 from ivr.storage import Storage
-from ivr.twiml import Links, Renderer, StaffDial
+from ivr.twiml import Links, Renderer, StaffDial, messages
 from ivr.usage import UsageCounter
+
+log = logging.getLogger(__name__)
 
 
 class LineCache:
     """The line's one cache, per app (Services.cache): answers that depend only on the line's own
     content and settings, never on who is calling or what they said. Each entry says why it is kept
-    and what it saves (in-process CPU per request, bench/ requests; README, "Benchmark").
+    and what it saves: CPU per request in process, over bench/'s requests (README, "Benchmark").
     """
 
-    #: Distinct voice documents kept: the line has a few thousand replies (places x keys) at most.
-    VOICE_DOCUMENTS = 4096
-
-    def __init__(self, renderer: Renderer) -> None:
-        self.renderer = renderer
-        #: TwiML by reply, links and dial: rendering is most of a key press (menu step 1560 -> 830 us CPU).
-        self.voice_document = functools.lru_cache(maxsize=self.VOICE_DOCUMENTS)(self._voice_document)
+    def __init__(self, content: Content, renderer: Renderer, hours: StaffHours) -> None:
+        self.content, self.renderer, self.hours = content, renderer, hours
+        #: TwiML by reply, links and dial (a few thousand): rendering is most of a key press (1560 -> 830 us).
+        self.voice_document = functools.lru_cache(maxsize=4096)(self._voice_document)
+        #: A text's answer by outcome and staff phone (a few hundred): its messages, checked, as TwiML (-25%).
+        self.text_reply = functools.lru_cache(maxsize=1024)(self._text_reply)
+        #: Staff hours in words, by language and day (holidays are named until they pass): ~8% of a key press.
+        self.staff_hours_text = functools.lru_cache(maxsize=64)(self._staff_hours_text)
 
     def _voice_document(
         self, reply: Reply, links: Links, staff: StaffDial, max_message_seconds: int, script_root: str
     ) -> str:
         # `script_root` is only part of the key: the links build their URLs under the request's script root.
         return self.renderer.voice(reply, links, staff, max_message_seconds)
+
+    def _text_reply(self, outcome: textline.Outcome, staff_phone: str) -> str:
+        bodies = textline.render(self.content, outcome, textline.facts(self.content, self.hours, staff_phone))
+        for body in bodies:
+            if not gsm.fits(body):
+                # Only STAFF_HOURS or STAFF_PHONE can make a checked prompt longer; say which kind, not the text.
+                log.warning("A %s reply takes %d text segments; shorten STAFF_HOURS", outcome.kind, gsm.segments(body))
+        return messages(bodies)
+
+    def _staff_hours_text(self, lang: str, today: dt.date) -> str:
+        words = self.content.language(lang).hours
+        return describe(self.hours, words, today) if words is not None else ""
 
 
 @dataclass(frozen=True)
@@ -71,7 +88,4 @@ def staff_hours_text(lang: str) -> str:
     """When staff are in, in plain words in language `lang` ("Monday to Friday, 8:30 in the morning to 5 in the
     evening"), for speech or a text message; empty when STAFF_HOURS is `closed`."""
     svc = services()
-    words = svc.content.language(lang).hours
-    if words is None:
-        return ""
-    return describe(svc.hours, words, now().astimezone(svc.hours.timezone).date())
+    return svc.cache.staff_hours_text(lang, now().astimezone(svc.hours.timezone).date())

@@ -16,14 +16,12 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from functools import partial
-from types import MappingProxyType
 
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from ivr import gsm, resilience, spool, textline, twiml, usage
+from ivr import resilience, spool, textline, twiml, usage
 from ivr.errors import where
-from ivr.hours import describe_hours
 from ivr.security import request_is_from_twilio, twilio_only
 from ivr.services import Services, now, services
 from ivr.storage import CallbackAsk, TextChanges, TextSession
@@ -37,19 +35,14 @@ def _xml(document: str) -> Response:
     return Response(document, mimetype="text/xml")
 
 
-def display_phone(number: str) -> str:
-    """A number as people read it: +15559870000 -> 555-987-0000 (North American), others unchanged."""
-    if len(number) == 12 and number.startswith("+1") and number[2:].isdigit():
-        return f"{number[2:5]}-{number[5:8]}-{number[8:]}"
-    return number
-
-
 def facts(svc: Services, line_number: str) -> textline.Facts:
     """The staff phone (STAFF_PHONE, else the line's own number) and staff hours in each language's words."""
-    phone = current_app.config.get("STAFF_PHONE") or line_number
-    languages = svc.content.languages.items()
-    hours = {code: describe_hours(svc.hours, language.texting.hours) for code, language in languages}
-    return textline.Facts(staff_phone=display_phone(phone), staff_hours=MappingProxyType(hours))
+    return textline.facts(svc.content, svc.hours, staff_phone(line_number))
+
+
+def staff_phone(line_number: str) -> str:
+    """The number texts give for staff: STAFF_PHONE, else the line's own number."""
+    return current_app.config.get("STAFF_PHONE") or line_number
 
 
 @bp.post("/sms")
@@ -119,12 +112,7 @@ def _answer_text(use_database: bool) -> Response:
 
 def _reply(svc: Services, outcome: textline.Outcome, line_number: str) -> Response:
     """TwiML with the messages that answer `outcome` (none for a silent one)."""
-    bodies = textline.render(svc.content, outcome, facts(svc, line_number))
-    for body in bodies:
-        if not gsm.fits(body):
-            # Only STAFF_HOURS or STAFF_PHONE can make a checked prompt longer; say which kind, not the text.
-            log.warning("A %s reply takes %d text segments; shorten STAFF_HOURS", outcome.kind, gsm.segments(body))
-    return _xml(twiml.messages(bodies))
+    return _xml(svc.cache.text_reply(outcome, staff_phone(line_number)))
 
 
 def _store_turn(

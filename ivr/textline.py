@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from ivr.content import Content, Language
+from ivr.hours import StaffHours, describe_hours
 from ivr.matching import Said, normalize
 
 #: Opt-out words Twilio answers itself (its own confirmation text) when they are the whole message.
@@ -71,6 +72,19 @@ class Facts:
     staff_phone: str = ""
     #: Staff hours written out, per language.
     staff_hours: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+def display_phone(number: str) -> str:
+    """A number as people read it: +15559870000 -> 555-987-0000 (North American), others unchanged."""
+    if len(number) == 12 and number.startswith("+1") and number[2:].isdigit():
+        return f"{number[2:5]}-{number[5:8]}-{number[8:]}"
+    return number
+
+
+def facts(content: Content, hours: StaffHours, staff_phone: str) -> Facts:
+    """The Facts replies mention: `staff_phone` as people read it, and staff hours in each language's words."""
+    written = {code: describe_hours(hours, language.texting.hours) for code, language in content.languages.items()}
+    return Facts(staff_phone=display_phone(staff_phone), staff_hours=MappingProxyType(written))
 
 
 @dataclass(frozen=True)
