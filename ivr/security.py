@@ -14,6 +14,7 @@ The fields signed are Flask's own `request.form`. A signed request must be a for
 from __future__ import annotations
 
 import functools
+import hmac
 import ipaddress
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -57,7 +58,21 @@ def request_is_from_twilio(req: Request) -> bool:
         return False
     url = public_url(req, config.get("PUBLIC_BASE_URL", ""))
     params = req.form if req.method == "POST" else {}
-    return RequestValidator(config["TWILIO_AUTH_TOKEN"]).validate(url, params, signature)
+    return signature_matches(RequestValidator(config["TWILIO_AUTH_TOKEN"]), url, params, signature)
+
+
+def signature_matches(validator: RequestValidator, url: str, params: Any, signature: str) -> bool:
+    """`validator.validate(url, params, signature)`, trying the URL exactly as given first.
+
+    Twilio signs the URL as configured, so the library's signature for it settles nearly every
+    request; only a mismatch pays for `validate`, which signs the URL with and without its default
+    port. Measured on bench/'s texts (2 cores, shared): validate ~240 us, one signature ~70 us, and
+    the line's texts reached 0.33 x the ceiling with validate alone, under the 0.35 floor.
+    """
+    expected = validator.compute_signature(url, params)
+    if hmac.compare_digest(expected.encode(), signature.encode()):
+        return True
+    return validator.validate(url, params, signature)
 
 
 def twilio_only(view: F) -> F:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 from flask import Flask
 from twilio import request_validator
 
-from ivr import create_app
+from ivr import create_app, security
 from ivr.config import ConfigError
 from tests.conftest import app_config
 from tests.helpers.support import CALLER, LINE_NUMBER, sign
@@ -90,23 +91,28 @@ def test_trusted_proxy_hops_must_be_0_to_5(tmp_path: Path, hops: str) -> None:
 
 
 def test_signatures_are_compared_in_constant_time(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every comparison goes through the twilio library's constant-time compare, with and without the
-    URL's default port."""
+    """Every comparison is constant-time (hmac.compare_digest, or the twilio library's compare), with
+    and without the URL's default port."""
     calls: list[tuple[str, str]] = []
-    compare = request_validator.compare
+    compare_digest, compare = hmac.compare_digest, request_validator.compare
+
+    def spy_digest(a: bytes, b: bytes) -> bool:
+        calls.append(("hmac", b.decode()))
+        return compare_digest(a, b)
 
     def spy(a: str, b: str) -> bool:
-        calls.append((a, b))
+        calls.append(("twilio", b))
         return compare(a, b)
 
+    monkeypatch.setattr(security.hmac, "compare_digest", spy_digest)
     monkeypatch.setattr(request_validator, "compare", spy)
     client = app.test_client()
     good = sign("https://line.example.org/voice", FORM)
     assert client.post("/voice", data=FORM, headers={"X-Twilio-Signature": good}).status_code == 200
-    assert calls and all(given == good for _, given in calls)
+    assert calls == [("hmac", good)]  # the URL as signed: one comparison settles it
     calls.clear()
     assert client.post("/voice", data=FORM, headers={"X-Twilio-Signature": good[::-1]}).status_code == 403
-    assert len(calls) == 2, "a wrong signature is compared with the URL with and without :443"
+    assert calls == [("hmac", good[::-1])] + [("twilio", good[::-1])] * 2, "then with and without :443"
     with_port = sign("https://line.example.org:443/voice", FORM)
     assert client.post("/voice", data=FORM, headers={"X-Twilio-Signature": with_port}).status_code == 200
     assert client.post("/voice", data=FORM, headers={"X-Twilio-Signature": "é" + good[1:]}).status_code == 403
