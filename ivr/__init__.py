@@ -55,6 +55,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             speech_rate=app.config["SPEECH_RATE"],
             slow_speech_rate=app.config["SLOW_SPEECH_RATE"],
             gather_timeout=app.config["GATHER_TIMEOUT"],
+            crisis_line=app.config["CRISIS_LINE_NUMBER"],
         ),
     )
     hours = StaffHours.parse(app.config["STAFF_HOURS"], app.config["STAFF_TIMEZONE"], app.config["STAFF_HOLIDAYS"])
@@ -86,7 +87,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     staff.init_app(app)
 
-    from ivr import health
+    from ivr import alerts, health
+
+    alerts.init_app(app)
 
     app.register_blueprint(health.bp)
     app.session_interface = WebhookFreeSessionInterface()

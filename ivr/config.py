@@ -41,6 +41,9 @@ DEFAULTS: dict[str, Any] = {
     "DATABASE_RETRY_SECONDS": 10,  # after a database failure, how long to spool before trying it again
     "SPOOL_DIR": "",  # empty: <instance folder>/spool
     "USAGE_FLUSH_SECONDS": 1,  # usage counts are added to the database in batches this often; 0: at once
+    # Safety (README "Emergency, crisis and distress").
+    "CRISIS_LINE_NUMBER": "+18002738255",  # the 988 Lifeline's 10-digit number: "connect me now" rings it
+    "STAFF_ALERT_NUMBERS": (),  # each gets a text (no patient words) when an urgent request comes in
 }
 
 _RATE = re.compile(r"^(\d{2,3})%$")
@@ -111,6 +114,22 @@ def _staff_numbers(name: str, value: Any) -> tuple[str, ...]:
     return numbers
 
 
+def _alert_numbers(name: str, value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    numbers = tuple(str(item).strip() for item in items if str(item).strip())
+    for number in numbers:
+        if not E164.match(number):
+            raise ConfigError(f"{name}: {number!r} is not an E.164 number like +15551234567")
+    return numbers
+
+
+def _required_phone(name: str, value: Any) -> str:
+    number = _phone(name, value)
+    if not number:
+        raise ConfigError(f"{name} must be an E.164 number like +18002738255")
+    return number
+
+
 def _date_list(name: str, value: Any) -> tuple[str, ...]:
     items = value if isinstance(value, list | tuple) else str(value).split(",")
     dates = tuple(str(item).strip() for item in items if str(item).strip())
@@ -159,6 +178,8 @@ _PARSERS = {
     "STAFF_PHONE": _phone,
     "TWILIO_API_BASE_URL": _loopback_url,
     "LINE_NUMBER": _phone,
+    "CRISIS_LINE_NUMBER": _required_phone,
+    "STAFF_ALERT_NUMBERS": _alert_numbers,
     "TRUSTED_PROXY_HOPS": _whole_number(0, 5),
     "RETENTION_DAYS": _whole_number(1, 3650),
     "DATABASE_RETRY_SECONDS": _whole_number(1, 300),

@@ -44,7 +44,12 @@ SECTION_COMMANDS = frozenset({"more", "text_me"})
 MESSAGE_COMMANDS = frozenset({"leave_message"})
 #: Commands that work only at the main menu, besides its topics.
 MENU_COMMANDS = frozenset({"forget"})
-ALL_COMMANDS = GLOBAL_COMMANDS | SECTION_COMMANDS | MESSAGE_COMMANDS | MENU_COMMANDS
+#: Commands of the offer after an urgent answer (connect now; leave_message is shared with the message offer).
+URGENT_COMMANDS = frozenset({"connect"})
+ALL_COMMANDS = GLOBAL_COMMANDS | SECTION_COMMANDS | MESSAGE_COMMANDS | MENU_COMMANDS | URGENT_COMMANDS
+
+#: The kinds of urgent words (prompts/<lang>/urgent.yaml), the first one first when several match.
+URGENT_KINDS = ("emergency", "crisis", "distress")
 
 #: Every spoken prompt the line uses, with the placeholders it may contain.
 VOICE_PROMPTS: Mapping[str, frozenset[str]] = MappingProxyType(
@@ -101,6 +106,16 @@ VOICE_PROMPTS: Mapping[str, frozenset[str]] = MappingProxyType(
         "menu_forget": frozenset(),
         "memory_cleared": frozenset(),
         "last_topic": frozenset({"title", "key"}),
+        # The offer after an urgent answer (ivr/safety.py; the answers themselves are in urgent.yaml).
+        "urgent_connect_crisis": frozenset(),
+        "urgent_connect_staff": frozenset(),
+        "urgent_message": frozenset(),
+        "urgent_topic": frozenset({"title", "key"}),
+        "urgent_menu": frozenset(),
+        "urgent_connecting": frozenset(),
+        "urgent_connecting_staff": frozenset(),
+        "urgent_back": frozenset(),
+        "urgent_still_here": frozenset(),
     }
 )
 
@@ -121,7 +136,7 @@ SMS_PROMPTS: Mapping[str, frozenset[str]] = MappingProxyType(
         "end_footer": frozenset(),
         "no_more": frozenset({"topic"}),
         "callback_saved": frozenset({"hours"}),
-        "urgent": frozenset({"hours"}),
+        "staff_alert": frozenset({"link"}),
         "error_apology": frozenset({"phone"}),
     }
 )
@@ -171,10 +186,39 @@ class TextWords:
     phrases: Mapping[str, Vocabulary]
     #: Topic titles, keywords, synonyms and texted names; meaning 'section:<id>'.
     sections: Vocabulary
-    #: Phrases of suicide, self-harm or a medical emergency (urgent.yaml); meaning 'urgent'.
+    #: Every urgent phrase of urgent.yaml; meaning the kind ('emergency', 'crisis', 'distress').
     urgent: Vocabulary
     #: How staff hours are written.
     hours: HourWords
+
+
+@dataclass(frozen=True)
+class UrgentKind:
+    """One kind of urgent words (emergency, crisis, distress) in one language, and its answers."""
+
+    name: str
+    #: Said first on a call; texted first (with {hours}).
+    say: str
+    text: str
+    phrases: tuple[str, ...]
+    vocabulary: Vocabulary
+    #: The section offered after the answer ("" for none).
+    offer_section: str = ""
+
+
+@dataclass(frozen=True)
+class UrgentWords:
+    """prompts/<lang>/urgent.yaml: the kinds in priority order, end-of-life wording, and near misses."""
+
+    kinds: Mapping[str, UrgentKind]
+    end_of_life: Vocabulary
+    end_of_life_phrases: tuple[str, ...]
+    end_of_life_section: str
+    near_misses: tuple[str, ...]
+    reviewed_by: str
+    reviewed_on: dt.date
+    source: str
+    path: Path
 
 
 @dataclass(frozen=True)
@@ -195,6 +239,8 @@ class Language:
     texting: TextWords
     #: Words for saying staff hours (prompts/<lang>/hours.yaml).
     hours: HoursWords | None = None
+    #: Urgent words and their answers (prompts/<lang>/urgent.yaml); None only in hand-built test content.
+    urgent: UrgentWords | None = None
 
     def say(self, prompt: str, **values: str) -> str:
         """The spoken prompt `prompt`, with its placeholders filled in."""
@@ -218,6 +264,8 @@ class Content:
     message_keys: Mapping[str, str]
     #: Keys that work only at the main menu, besides the topic keys (e.g. 7: forget).
     menu_keys: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: Keys of the offer after an urgent answer (1: connect now, 2: leave a message).
+    urgent_keys: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def language(self, code: str) -> Language:
         """The language `code`, or the default one when `code` is not offered."""
@@ -248,6 +296,9 @@ def load_content(prompts_dir: Path | str = PROMPTS_DIR) -> Content:
     section_keys = _key_map(menu, "section_keys", SECTION_COMMANDS, menu_path)
     message_keys = _key_map(menu, "message_keys", MESSAGE_COMMANDS, menu_path)
     menu_keys = _key_map(menu, "menu_keys", MENU_COMMANDS, menu_path) if "menu_keys" in menu else {}
+    urgent_keys = _key_map(menu, "urgent_keys", URGENT_COMMANDS | MESSAGE_COMMANDS, menu_path)
+    if set(urgent_keys.values()) != URGENT_COMMANDS | MESSAGE_COMMANDS:
+        _fail(menu_path, f"urgent_keys must give a key to each of {sorted(URGENT_COMMANDS | MESSAGE_COMMANDS)}")
     if set(global_keys.values()) != GLOBAL_COMMANDS:
         _fail(menu_path, f"global_keys must give a key to each of {sorted(GLOBAL_COMMANDS)}")
 
@@ -269,7 +320,7 @@ def load_content(prompts_dir: Path | str = PROMPTS_DIR) -> Content:
     clash = set(menu_keys) & (set(topic_keys) | set(global_keys))
     if clash:
         _fail(menu_path, f"menu_keys reuse topic or global keys {sorted(clash)}")
-    for name, keys in (("section_keys", section_keys), ("message_keys", message_keys)):
+    for name, keys in (("section_keys", section_keys), ("message_keys", message_keys), ("urgent_keys", urgent_keys)):
         clash = set(keys) & set(global_keys)
         if clash:
             _fail(menu_path, f"{name} reuse global keys {sorted(clash)}")
@@ -292,6 +343,7 @@ def load_content(prompts_dir: Path | str = PROMPTS_DIR) -> Content:
         section_keys=MappingProxyType(section_keys),
         message_keys=MappingProxyType(message_keys),
         menu_keys=MappingProxyType(menu_keys),
+        urgent_keys=MappingProxyType(urgent_keys),
     )
 
 
@@ -338,8 +390,10 @@ def _load_language(
         meanings.extend((phrase, f"section:{section.id}") for phrase in names)
     hints = tuple(dict.fromkeys(phrase.lower() for phrase, _ in meanings))
 
-    texting = _text_words(sms_path, topics_raw, keywords_raw, hours_raw, folder / "urgent.yaml", sections)
+    urgent = _load_urgent(folder / "urgent.yaml", sections)
+    texting = _text_words(sms_path, topics_raw, keywords_raw, hours_raw, urgent, sections)
     _check_texts(sms_path, sms, texting, sections)
+    _check_urgent_texts(urgent)
 
     return Language(
         code=code,
@@ -352,11 +406,12 @@ def _load_language(
         hints=hints,
         texting=texting,
         hours=_load_hours(folder / "hours.yaml"),
+        urgent=urgent,
     )
 
 
 def _text_words(
-    path: Path, topics_raw: Any, keywords_raw: Any, hours_raw: Any, urgent_path: Path, sections: Mapping[str, Section]
+    path: Path, topics_raw: Any, keywords_raw: Any, hours_raw: Any, urgent: UrgentWords, sections: Mapping[str, Section]
 ) -> TextWords:
     """Read sms.yaml's topics, keywords and hours, and urgent.yaml's phrases."""
     if not isinstance(topics_raw, dict) or set(topics_raw) != set(sections):
@@ -407,8 +462,6 @@ def _text_words(
         **{k: str(hours_raw[k]) for k in _HOUR_WORDS if k != "days"},
     )
 
-    urgent_raw = _read_yaml(urgent_path)
-    urgent = _string_list(urgent_raw, "phrases", urgent_path)
     return TextWords(
         topics=MappingProxyType(topics),
         keywords=MappingProxyType(keywords),
@@ -416,9 +469,80 @@ def _text_words(
             {family: Vocabulary.build((p, family) for p in keywords_raw[family]) for family in keywords_raw}
         ),
         sections=Vocabulary.build(section_pairs),
-        urgent=Vocabulary.build((phrase, "urgent") for phrase in urgent),
+        urgent=Vocabulary.build(
+            (phrase, kind.name) for kind in urgent.kinds.values() for phrase in kind.phrases
+        ),
         hours=hours,
     )
+
+
+#: What {hours} may take in an urgent text when the content is checked (two rules of STAFF_HOURS).
+_SAMPLE_HOURS = "x" * 45
+
+
+def _load_urgent(path: Path, sections: Mapping[str, Section]) -> UrgentWords:
+    """Read prompts/<lang>/urgent.yaml: the three kinds with their answers and phrases, end-of-life wording,
+    near misses and review metadata; no near miss may be heard as urgent, no phrase may be in two kinds."""
+    raw = _read_yaml(path)
+    kinds_raw = _require(raw, "kinds", dict, path)
+    if set(kinds_raw) != set(URGENT_KINDS):
+        _fail(path, f"`kinds` must be exactly {list(URGENT_KINDS)}")
+    kinds: dict[str, UrgentKind] = {}
+    owner: dict[str, str] = {}
+    for name in URGENT_KINDS:
+        spec = kinds_raw[name]
+        if not isinstance(spec, dict):
+            _fail(path, f"kind {name!r} must be a mapping with say, text and phrases")
+        answers = _prompt_map(
+            {key: spec.get(key) for key in ("say", "text")}, {"say": frozenset(), "text": frozenset({"hours"})}, path
+        )
+        phrases = _string_list(spec, "phrases", path)
+        for phrase in phrases:
+            folded = normalize(phrase)
+            if owner.get(folded, name) != name:
+                _fail(path, f"phrase {phrase!r} is in both {owner[folded]!r} and {name!r}")
+            owner[folded] = name
+        offer = str(spec.get("offer_section", ""))
+        if offer and offer not in sections:
+            _fail(path, f"kind {name!r}: offer_section {offer!r} is not a topic")
+        kinds[name] = UrgentKind(
+            name, answers["say"], answers["text"], phrases, Vocabulary.build((p, name) for p in phrases), offer
+        )
+    end_raw = _require(raw, "end_of_life", dict, path)
+    end_phrases = _string_list(end_raw, "phrases", path)
+    end_section = _require(end_raw, "offer_section", str, path)
+    if end_section not in sections:
+        _fail(path, f"end_of_life offer_section {end_section!r} is not a topic")
+    near_misses = _string_list(raw, "near_misses", path)
+    for text in near_misses:
+        for kind in kinds.values():
+            if kind.vocabulary.match(text, fuzzy=True):
+                _fail(path, f"near miss {text!r} is heard as {kind.name}: change the phrase or the near miss")
+    reviewed_on = raw.get("reviewed_on")
+    if not isinstance(reviewed_on, dt.date):
+        _fail(path, "reviewed_on must be a date such as 2026-11-26")
+    return UrgentWords(
+        kinds=MappingProxyType(kinds),
+        end_of_life=Vocabulary.build((p, "end_of_life") for p in end_phrases),
+        end_of_life_phrases=end_phrases,
+        end_of_life_section=end_section,
+        near_misses=near_misses,
+        reviewed_by=_require(raw, "reviewed_by", str, path),
+        reviewed_on=reviewed_on,
+        source=_require(raw, "source", str, path),
+        path=path,
+    )
+
+
+def _check_urgent_texts(urgent: UrgentWords) -> None:
+    """Each kind's texted answer is GSM-7 and fits 2 segments with staff hours filled in."""
+    for kind in urgent.kinds.values():
+        odd = gsm.non_gsm7(kind.text)
+        if odd:
+            _fail(urgent.path, f"{kind.name} text has characters outside GSM-7 {odd}")
+        length = gsm.measure(kind.text.format(hours=_SAMPLE_HOURS))
+        if length.segments > gsm.MAX_SEGMENTS:
+            _fail(urgent.path, f"{kind.name} text is {length.units} characters; at most {gsm.MAX_GSM7_CHARACTERS} fit")
 
 
 def _check_texts(path: Path, sms: Mapping[str, str], texting: TextWords, sections: Mapping[str, Section]) -> None:

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Literal
 
-from ivr.content import Content, Language, Section
+from ivr import safety
+from ivr.content import URGENT_KINDS, Content, Language, Section
 from ivr.matching import normalize
 
 MAIN = "main"
@@ -31,7 +32,12 @@ SECTION = "section"
 STAFF = "staff"
 OFFER = "offer"
 RECORD = "record"
-NODES = frozenset({MAIN, SECTION, STAFF, OFFER, RECORD})
+#: After an urgent answer (ivr/safety.py): the offer to connect now, leave a message or go on.
+URGENT = "urgent"
+#: Ringing the crisis line (or staff, for an emergency) from that offer; whatever the outcome, back to it.
+URGENT_DIAL = "urgent_dial"
+URGENT_NODES = frozenset({URGENT, URGENT_DIAL})
+NODES = frozenset({MAIN, SECTION, STAFF, OFFER, RECORD, URGENT, URGENT_DIAL})
 
 #: Silences in a row: the first gets a reprompt, the second a warning, the third ends the call.
 SILENCES_BEFORE_WARNING = 2
@@ -65,6 +71,9 @@ class CallState:
     misses: int = 0
     silences: int = 0
     memory: str = MEMORY_OFF
+    #: At the urgent offer: the kind heard (emergency, crisis, distress) and the section offered ("" none).
+    urgent: str = ""
+    offer: str = ""
 
 
 # Events: what the caller (or Twilio on their behalf) just did.
@@ -181,7 +190,15 @@ class ForgetChoices:
     """Erase everything saved about the caller."""
 
 
-Effect = SendSectionText | OpenVoicemail | CountSectionPlay | RememberChoices | ForgetChoices
+@dataclass(frozen=True)
+class FlagUrgent:
+    """Keep this call for staff as urgent, with its kind only (never the words said), and alert them."""
+
+    kind: str
+    lang: str
+
+
+Effect = SendSectionText | OpenVoicemail | CountSectionPlay | RememberChoices | ForgetChoices | FlagUrgent
 
 
 # What the line does next.
@@ -213,6 +230,13 @@ class Connect:
 
 
 @dataclass(frozen=True)
+class DialCrisisLine:
+    """Ring the crisis line (CRISIS_LINE_NUMBER); the outcome comes back as DialEnded in `state`."""
+
+    state: CallState
+
+
+@dataclass(frozen=True)
 class RecordMessage:
     """Record a voice message; the outcome comes back as Recorded in `state`."""
 
@@ -231,7 +255,7 @@ class AwaitOutcome:
     state: CallState
 
 
-Next = Listen | Connect | RecordMessage | HangUp | AwaitOutcome
+Next = Listen | Connect | DialCrisisLine | RecordMessage | HangUp | AwaitOutcome
 
 
 @dataclass(frozen=True)
@@ -280,6 +304,10 @@ def sanitize(content: Content, state: CallState) -> CallState:
         node = MAIN
     parts = len(content.language(lang).sections[section].voice) if section else 1
     part = min(max(state.part, 0), parts - 1)
+    urgent = state.urgent if state.urgent in URGENT_KINDS and node in URGENT_NODES else ""
+    if node in URGENT_NODES and not urgent:
+        node = MAIN
+    offer = state.offer if urgent and state.offer in content.section_ids else ""
     return CallState(
         node=node,
         lang=lang,
@@ -289,6 +317,8 @@ def sanitize(content: Content, state: CallState) -> CallState:
         misses=min(max(state.misses, 0), _COUNTER_CAP),
         silences=min(max(state.silences, 0), _COUNTER_CAP),
         memory=state.memory if state.memory in MEMORY_STATES else MEMORY_OFF,
+        urgent=urgent,
+        offer=offer,
     )
 
 
@@ -371,11 +401,17 @@ class _Talk:
             return self.section_option_lines()
         if self.state.node in (OFFER, RECORD, STAFF):
             return [self.line("message_offer"), self.line("menu_person")]
+        if self.state.node in URGENT_NODES:
+            return self.urgent_offer_lines()
         return self.menu_lines()
 
     def at(self, **changes: object) -> CallState:
-        """The current state with `changes`, and the miss and silence counts reset."""
-        return replace(self.state, misses=0, silences=0, **changes)  # type: ignore[arg-type]
+        """The current state with `changes`, and the miss and silence counts reset (and, away from the
+        urgent offer, what was urgent: the state URL stays as small as before)."""
+        state = replace(self.state, misses=0, silences=0, **changes)  # type: ignore[arg-type]
+        if state.node not in URGENT_NODES:
+            state = replace(state, urgent="", offer="")
+        return state
 
     # -- the replies ----------------------------------------------------------------------------
 
@@ -454,6 +490,11 @@ class _Talk:
         speech = event.speech.strip()
         if not digits and not speech:
             return self.silence()
+        if speech:
+            # Danger is heard before any other meaning, at every Gather, in every language.
+            urgent = safety.classify(self.content, speech, self.state.lang)
+            if urgent is not None:
+                return self.urgent(urgent)
         meaning = self.meaning_of_key(digits) if digits else self.meaning_of_speech(speech)
         if meaning is None:
             return self.miss(spoken=not digits)
@@ -471,6 +512,11 @@ class _Talk:
             return f"command:{self.content.section_keys[key]}"
         if self.state.node in (OFFER, RECORD, STAFF) and key in self.content.message_keys:
             return f"command:{self.content.message_keys[key]}"
+        if self.state.node in URGENT_NODES:
+            if key in self.content.urgent_keys:
+                return f"command:{self.content.urgent_keys[key]}"
+            if key in self.content.topic_keys:
+                return f"section:{self.content.topic_keys[key]}"
         return None
 
     def meaning_of_speech(self, speech: str) -> str | None:
@@ -522,8 +568,10 @@ class _Talk:
             self.state = self.at()
             effect = SendSectionText(self.state.section, self.state.lang)
             return Reply((), self.state.slow, AwaitOutcome(self.state), (effect,))
-        if name == "leave_message" and node in (OFFER, RECORD, STAFF):
+        if name == "leave_message" and node in (OFFER, RECORD, STAFF, *URGENT_NODES):
             return self.record()
+        if name == "connect" and node in URGENT_NODES:
+            return self.connect_urgent()
         return self.miss(spoken=True)
 
     def repeat(self, before: list[Line] | None = None, effects: tuple[Effect, ...] = ()) -> Reply:
@@ -536,6 +584,10 @@ class _Talk:
         return self.listen([*(before or []), *self.options()], self.state, effects)
 
     def miss(self, spoken: bool) -> Reply:
+        if self.state.node in URGENT_NODES:
+            # Never "did not understand" after an urgent answer: the numbers again, and the offer.
+            self.state = self.at()
+            return self.listen([self.urgent_answer(), *self.urgent_offer_lines()], self.state)
         if self.state.silences >= SILENCES_BEFORE_WARNING:
             # After "press any key for more time", any key is the caller saying "I'm here".
             self.state = self.at()
@@ -547,6 +599,11 @@ class _Talk:
         return self.listen([*lines, *self.options()], self.state)
 
     def silence(self) -> Reply:
+        if self.state.node in URGENT_NODES:
+            # Never a hang-up after an urgent answer: someone silent may be unable to speak.
+            self.state = self.at()
+            lines = [self.line("urgent_still_here"), self.urgent_answer(), *self.urgent_offer_lines()]
+            return self.listen(lines, self.state)
         silences = min(self.state.silences + 1, _COUNTER_CAP)
         self.state = replace(self.state, silences=silences)
         if silences < SILENCES_BEFORE_WARNING:
@@ -576,11 +633,61 @@ class _Talk:
         return self.listen(lines, self.state)
 
     def dial_ended(self, event: DialEnded) -> Reply:
+        if self.state.node in URGENT_NODES:
+            # Whatever became of the call to the crisis line or staff, the caller is back at the offer.
+            self.state = self.at(node=URGENT)
+            return self.listen([self.line("urgent_back"), *self.urgent_offer_lines()], self.state)
         if event.status == "completed" and event.accepted:
             return self.main_menu([self.line("after_staff_call")])
         self.state = self.at(node=OFFER)
         lines = [self.line("staff_unavailable"), self.line("emergency_reminder"), self.line("message_offer")]
         return self.listen(lines, self.state)
+
+    # -- urgent words (ivr/safety.py) -------------------------------------------------------------
+
+    def urgent(self, heard: safety.Urgent) -> Reply:
+        """The kind's answer at once (in the language of the words heard), then the offer; kept for staff."""
+        offer = heard.offer_section
+        self.state = self.at(node=URGENT, lang=heard.lang, urgent=heard.kind, offer=offer)
+        lines = [self.urgent_answer(), *self.urgent_offer_lines()]
+        return self.listen(lines, self.state, (FlagUrgent(heard.kind, heard.lang),))
+
+    def urgent_answer(self) -> Line:
+        words = self.language.urgent
+        kind = self.state.urgent or safety.CRISIS
+        text = words.kinds[kind].say if words is not None else self.language.say("emergency_reminder")
+        return Line(text, self.state.lang)
+
+    def urgent_connect_to_staff(self) -> bool:
+        """An emergency is connected to staff (when they are in); a crisis or distress to the crisis line."""
+        return self.state.urgent == safety.EMERGENCY
+
+    def urgent_offer_lines(self) -> list[Line]:
+        """Connect now, leave a message, the offered topic, the main menu: in that order."""
+        lines = []
+        if not self.urgent_connect_to_staff():
+            lines.append(self.line("urgent_connect_crisis"))
+        elif self.world.staff_open:
+            lines.append(self.line("urgent_connect_staff"))
+        lines.append(self.line("urgent_message"))
+        if self.state.offer:
+            section = self.language.sections[self.state.offer]
+            lines.append(self.line("urgent_topic", title=section.title, key=section.key))
+        lines.append(self.line("urgent_menu"))
+        return lines
+
+    def connect_urgent(self) -> Reply:
+        dialing = self.at(node=URGENT_DIAL)
+        if not self.urgent_connect_to_staff():
+            self.state = dialing
+            return Reply((self.line("urgent_connecting"),), self.state.slow, DialCrisisLine(self.state))
+        if self.world.staff_open:
+            self.state = dialing
+            lines = (self.line("urgent_connecting_staff"),)
+            return Reply(lines, self.state.slow, Connect(self.state, self.state.section))
+        # An emergency with no staff in: 911 again, and the offer (which then has no "connect").
+        self.state = self.at(node=URGENT)
+        return self.listen([self.urgent_answer(), *self.urgent_offer_lines()], self.state)
 
     def record(self) -> Reply:
         self.state = self.at(node=RECORD)

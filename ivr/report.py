@@ -68,6 +68,8 @@ class Report:
     rows: tuple[Row, ...]
     reviews: tuple[Review, ...]
     problems: tuple[str, ...] = field(default=())
+    #: (language, list name, how many phrases): every phrase list people's words are matched against.
+    phrase_lists: tuple[tuple[str, str, int], ...] = field(default=())
 
 
 def opening_text(content: Content, lang: str) -> str:
@@ -128,6 +130,7 @@ def build_report(content: Content, today: dt.date) -> Report:
     """Measure every text of every language in `content`; `today` dates the review check."""
     rows: list[Row] = []
     reviews: list[Review] = []
+    phrase_lists: list[tuple[str, str, int]] = []
     for code, language in content.languages.items():
         rows.append(_spoken_row(code, "opening", "opening as heard", opening_text(content, code), True))
         values = sample_values(language)
@@ -148,11 +151,34 @@ def build_report(content: Content, today: dt.date) -> Report:
             rows.append(_spoken_row(code, "prompt", name, filled(text, values), prompt_score_required(code)))
         for name, text in language.sms.items():
             rows.append(_sms_row(code, "sms-prompt", name, filled(text, values), prompt_score_required(code)))
+        urgent = language.urgent
+        if urgent is not None:
+            for kind in urgent.kinds.values():
+                rows.append(_spoken_row(code, "prompt", f"urgent {kind.name}", kind.say, prompt_score_required(code)))
+                text = filled(kind.text, values)
+                rows.append(_sms_row(code, "sms-prompt", f"urgent {kind.name}", text, prompt_score_required(code)))
+            overdue = today - urgent.reviewed_on > REVIEW_EVERY
+            reviews.append(Review(code, "urgent", urgent.reviewed_by, urgent.reviewed_on, urgent.source, overdue))
+        phrase_lists += _phrase_lists(code, language)
     problems = [f"{row.lang} {row.item}: {problem}" for row in rows for problem in row.problems]
     problems += [
         f"{r.lang} {r.section}: review of {r.reviewed_on} is more than a year old" for r in reviews if r.overdue
     ]
-    return Report(today, tuple(rows), tuple(reviews), tuple(problems))
+    return Report(today, tuple(rows), tuple(reviews), tuple(problems), tuple(phrase_lists))
+
+
+def _phrase_lists(code: str, language: Language) -> list[tuple[str, str, int]]:
+    """Every list of phrases the line matches people's words against, in one language, with its size."""
+    lists = [(code, f"spoken command {name}", len(phrases)) for name, phrases in language.commands.items()]
+    for section in language.sections.values():
+        lists.append((code, f"topic {section.id} (title, keyword, synonyms)", 2 + len(section.synonyms)))
+    lists += [(code, f"text keywords {name}", len(words)) for name, words in language.texting.keywords.items()]
+    urgent = language.urgent
+    if urgent is not None:
+        lists += [(code, f"urgent {kind.name}", len(kind.phrases)) for kind in urgent.kinds.values()]
+        lists.append((code, f"urgent end of life (offers {urgent.end_of_life_section})", len(urgent.end_of_life_phrases)))
+        lists.append((code, "urgent near misses (must not trigger)", len(urgent.near_misses)))
+    return lists
 
 
 def render(report: Report) -> str:
@@ -189,6 +215,9 @@ def render(report: Report) -> str:
             elif row.kind == "sms-prompt":
                 sms = f"{len(row.text)} chars, {row.segments} seg {row.encoding}"
                 out.append(f"{row.item + ' (text)':<28} {row.words:>5} {'':>7}  {row.score!s:<24} {sms}{_flag(row)}")
+    if report.phrase_lists:
+        out += ["", f"{'phrase list':<60} phrases"]
+        out += [f"{lang} {name:<57} {count:>7}" for lang, name, count in report.phrase_lists]
     out += ["", f"{len(report.problems)} problem(s)" + (":" if report.problems else ".")]
     out += [f"  {problem}" for problem in report.problems]
     return "\n".join(line.rstrip() for line in out)

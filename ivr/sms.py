@@ -20,7 +20,7 @@ from functools import partial
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from ivr import resilience, spool, textline, twiml, usage
+from ivr import alerts, resilience, spool, textline, twiml, usage
 from ivr.errors import where
 from ivr.security import request_is_from_twilio, twilio_only
 from ivr.services import Services, now, services
@@ -83,10 +83,11 @@ def _answer_text(use_database: bool) -> Response:
         section=stored.section,
         next_part=stored.next_part,
         opted_out=stored.opted_out,
+        lang_known=bool(stored.lang),
     )
     decision = textline.decide(content, conversation, form.get("Body", ""))
 
-    changes = _changes(decision, stored)
+    changes = _changes(decision, stored, svc, form.get("Body", ""))
     token = decision.outcome.token()
     # A retry gets the answer given the first time: from the spool, or read with the conversation.
     first = pending.outcomes.get(event_key) if event_key else None
@@ -99,6 +100,10 @@ def _answer_text(use_database: bool) -> Response:
         first = _store_turn(svc, event_key, phone, token, changes, use_database)
         if first is None:  # stored now, so counted once per message (ivr/usage.py)
             _count_uses(svc, decision)
+            if changes.callback is not None and changes.callback.urgent:
+                app = current_app._get_current_object()  # type: ignore[attr-defined]
+                alerts.note_line_number(app, form.get("To", ""))
+                alerts.send_soon(app)
     outcome = decision.outcome
     if first is not None:
         # Twilio sent this message before: answer as the first time, store nothing again ...
@@ -138,8 +143,11 @@ def _store_turn(
     return resilience.guard().keep(record, live, "storing a text")
 
 
-def _changes(decision: textline.Decision, stored: TextSession) -> TextChanges:
-    """The storage changes a decision's effects ask for."""
+def _changes(
+    decision: textline.Decision, stored: TextSession, svc: Services | None = None, words: str = ""
+) -> TextChanges:
+    """The storage changes a decision's effects ask for. A call-back or urgent request keeps the words
+    texted (so a nurse can judge it), sealed (encrypted) before they go to the database or the spool."""
     changes = TextChanges()
     for effect in decision.effects:
         if isinstance(effect, textline.OptOut | textline.OptIn):
@@ -147,7 +155,10 @@ def _changes(decision: textline.Decision, stored: TextSession) -> TextChanges:
         elif isinstance(effect, textline.SaveConversation):
             changes = replace(changes, session=TextSession(effect.lang, effect.section, effect.next_part))
         elif isinstance(effect, textline.RequestCallback):
-            ask = CallbackAsk(effect.topic, effect.lang, effect.urgent, opted_out=stored.opted_out)
+            sealed = svc.storage.seal(words[: textline.MAX_TEXT_CHARACTERS]) if svc is not None and words else ""
+            ask = CallbackAsk(
+                effect.topic, effect.lang, effect.urgent, opted_out=stored.opted_out, kind=effect.kind, words=sealed
+            )
             changes = replace(changes, callback=ask)
     return changes
 

@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 VOICEMAIL = "voicemail"
 RECORDING = "recording"
 TEXT_TURN = "text_turn"
-KINDS = frozenset({VOICEMAIL, RECORDING, TEXT_TURN})
+URGENT_CALL = "urgent_call"
+KINDS = frozenset({VOICEMAIL, RECORDING, TEXT_TURN, URGENT_CALL})
 
 
 def new_record(kind: str, at: dt.datetime, **fields: Any) -> dict[str, Any]:

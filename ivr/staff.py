@@ -272,6 +272,9 @@ def _request_view(row: dict[str, Any]) -> dict[str, Any]:
         "topic": _sentence(titles[row["topic"]].title) if row["topic"] in titles else "",
         "lang": row["lang"],
         "urgent": bool(row["urgent"]),
+        "urgent_kind": row.get("urgent_kind") or "",
+        # The words a person texted with an urgent or call-back request, unsealed only for this page.
+        "words": services().storage.unseal(row.get("words")),
         "has_recording": bool(row["recording_sid"]),
         "recording_seconds": row["recording_seconds"] or 0,
         # Notes are codes (comma-separated) set by the phone and text lines; the page words them.

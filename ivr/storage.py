@@ -7,8 +7,10 @@ are health-related data: they are stored in the clear only where staff need to c
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import fcntl
+import functools
 import hashlib
 import hmac
 import logging
@@ -26,6 +28,9 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from alembic.config import Config
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
@@ -85,7 +90,25 @@ callback_requests = sa.Table(
     sa.Column("done_by", sa.String(64), nullable=True),
     sa.Column("done_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("dedupe_key", sa.String(80), nullable=True, unique=True),
+    # Migration 0003: the urgent kind (emergency, crisis, distress) and, for texts, the words sealed.
+    sa.Column("urgent_kind", sa.String(16), nullable=True),
+    sa.Column("words", sa.Text, nullable=True),
 )
+
+#: Alerts to STAFF_ALERT_NUMBERS waiting to be sent (ivr/alerts.py): written in the same transaction as
+#: the urgent request, so no alert is lost to a failing API or a restart. They hold no patient data.
+staff_alerts = sa.Table(
+    "staff_alerts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0, server_default="0"),
+    sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+#: An alert claimed by a process that died before sending is sent by another after this long.
+ALERT_CLAIM_SECONDS = 120
 
 sms_sessions = sa.Table(
     "sms_sessions",
@@ -236,6 +259,10 @@ class CallbackAsk:
     lang: str
     urgent: bool = False
     opted_out: bool = False
+    #: The urgent kind (emergency, crisis, distress) when `urgent`.
+    kind: str = ""
+    #: The words texted, sealed (Storage.seal), so a nurse can judge the request; "" for none.
+    words: str = ""
 
 
 @dataclass(frozen=True)
@@ -274,7 +301,14 @@ class TextChanges:
             else [self.session.lang, self.session.section, self.session.next_part],
             "callback": None
             if self.callback is None
-            else [self.callback.topic, self.callback.lang, self.callback.urgent, self.callback.opted_out],
+            else [
+                self.callback.topic,
+                self.callback.lang,
+                self.callback.urgent,
+                self.callback.opted_out,
+                self.callback.kind,
+                self.callback.words,
+            ],
         }
 
     @classmethod
@@ -286,7 +320,13 @@ class TextChanges:
             session=None if session is None else TextSession(str(session[0]), str(session[1]), int(session[2])),
             callback=None
             if callback is None
-            else CallbackAsk(str(callback[0]), str(callback[1]), bool(callback[2]), bool(callback[3])),
+            else CallbackAsk(
+                str(callback[0]),
+                str(callback[1]),
+                bool(callback[2]),
+                bool(callback[3]),
+                *(str(value) for value in callback[4:6]),
+            ),
         )
 
 
@@ -563,6 +603,27 @@ class Storage:
         self.conversation_engine.dispose(close=False)
 
     # -- privacy --------------------------------------------------------------------------------
+
+    @functools.cached_property
+    def _fernet(self) -> Fernet:
+        """The key that seals words people texted: derived from SECRET_KEY with HKDF, for this use only."""
+        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"careline words at rest").derive(
+            self._secret
+        )
+        return Fernet(base64.urlsafe_b64encode(key))
+
+    def seal(self, words: str) -> str:
+        """`words` encrypted and authenticated (a Fernet token), for keeping at rest."""
+        return self._fernet.encrypt(words.encode()).decode("ascii")
+
+    def unseal(self, token: str | None) -> str:
+        """Words sealed by `seal`; "" when there are none or they cannot be read (another SECRET_KEY)."""
+        if not token:
+            return ""
+        try:
+            return self._fernet.decrypt(token.encode("ascii")).decode()
+        except (InvalidToken, ValueError):
+            return ""
 
     def phone_hash(self, phone: str) -> str:
         """A keyed hash of a phone number: lets the line recognise a number without storing it."""
@@ -1115,7 +1176,7 @@ class Storage:
     def _request_callback(
         self, connection: Any, phone: str, ask: CallbackAsk, channel: str, dedupe_key: str | None, at: dt.datetime
     ) -> bool:
-        # Notes are codes for the staff page, never the words someone texted.
+        # Notes are codes for the staff page; the words someone texted are only ever kept sealed.
         notes = [note for note, flag in (("urgent_words", ask.urgent), ("texts_opted_out", ask.opted_out)) if flag]
         values = {
             "created_at": at,
@@ -1128,9 +1189,65 @@ class Storage:
             "note": ",".join(notes),
             "status": "open",
             "dedupe_key": dedupe_key[:80] if dedupe_key else None,
+            "urgent_kind": ask.kind or None if ask.urgent else None,
+            "words": ask.words or None,
         }
         statement = self._insert(callback_requests).values(**values).on_conflict_do_nothing()
-        return connection.execute(statement).rowcount == 1
+        added = connection.execute(statement).rowcount == 1
+        if added and ask.urgent:
+            self._queue_alert(connection, at)
+        return added
+
+    # -- urgent calls and staff alerts (ivr/safety.py, ivr/alerts.py) ------------------------------
+
+    def record_urgent_call(
+        self, call_sid: str, phone: str, kind: str, lang: str, at: dt.datetime | None = None
+    ) -> bool:
+        """Keep a call where urgent words were heard as an urgent request (the kind only, no words),
+        once per call, with a staff alert queued; True when this call added it."""
+        with self.engine.begin() as connection:
+            return self._record_urgent_call(connection, call_sid, phone, kind, lang, as_utc(at))
+
+    def _record_urgent_call(
+        self, connection: Any, call_sid: str, phone: str, kind: str, lang: str, at: dt.datetime
+    ) -> bool:
+        ask = CallbackAsk(topic="", lang=lang, urgent=True, kind=kind)
+        key = f"urgent:{call_sid}" if call_sid else None
+        return self._request_callback(connection, phone, ask, "voice", key, at)
+
+    def _queue_alert(self, connection: Any, at: dt.datetime) -> None:
+        connection.execute(staff_alerts.insert().values(created_at=at, attempts=0))
+
+    def claim_alerts(self, at: dt.datetime | None = None) -> list[int]:
+        """Alerts waiting to be sent, claimed for this process (one that died holding a claim loses it
+        after ALERT_CLAIM_SECONDS), so two processes never send the same alert at once."""
+        at = as_utc(at)
+        stale = at - dt.timedelta(seconds=ALERT_CLAIM_SECONDS)
+        waiting = sa.and_(
+            staff_alerts.c.sent_at.is_(None),
+            sa.or_(staff_alerts.c.claimed_at.is_(None), staff_alerts.c.claimed_at < stale),
+        )
+        claimed = []
+        with self.engine.begin() as connection:
+            for row in connection.execute(sa.select(staff_alerts.c.id).where(waiting).order_by(staff_alerts.c.id)):
+                update = staff_alerts.update().where(staff_alerts.c.id == row.id, waiting).values(claimed_at=at)
+                if connection.execute(update.execution_options(preserve_rowcount=True)).rowcount == 1:
+                    claimed.append(int(row.id))
+        return claimed
+
+    def settle_alert(self, alert_id: int, sent: bool, at: dt.datetime | None = None) -> None:
+        """Note an alert sent, or failed (released for the next try)."""
+        values: dict[str, Any] = {"attempts": staff_alerts.c.attempts + 1, "claimed_at": None}
+        if sent:
+            values["sent_at"] = as_utc(at)
+        with self.engine.begin() as connection:
+            connection.execute(staff_alerts.update().where(staff_alerts.c.id == alert_id).values(**values))
+
+    def unsent_alerts(self) -> int:
+        """How many alerts wait to be sent."""
+        query = sa.select(sa.func.count()).select_from(staff_alerts).where(staff_alerts.c.sent_at.is_(None))
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
 
     # -- remembered choices (phone line) ----------------------------------------------------------
 
@@ -1267,6 +1384,15 @@ class Storage:
                     str(record.get("lang", "en")),
                     at,
                 )
+            elif kind == "urgent_call":
+                self._record_urgent_call(
+                    connection,
+                    str(record.get("call_sid", "")),
+                    str(record.get("phone", "")),
+                    str(record.get("urgent_kind", "")),
+                    str(record.get("lang", "en")),
+                    at,
+                )
             elif kind == "recording":
                 self._attach_recording(
                     connection,
@@ -1307,6 +1433,7 @@ class Storage:
             "opt_outs": (opt_outs, sa.and_(opt_outs.c.opted_out.is_(False), opt_outs.c.changed_at < cutoff)),
             "login_attempts": (login_attempts, login_attempts.c.at < cutoff),
             "staff_acceptances": (staff_acceptances, staff_acceptances.c.accepted_at < cutoff),
+            "staff_alerts": (staff_alerts, staff_alerts.c.sent_at < cutoff),
         }
         removed: dict[str, int] = {}
         with self.engine.begin() as connection:

@@ -8,8 +8,11 @@ from the token stored the first time, without storing anything twice.
 
 The promises kept here:
 - STOP and its family (as the whole text, in any language) opt the number out. After that the
-  line answers only START and HELP; a call-back request or an urgent text is still kept for staff.
-- A text about suicide, self-harm or a medical emergency is answered first, with 911 and 988.
+  line answers only START, HELP and urgent words; a call-back request is still kept for staff.
+- Urgent words (emergency, crisis, distress: ivr/safety.py) are heard before anything but STOP,
+  START and HELP as the whole text, and answered first with the kind's own text (911, 988), even
+  from a number that opted out: the person just wrote to us, and a reply to a message someone sent
+  is what carriers allow; safety comes before the opt-out rule. Staff get an urgent request.
 - Everything else gets a section, the next part of one, a call-back confirmation, or the menu:
   never silence, never a dead end.
 - A reply is in the language the text was written in: a word that belongs to one language only
@@ -22,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from ivr import safety
 from ivr.content import Content, Language
 from ivr.hours import StaffHours, describe_hours
 from ivr.matching import Said, normalize
@@ -44,10 +48,10 @@ LANGUAGE = "language"  # the menu in the language just chosen
 SECTION = "section"  # one part of a section, with "Reply MORE" or the end footer
 NO_MORE = "no_more"  # MORE after the last part
 CALLBACK = "callback"
-URGENT = "urgent"
+URGENT = "urgent"  # Outcome.section holds the urgent kind (emergency, crisis, distress)
 KINDS = frozenset({SILENT, STOPPED, WELCOME, HELP, MENU, NOT_UNDERSTOOD, LANGUAGE, SECTION, NO_MORE, CALLBACK, URGENT})
 #: The only answers an opted-out number may get: to STOP itself, START and HELP.
-ANSWERS_AFTER_STOP = frozenset({SILENT, STOPPED, WELCOME, HELP})
+ANSWERS_AFTER_STOP = frozenset({SILENT, STOPPED, WELCOME, HELP, URGENT})
 #: What a retried message may still get, first given before a STOP that came since: not the welcome of an
 #: earlier START (the number is opted out now; the retry opts nobody in).
 RETRIED_ANSWERS_AFTER_STOP = ANSWERS_AFTER_STOP - {WELCOME}
@@ -62,6 +66,9 @@ class Conversation:
     #: The part of `section` that MORE sends next.
     next_part: int = 0
     opted_out: bool = False
+    #: False while the number never chose or used a language (`lang` is then the default): an urgent
+    #: answer is then in the language of the words that were heard.
+    lang_known: bool = True
 
 
 @dataclass(frozen=True)
@@ -138,6 +145,8 @@ class RequestCallback:
     topic: str
     lang: str
     urgent: bool = False
+    #: The urgent kind (emergency, crisis, distress) when `urgent`.
+    kind: str = ""
 
 
 @dataclass(frozen=True)
@@ -170,6 +179,7 @@ def sanitize(content: Content, conversation: Conversation) -> Conversation:
         section=section,
         next_part=min(max(conversation.next_part, 0), parts),
         opted_out=bool(conversation.opted_out),
+        lang_known=bool(conversation.lang_known),
     )
 
 
@@ -202,21 +212,22 @@ def decide(content: Content, conversation: Conversation, text: str) -> Decision:
             return Decision(Outcome(WELCOME, lang), (OptIn(), *_switch(conv, lang)))
         return Decision(Outcome(HELP, lang), _switch(conv, lang))
 
-    urgent_lang = find.urgent()
+    urgent = find.urgent()
     mentioned = find.section()
     topic = mentioned[0] if mentioned else conv.section
 
+    if urgent:
+        # Before the opt-out rule: a person in danger gets the answer, even after STOP (see above).
+        lang = conv.lang if conv.lang_known else urgent.lang
+        ask = RequestCallback(topic, lang, urgent=True, kind=urgent.kind)
+        return Decision(Outcome(URGENT, lang, urgent.kind), (ask,))
+
     if conv.opted_out:
         # Only START and HELP get a reply. What someone asks of staff is still kept, never a text.
-        if urgent_lang:
-            return Decision(Outcome(SILENT, urgent_lang), (RequestCallback(topic, urgent_lang, urgent=True),))
         asking = find.family("call") or (None if mentioned else find.family("staff"))
         if asking:
             return Decision(Outcome(SILENT, asking), (RequestCallback(topic, asking),))
         return Decision(Outcome(SILENT, conv.lang))
-
-    if urgent_lang:
-        return Decision(Outcome(URGENT, urgent_lang), (RequestCallback(topic, urgent_lang, urgent=True),))
 
     chosen = find.family("language")
     lang = chosen or conv.lang
@@ -297,13 +308,9 @@ class _Finder:
                 return code
         return None
 
-    def urgent(self) -> str | None:
-        """The language of an urgent phrase in the text, allowing small typos, if any."""
-        for fuzzy in (False, True):
-            for code, language in self.languages():
-                if language.texting.urgent.match(self.said, fuzzy=fuzzy):
-                    return code
-        return None
+    def urgent(self) -> safety.Urgent | None:
+        """Urgent words in the text (ivr/safety.py, allowing small typos), if any."""
+        return safety.classify(self.content, self.folded, self.order[0], typos=True)
 
     def section(self) -> tuple[str, str] | None:
         """(section id, language) of a topic named in the text: exact words in any language before typos."""
@@ -340,7 +347,11 @@ def render(content: Content, outcome: Outcome, facts: Facts) -> tuple[str, ...]:
     if kind == CALLBACK:
         return (language.text("callback_saved", hours=hours),)
     if kind == URGENT:
-        return (language.text("urgent", hours=hours),)
+        words = language.urgent
+        urgent_kind = outcome.section if outcome.section in safety.URGENT_KINDS else safety.CRISIS
+        if words is None:  # pragma: no cover - loaded content always has urgent words
+            return ()
+        return (words.kinds[urgent_kind].text.format(hours=hours),)
     if kind in (SECTION, NO_MORE) and outcome.section in content.section_ids:
         section = language.sections[outcome.section]
         if kind == NO_MORE:

@@ -21,6 +21,7 @@ from ivr.dialog import (
     AwaitOutcome,
     CallState,
     Connect,
+    DialCrisisLine,
     HangUp,
     Line,
     Listen,
@@ -54,6 +55,10 @@ def state_to_query(state: CallState) -> dict[str, Any]:
         query["q"] = str(state.silences)
     if state.memory in _MEMORY_TO_QUERY:
         query["r"] = _MEMORY_TO_QUERY[state.memory]
+    if state.urgent:
+        query["u"] = state.urgent
+    if state.offer:
+        query["o"] = state.offer
     return query
 
 
@@ -73,6 +78,8 @@ def state_from_query(query: Mapping[str, str]) -> CallState:
         misses=number("m"),
         silences=number("q"),
         memory=_MEMORY_FROM_QUERY.get(str(query.get("r", "")), MEMORY_OFF),
+        urgent=str(query.get("u", ""))[:16],
+        offer=str(query.get("o", ""))[:32],
     )
 
 
@@ -84,6 +91,10 @@ class VoiceSettings:
     speech_rate: str = "90%"
     slow_speech_rate: str = "70%"
     gather_timeout: int = DEFAULT_GATHER_TIMEOUT
+    #: Where "connect me now" after crisis or distress words rings (CRISIS_LINE_NUMBER).
+    crisis_line: str = "+18002738255"
+    #: Seconds the crisis line rings before the caller is back at the offer.
+    crisis_ring_seconds: int = 60
 
 
 @dataclass(frozen=True)
@@ -170,6 +181,18 @@ class Renderer:
                 else:
                     dial.number(number, url=whisper_url, method="POST")
             response.append(dial)
+        elif isinstance(nxt, DialCrisisLine):
+            self._speak(response, reply)
+            dial = Dial(
+                action=links.step(nxt.state),
+                method="POST",
+                timeout=self.settings.crisis_ring_seconds,
+                caller_id=(staff.caller_id if staff else "") or None,
+            )
+            dial.number(self.settings.crisis_line)
+            response.append(dial)
+            # Should the Dial end without its action, the caller still comes back to the offer.
+            response.redirect(links.step(nxt.state), method="POST")
         elif isinstance(nxt, RecordMessage):
             self._speak(response, reply)
             response.record(

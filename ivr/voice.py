@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from flask import Blueprint, Response, current_app, request, url_for
 
-from ivr import dialog, resilience, spool, texting, usage
+from ivr import alerts, dialog, resilience, spool, texting, usage
 from ivr.config import E164
 from ivr.dialog import CallState, Circumstances, Event, Reply
 from ivr.security import twilio_only
@@ -109,6 +109,8 @@ def _perform(reply: Reply, world: Circumstances) -> Reply:
             _save_choices(effect, caller)
         elif isinstance(effect, dialog.SendSectionText):
             outcome = dialog.TextOutcome(_send_once(effect, caller))
+        elif isinstance(effect, dialog.FlagUrgent):
+            _keep_urgent(effect, call_sid, caller)
     if isinstance(reply.next, dialog.AwaitOutcome):
         if outcome is None:  # pragma: no cover - every waiting reply carries the effect that answers it
             outcome = dialog.TextOutcome("failed")
@@ -163,6 +165,22 @@ def _keep_voicemail(effect: dialog.OpenVoicemail, call_sid: str, caller: str) ->
     )
     live = partial(storage.open_voicemail, call_sid, caller, effect.topic, effect.lang, at)
     resilience.guard().keep(record, live, "keeping a voice message")
+
+
+def _keep_urgent(effect: dialog.FlagUrgent, call_sid: str, caller: str) -> None:
+    """Keep the call as urgent for staff (its kind, never the words said) and alert staff; never lost:
+    in the database, or in the spool while it is away (its alert is queued when the spool is moved in)."""
+    app = current_app_object()
+    storage = services().storage
+    at = now()
+    record = spool.new_record(
+        spool.URGENT_CALL, at, call_sid=call_sid, phone=caller, urgent_kind=effect.kind, lang=effect.lang
+    )
+    live = partial(storage.record_urgent_call, call_sid, caller, effect.kind, effect.lang, at)
+    added = resilience.guard().keep(record, live, "keeping an urgent call")
+    alerts.note_line_number(app, _line_number())
+    if added:
+        alerts.send_soon(app)
 
 
 def can_remember(number: str) -> bool:
@@ -233,6 +251,9 @@ def step() -> Response:
         storage = svc.storage
         accepted = resilience.guard().read(partial(storage.staff_accepted, staff_leg), False, "reading a transfer")
         event = dialog.DialEnded(status=form.get("DialCallStatus", "failed"), accepted=accepted)
+    elif state.node == dialog.URGENT_DIAL:
+        # The crisis line's (or staff's) call ended, however: the caller is back at the urgent offer.
+        event = dialog.DialEnded(status=form.get("DialCallStatus", "failed"), accepted=False)
     elif state.node == dialog.RECORD:
         event = dialog.Recorded(has_audio=_save_recording(state))
     else:

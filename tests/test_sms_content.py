@@ -9,7 +9,7 @@ import pytest
 
 from ivr import gsm
 from ivr import textline as tl
-from ivr.content import PROMPTS_DIR, SMS_PROMPTS, ContentError, load_content
+from ivr.content import URGENT_KINDS, PROMPTS_DIR, SMS_PROMPTS, ContentError, load_content
 from ivr.hours import HourWords, StaffHours, describe_hours
 
 CONTENT = load_content()
@@ -54,7 +54,11 @@ def every_message() -> list[tuple[str, str]]:
                 "topic": max(language.texting.topics.values(), key=len),
                 "phone": max(STAFF_PHONES, key=len),
                 "hours": max(facts.staff_hours.values(), key=len),
+                "link": "https://careline.example.org/staff/",  # the staff alert's PUBLIC_BASE_URL
             }
+            for urgent_kind in URGENT_KINDS:
+                (text,) = tl.render(CONTENT, tl.Outcome(tl.URGENT, lang, urgent_kind), facts)
+                found[f"{lang}:urgent:{urgent_kind}:facts{facts_number}"] = text
             for name, fields in SMS_PROMPTS.items():
                 found[f"{lang}:prompt:{name}"] = language.text(name, **{f: longest[f] for f in fields})
     return sorted(found.items())

@@ -266,9 +266,12 @@ def test_urgent_words_get_911_and_988_first_and_a_flag_for_staff(session: str, l
     decision = decide(text, session, section="coping", next_part=1)
     assert decision.outcome.kind == tl.URGENT, text
     ask = decision.effects[0]
-    assert isinstance(ask, tl.RequestCallback) and ask.urgent
-    (message,) = tl.render(CONTENT, decision.outcome, tl.Facts(staff_hours={"en": "Mon-Fri 8:30am-5pm"}))
-    assert message.startswith(CONTENT.language(decision.outcome.lang).text("urgent", hours="")[:20])
+    assert isinstance(ask, tl.RequestCallback) and ask.urgent and ask.kind == decision.outcome.section
+    hours = {"en": "Mon-Fri 8:30am-5pm", "es": "lun-vie 8:30-17:00"}
+    (message,) = tl.render(CONTENT, decision.outcome, tl.Facts(staff_hours=hours))
+    words = CONTENT.language(decision.outcome.lang).urgent
+    assert words is not None
+    assert message == words.kinds[decision.outcome.section].text.format(hours=hours[decision.outcome.lang])
     assert "911" in message and "988" in message
 
 
@@ -294,7 +297,7 @@ def test_urgent_phrases_people_send(text: str) -> None:
     assert decide(text).outcome.kind == tl.URGENT
 
 
-def test_after_stop_only_start_and_help_get_a_reply_but_asks_for_staff_are_kept() -> None:
+def test_after_stop_only_start_help_and_urgent_words_get_a_reply_and_asks_for_staff_are_kept() -> None:
     for text in ["hospice", "5", "MENU", "more", "hello", "", "ESPAÑOL", "blah", "PARAR" + " now"]:
         decision = decide(text, opted_out=True, section="hospice", next_part=1)
         assert decision.outcome.kind == tl.SILENT, text
@@ -302,8 +305,10 @@ def test_after_stop_only_start_and_help_get_a_reply_but_asks_for_staff_are_kept(
         assert tl.render(CONTENT, decision.outcome, tl.Facts()) == ()
     call = decide("call me", opted_out=True)
     assert call.outcome.kind == tl.SILENT and call.effects == (tl.RequestCallback("", "en"),)
+    # Safety before the opt-out rule (issue 13): urgent words get their answer, and staff a request.
     urgent = decide("I want to die", opted_out=True)
-    assert urgent.outcome.kind == tl.SILENT and urgent.effects == (tl.RequestCallback("", "en", urgent=True),)
+    assert urgent.outcome == tl.Outcome(tl.URGENT, "en", "crisis")
+    assert urgent.effects == (tl.RequestCallback("", "en", urgent=True, kind="crisis"),)
 
 
 def test_outcome_tokens_round_trip_and_reject_garbage() -> None:
