@@ -78,7 +78,9 @@ def send_waiting(app: Flask) -> int:
 
 
 def send_soon(app: Flask) -> threading.Thread:
-    """Send the waiting alerts from a background thread: the caller or texter is answered meanwhile."""
+    """Send the waiting alerts from a background thread: the caller or texter is answered meanwhile.
+    Until one round sends them all, this process tries again every ALERT_RETRY_SECONDS."""
+    app.extensions["careline.alerts_waiting"] = True
     thread = threading.Thread(target=_send_quietly, args=(app,), name="careline-alerts", daemon=True)
     thread.start()
     return thread
@@ -87,17 +89,29 @@ def send_soon(app: Flask) -> threading.Thread:
 def _send_quietly(app: Flask) -> None:
     try:
         send_waiting(app)
+        storage = app_services(app).storage
+        unsent = resilience.app_guard(app).read(storage.unsent_alerts, 1, "counting staff alerts")
+        app.extensions["careline.alerts_waiting"] = bool(unsent)
     except Exception as error:  # a thread's error would otherwise only go to stderr
         log.error("Sending staff alerts failed: %s", type(error).__name__)
 
 
 def init_app(app: Flask) -> None:
-    """Send what waits now (an earlier run's failures), and try again every ALERT_RETRY_SECONDS."""
+    """Send what waits now (an earlier run's failures, looked for with one count at start-up), and,
+    while this process knows of alerts not yet sent, try again every ALERT_RETRY_SECONDS. A request
+    pays nothing for this otherwise: no database work unless an alert is waiting."""
+    storage = app_services(app).storage
+    # With the database away, assume something waits: the first retry finds out.
+    waiting = resilience.app_guard(app).read(storage.unsent_alerts, 1, "counting staff alerts")
+    app.extensions["careline.alerts_waiting"] = bool(waiting)
     app.extensions["careline.alerts_next"] = time.monotonic() + ALERT_RETRY_SECONDS
-    send_soon(app)
+    if waiting:
+        send_soon(app)
 
     @app.before_request
     def _retry_alerts() -> None:
+        if not app.extensions["careline.alerts_waiting"]:
+            return
         clock = time.monotonic()
         if clock >= app.extensions["careline.alerts_next"]:
             app.extensions["careline.alerts_next"] = clock + ALERT_RETRY_SECONDS

@@ -179,7 +179,7 @@ def _keep_urgent(effect: dialog.FlagUrgent, call_sid: str, caller: str) -> None:
     live = partial(storage.record_urgent_call, call_sid, caller, effect.kind, effect.lang, at)
     added = resilience.guard().keep(record, live, "keeping an urgent call")
     alerts.note_line_number(app, _line_number())
-    if added:
+    if added is not False:  # new, or spooled (its alert is queued when the spool is moved in): send soon
         alerts.send_soon(app)
 
 

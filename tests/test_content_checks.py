@@ -185,7 +185,8 @@ def test_content_report_command_prints_every_part_and_flags_old_reviews(tmp_path
 
     late = runner.invoke(args=["content-report", "--today", "2028-01-15", "--strict"])
     assert late.exit_code == 1
-    assert late.output.count("REVIEW OVERDUE") == 2 * len(CONTENT.section_ids)
+    # Every section and urgent.yaml, in both languages.
+    assert late.output.count("REVIEW OVERDUE") == 2 * (len(CONTENT.section_ids) + 1)
     assert "hospice: review of 2026-11-26 is more than a year old" in late.output
 
 

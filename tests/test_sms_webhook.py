@@ -150,7 +150,6 @@ NOT_START_OR_HELP = [
     "call me",
     "ESPAÑOL",
     "blah",
-    "I want to die",
     "YES please",
 ]
 
@@ -164,6 +163,9 @@ def test_stop_then_silence_then_start_on_a_real_database_file_across_a_restart(t
     assert phone.text("STOP") == []  # Twilio sends its own confirmation; ours would be blocked anyway
     for text in NOT_START_OR_HELP:
         assert phone.text(text) == [], text
+    # Safety before the opt-out rule (issue 13): urgent words are still answered.
+    (urgent,) = phone.text("I want to die")
+    assert "988" in urgent
     (help_text,) = phone.text("HELP")
     assert "Reply STOP to opt out" in help_text
     assert neighbour.text("hospice")  # one number's STOP is that number's only
@@ -184,10 +186,11 @@ def test_stop_then_silence_then_start_on_a_real_database_file_across_a_restart(t
     assert CALLER not in repr(rows["opt_outs"]) and CALLER not in repr(rows["sms_sessions"])
 
 
-def test_asks_for_staff_after_stop_are_kept_without_a_reply(app: Flask, phone: Phone) -> None:
+def test_asks_for_staff_after_stop_are_kept_and_only_urgent_words_get_a_reply(app: Flask, phone: Phone) -> None:
     phone.text("STOP")
     assert phone.text("please call me") == []
-    assert phone.text("I want to kill myself") == []
+    (urgent,) = phone.text("I want to kill myself")  # safety before the opt-out rule (issue 13)
+    assert urgent.startswith("Call or text 988")
     requests = storage(app).storage.callback_requests()
     assert [(r["urgent"], r["phone"], r["note"]) for r in requests] == [
         (True, CALLER, "urgent_words,texts_opted_out"),
@@ -241,7 +244,8 @@ def test_urgent_words_get_911_and_988_first_and_are_flagged_for_staff(
     phone.text("call me")
     replies = phone.text(text)
     assert len(replies) == 1
-    assert replies[0].startswith(("If this is an emergency", "Si esta en peligro"))
+    kinds = ("Call or text 988", "Llame o mande un texto al 988", "If this is an emergency", "Si es una emergencia")
+    assert replies[0].startswith(kinds)
     assert "911" in replies[0] and "988" in replies[0]
     first, second = storage(app).storage.callback_requests()
     assert first["urgent"] and first["phone"] == CALLER and first["note"] == "urgent_words"  # urgent first
@@ -405,7 +409,7 @@ def test_no_phone_number_or_message_in_logs_or_in_the_clear_outside_call_backs(
 
 
 def test_the_schema_is_migrated_to_the_newest_revision(app: Flask) -> None:
-    assert database_rows(app)["alembic_version"] == [("0002",)]
+    assert database_rows(app)["alembic_version"] == [("0003",)]
     with storage(app).storage.engine.connect() as connection:
         columns = [column["name"] for column in sa.inspect(connection).get_columns("processed_events")]
     assert columns == ["key", "created_at", "outcome"]

@@ -459,7 +459,7 @@ def test_a_transfer_can_land_in_spanish_and_any_case_works(tmp_path: Path) -> No
 def test_a_transfer_to_an_unknown_section_gets_the_greeting(tmp_path: Path) -> None:
     call = new_call(make_app(tmp_path))
     heard = call.start("/voice/section/nonsense")
-    assert heard[0].startswith("Welcome to CareLine.")
+    assert heard[0].startswith("Welcome to CareLine")
     assert "Here are the topics." in heard
 
 
