@@ -52,7 +52,8 @@ def send_waiting(app: Flask) -> int:
     numbers = app.config.get("STAFF_ALERT_NUMBERS") or ()
     storage = app_services(app).storage
     database = resilience.app_guard(app)
-    claimed = database.read(storage.claim_alerts, [], "claiming staff alerts")
+    empty: list[int] = []
+    claimed = database.read(partial(storage.claim_alerts, None), empty, "claiming staff alerts")
     if not claimed:
         return 0
     sent = 0

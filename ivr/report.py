@@ -144,9 +144,7 @@ def build_report(content: Content, today: dt.date) -> Report:
             for number, message in enumerate(section.sms, start=1):
                 rows.append(_sms_row(code, "sms", f"{section.id} sms {number}", message, True))
             overdue = today - section.reviewed_on > REVIEW_EVERY
-            reviews.append(
-                Review(code, section.id, section.reviewed_by, section.reviewed_on, section.source, overdue)
-            )
+            reviews.append(Review(code, section.id, section.reviewed_by, section.reviewed_on, section.source, overdue))
         for name, text in language.voice.items():
             rows.append(_spoken_row(code, "prompt", name, filled(text, values), prompt_score_required(code)))
         for name, text in language.sms.items():
@@ -176,7 +174,9 @@ def _phrase_lists(code: str, language: Language) -> list[tuple[str, str, int]]:
     urgent = language.urgent
     if urgent is not None:
         lists += [(code, f"urgent {kind.name}", len(kind.phrases)) for kind in urgent.kinds.values()]
-        lists.append((code, f"urgent end of life (offers {urgent.end_of_life_section})", len(urgent.end_of_life_phrases)))
+        lists.append(
+            (code, f"urgent end of life (offers {urgent.end_of_life_section})", len(urgent.end_of_life_phrases))
+        )
         lists.append((code, "urgent near misses (must not trigger)", len(urgent.near_misses)))
     return lists
 

@@ -28,10 +28,10 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
+from alembic.config import Config
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from alembic.config import Config
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 

@@ -137,7 +137,11 @@ def test_near_misses_get_their_usual_answer_never_the_urgent_one(lang: str, text
 
 @pytest.mark.parametrize(
     ("lang", "text", "topic"),
-    [("en", "what is hospice", "hospice"), ("en", "palliative care", "palliative"), ("es", "que es el hospicio", "hospice")],
+    [
+        ("en", "what is hospice", "hospice"),
+        ("en", "palliative care", "palliative"),
+        ("es", "que es el hospicio", "hospice"),
+    ],
 )
 def test_near_misses_that_name_a_topic_get_that_topic(lang: str, text: str, topic: str) -> None:
     reply = dialog.step(CONTENT, dialog.CallState(lang=lang), dialog.Heard(speech=text))

@@ -9,7 +9,7 @@ import pytest
 
 from ivr import gsm
 from ivr import textline as tl
-from ivr.content import URGENT_KINDS, PROMPTS_DIR, SMS_PROMPTS, ContentError, load_content
+from ivr.content import PROMPTS_DIR, SMS_PROMPTS, URGENT_KINDS, ContentError, load_content
 from ivr.hours import HourWords, StaffHours, describe_hours
 
 CONTENT = load_content()
