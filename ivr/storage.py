@@ -1177,7 +1177,8 @@ class Storage:
         self, connection: Any, phone: str, ask: CallbackAsk, channel: str, dedupe_key: str | None, at: dt.datetime
     ) -> bool:
         # Notes are codes for the staff page; the words someone texted are only ever kept sealed.
-        notes = [note for note, flag in (("urgent_words", ask.urgent), ("texts_opted_out", ask.opted_out)) if flag]
+        urgent_note = "urgent_call" if channel == "voice" else "urgent_words"
+        notes = [note for note, flag in ((urgent_note, ask.urgent), ("texts_opted_out", ask.opted_out)) if flag]
         values = {
             "created_at": at,
             "channel": channel,

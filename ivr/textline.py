@@ -12,7 +12,9 @@ The promises kept here:
 - Urgent words (emergency, crisis, distress: ivr/safety.py) are heard before anything but STOP,
   START and HELP as the whole text, and answered first with the kind's own text (911, 988), even
   from a number that opted out: the person just wrote to us, and a reply to a message someone sent
-  is what carriers allow; safety comes before the opt-out rule. Staff get an urgent request.
+  is what carriers allow; safety comes before the opt-out rule. Staff get an urgent request. (Twilio
+  itself refuses messages to a number that opted out, error 21610, unless the account allows them:
+  the urgent request and the staff alert are what always reach someone.)
 - Everything else gets a section, the next part of one, a call-back confirmation, or the menu:
   never silence, never a dead end.
 - A reply is in the language the text was written in: a word that belongs to one language only

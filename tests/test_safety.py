@@ -248,12 +248,13 @@ def test_a_crisis_call_dials_the_lifeline_and_comes_back_to_the_offer(tmp_path: 
     # Kept for staff as urgent: the kind only, never the words said.
     with app.app_context():
         (row,) = requests_rows(app)
-    assert (row["channel"], row["urgent"], row["urgent_kind"], row["phone"], row["words"]) == (
+    assert (row["channel"], row["urgent"], row["urgent_kind"], row["phone"], row["words"], row["note"]) == (
         "voice",
         True,
         "crisis",
         CALLER,
         None,
+        "urgent_call",
     )
     # Staff are alerted at once, with no patient words.
     assert wait_for(lambda: len(alerts_received(standin)) == 2)
