@@ -375,3 +375,29 @@ def test_urgent_state_survives_the_url_and_the_twiml_is_valid(tmp_path: Path) ->
         assert root is not None and root.find("Gather") is not None and root.find("Hangup") is None
         assert "911" in call.text()
     parse_twiml(b"<Response/>")
+
+
+def test_alerts_are_claimed_once_settled_and_purged_with_the_words(storage) -> None:  # type: ignore[no-untyped-def]
+    """On SQLite and PostgreSQL: an urgent request queues one alert; a claim holds it; a failure releases
+    it; a success settles it; purge removes the done request (words and all) and the sent alert."""
+    import datetime as dt
+
+    from ivr.storage import CallbackAsk
+
+    sealed = storage.seal("I feel hopeless")
+    ask = CallbackAsk("coping", "en", urgent=True, kind="distress", words=sealed)
+    assert storage.request_callback(CALLER, ask, dedupe_key="sms:SM1")
+    assert not storage.request_callback(CALLER, ask, dedupe_key="sms:SM1")  # a retry queues nothing more
+    assert storage.unsent_alerts() == 1
+    (alert,) = storage.claim_alerts()
+    assert storage.claim_alerts() == []  # held by the first claim
+    storage.settle_alert(alert, sent=False)
+    assert storage.claim_alerts() == [alert]  # released for the next try
+    storage.settle_alert(alert, sent=True)
+    assert storage.unsent_alerts() == 0 and storage.claim_alerts() == []
+    (row,) = storage.callback_requests()
+    assert storage.unseal(row["words"]) == "I feel hopeless" and row["urgent_kind"] == "distress"
+    assert storage.mark_done(row["id"], "nurse.ana")
+    removed = storage.purge(dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
+    assert removed["callback_requests"] == 1 and removed["staff_alerts"] == 1
+    assert storage.callback_requests(status=None) == []
