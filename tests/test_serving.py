@@ -61,10 +61,10 @@ def test_sighup_reloads_edited_prompts_and_survives_a_broken_one(tmp_path: Path)
     environ = line_environment(f"sqlite:///{tmp_path / 'line.sqlite3'}", PROMPTS_DIR=str(prompts), WEB_CONCURRENCY="2")
     with LineServer(environ, tmp_path / "line.log") as server:
         server.wait_until_ready()
-        assert "Welcome to CareLine." in _greeting(server)
+        assert "Welcome to CareLine," in _greeting(server)
 
         # An edited prompt is heard after SIGHUP, with no restart.
-        voice_file.write_text(original.replace("Welcome to CareLine.", "Hello from CareLine."))
+        voice_file.write_text(original.replace("Welcome to CareLine,", "Hello from CareLine."))
         server.signal(signal.SIGHUP)
         _wait_for(lambda: "Hello from CareLine." in _greeting(server), "the edited greeting", server)
 
