@@ -170,7 +170,7 @@ def _keep_voicemail(effect: dialog.OpenVoicemail, call_sid: str, caller: str) ->
 def _keep_urgent(effect: dialog.FlagUrgent, call_sid: str, caller: str) -> None:
     """Keep the call as urgent for staff (its kind, never the words said) and alert staff; never lost:
     in the database, or in the spool while it is away (its alert is queued when the spool is moved in)."""
-    app = current_app_object()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
     storage = services().storage
     at = now()
     record = spool.new_record(
