@@ -169,10 +169,20 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
+#: A page of the staff site: /staff, or below it, in printable ASCII (no space, no control character).
+_STAFF_PAGE = re.compile(r"/staff(?:[/?#][!-~]*)?")
+
+
 def _safe_next(target: str | None) -> str:
-    """Where to go after signing in: only a path on the staff page, never another site."""
-    if target and target.startswith("/staff") and not target.startswith("//") and "\\" not in target:
-        return target
+    """Where to go after signing in: only a path on the staff page, never another site.
+
+    Anything else (another site, a backslash, a `..` segment, a control character that would split
+    the Location header) falls back to the staff page.
+    """
+    if target and _STAFF_PAGE.fullmatch(target) and "\\" not in target:
+        segments = urlsplit(target).path.split("/")
+        if "." not in segments and ".." not in segments:
+            return target
     return url_for("staff.index")
 
 

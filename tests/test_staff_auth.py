@@ -83,6 +83,36 @@ def test_sign_in_returns_to_the_page_asked_for_but_never_to_another_site(staff_a
         assert response.headers["Location"] == "/staff/"
 
 
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/staff/\r\nSet-Cookie: x=1",  # header injection
+        "/staff/\nx",
+        "/staff/\x00",
+        "/staff/\x1b[31m",  # any C0 control
+        "/staff/\x7f",
+        "/staff/\x85",  # C1: NEL
+        "/staff/\u2028",  # a line separator some clients split on
+        "/staff/\tx",
+        "/staffing",  # not below /staff/
+        "/staff/../login",
+        "http:/staff/",
+        "/staff/ x",
+    ],
+)
+def test_a_next_page_with_control_characters_or_not_a_staff_path_falls_back_to_the_staff_page(
+    staff_app: Flask, target: str
+) -> None:
+    """Issue 15 item 13: after sign-in a bad `next=` goes to /staff/, never a 500 or a split header."""
+    client = staff_app.test_client()
+    form = {"username": "nurse.ana", "password": STAFF_PASSWORD, "csrf_token": token_from_login_page(client)}
+    response = client.post("/staff/login", data={**form, "next": target})
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/staff/"
+    assert client.get("/staff/login", query_string={"next": target}).status_code == 303  # signed in: GET too
+    assert client.get("/staff/login", query_string={"next": target}).headers["Location"] == "/staff/"
+
+
 def test_a_post_without_a_csrf_token_fails(staff_app: Flask) -> None:
     client = staff_app.test_client()
     response = client.post("/staff/login", data={"username": "nurse.ana", "password": STAFF_PASSWORD})
