@@ -14,10 +14,10 @@ from typing import Any
 from flask import Flask
 
 from ivr import resilience, retention
-from ivr.config import DEFAULTS, ConfigError, default_database_url, parse_settings, settings_from_environment
+from ivr.config import DEFAULTS, check_mode, default_database_url, parse_settings, settings_from_environment
 from ivr.content import PROMPTS_DIR, load_content
 from ivr.hours import StaffHours
-from ivr.security import WebhookFreeSessionInterface, local_mode, trust_proxies
+from ivr.security import WebhookFreeSessionInterface, local_mode, refuse_unless_from_this_machine, trust_proxies
 from ivr.services import LineCache, Services
 from ivr.storage import Storage
 from ivr.twiml import Renderer, VoiceSettings
@@ -40,9 +40,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     quiet_chatty_loggers()
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
-    if not app.config["SECRET_KEY"]:
-        if not local_mode(app.config):
-            raise ConfigError("SECRET_KEY must be set when TWILIO_AUTH_TOKEN is set (outside local mode)")
+    check_mode(app.config)
+    if not app.config["SECRET_KEY"]:  # local mode only (check_mode)
         app.config["SECRET_KEY"] = _local_secret(Path(app.instance_path))
     if not app.config["DATABASE_URL"]:
         app.config["DATABASE_URL"] = default_database_url(app.instance_path)
@@ -68,6 +67,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         content=content, renderer=renderer, storage=storage, hours=hours, usage=usage, cache=cache
     )
     trust_proxies(app, app.config["TRUSTED_PROXY_HOPS"])
+    if local_mode(app.config):
+        app.before_request(refuse_unless_from_this_machine)
     app.cli.add_command(retention.purge_command)
 
     from ivr import errors, voice
@@ -95,7 +96,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.session_interface = WebhookFreeSessionInterface()
 
     if local_mode(app.config):
-        log.warning("Local mode: no TWILIO_AUTH_TOKEN, so only requests from this machine are answered.")
+        log.warning(
+            "Local mode (LOCAL_MODE=1): signatures are not checked; only requests from this machine, "
+            "with no X-Forwarded-* or Forwarded header, are answered."
+        )
     return app
 
 

@@ -6,6 +6,7 @@ override any of them. A bad value stops start-up with a message naming the varia
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 
 #: Defaults for every setting; docs/configuration.md documents each one (tests/test_configuration_docs.py).
 DEFAULTS: dict[str, Any] = {
+    "LOCAL_MODE": 0,  # 1: serve this machine only, unsigned (`make run`); 0: Twilio's signed requests only
     "TWILIO_AUTH_TOKEN": "",
     "TWILIO_ACCOUNT_SID": "",
     "PUBLIC_BASE_URL": "",
@@ -139,10 +141,42 @@ def _date_list(name: str, value: Any) -> tuple[str, ...]:
     return dates
 
 
+def _switch(name: str, value: Any) -> int:
+    text = str(value).strip()
+    if text not in ("0", "1"):
+        raise ConfigError(f"{name} must be 1 (on) or 0 (off), not {value!r}")
+    return int(text)
+
+
+def is_loopback_ip(host: str) -> bool:
+    """Whether `host` is an IP literal on this machine (127.0.0.0/8 or ::1).
+
+    Only a literal: a name such as 127.evil.example or 127.0.0.1.nip.io resolves wherever its owner likes.
+    """
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _base_url(name: str, value: Any) -> str:
+    """The line's public URL (what Twilio requests): https, or http on this machine only."""
     url = str(value).strip().rstrip("/")
-    if url and not re.match(r"^https?://[^/\s]+(/\S*)?$", url):
-        raise ConfigError(f"{name} must look like https://line.example.org, not {value!r}")
+    if not url:
+        return url
+    parts = urlsplit(url)
+    plain_and_local = parts.scheme == "http" and is_loopback_ip(parts.hostname or "")
+    if (
+        not re.match(r"^https?://[^/\s]+(/\S*)?$", url)
+        or not (parts.scheme == "https" or plain_and_local)
+        or parts.query
+        or parts.fragment
+        or "@" in parts.netloc
+    ):
+        raise ConfigError(
+            f"{name} must be the line's public https URL, like https://line.example.org (plain http only on "
+            f"this machine, like http://127.0.0.1:5000), not {value!r}"
+        )
     return url
 
 
@@ -159,14 +193,17 @@ def _loopback_url(name: str, value: Any) -> str:
     if not url:
         return url
     parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    loopback = host == "localhost" or host.startswith("127.") or host == "::1"
+    loopback = is_loopback_ip(parts.hostname or "") and "@" not in parts.netloc
     if parts.scheme not in ("http", "https") or not loopback or parts.query or parts.fragment:
-        raise ConfigError(f"{name} is for tests and local runs: it must be like http://127.0.0.1:8099, not {value!r}")
+        raise ConfigError(
+            f"{name} is for tests and local runs: it must be a loopback address written as numbers, like "
+            f"http://127.0.0.1:8099 or http://[::1]:8099 (no host name), not {value!r}"
+        )
     return url
 
 
 _PARSERS = {
+    "LOCAL_MODE": _switch,
     "GATHER_TIMEOUT": _whole_number(6, 30),
     "STAFF_RING_SECONDS": _whole_number(5, 60),
     "VOICEMAIL_MAX_SECONDS": _whole_number(10, 600),
@@ -185,6 +222,32 @@ _PARSERS = {
     "DATABASE_RETRY_SECONDS": _whole_number(1, 300),
     "USAGE_FLUSH_SECONDS": _whole_number(0, 60),
 }
+
+
+def check_mode(settings: Mapping[str, Any]) -> None:
+    """Refuse a combination of settings that would leave the line open: local mode only when asked for.
+
+    Without LOCAL_MODE=1 the line takes only Twilio's signed requests, so it needs the token to check
+    them with, the public URL Twilio signs (never the client's Host header) and a secret key.
+    """
+    if settings.get("LOCAL_MODE"):
+        if settings.get("TRUSTED_PROXY_HOPS"):
+            raise ConfigError(
+                "LOCAL_MODE=1 answers this machine only and refuses proxied requests: TRUSTED_PROXY_HOPS must be 0"
+            )
+        return
+    if not settings.get("TWILIO_AUTH_TOKEN"):
+        raise ConfigError(
+            "TWILIO_AUTH_TOKEN is not set. Set it to the Twilio account's auth token, or set LOCAL_MODE=1 to "
+            "serve only this machine without signatures (make run does)."
+        )
+    if not settings.get("PUBLIC_BASE_URL"):
+        raise ConfigError(
+            "PUBLIC_BASE_URL must be set outside local mode: the line's URL as Twilio requests it, like "
+            "https://line.example.org (signatures are checked against it, never against the Host header)"
+        )
+    if not settings.get("SECRET_KEY"):
+        raise ConfigError("SECRET_KEY must be set outside local mode (LOCAL_MODE=1): a long random string")
 
 
 def default_database_url(instance_path: str) -> str:

@@ -1,11 +1,14 @@
 """Only Twilio may drive the line: check X-Twilio-Signature on every webhook.
 
-With TWILIO_AUTH_TOKEN set, a request must carry a signature that the `twilio` library's
-RequestValidator accepts for the URL Twilio used (with or without the default port, compared in
-constant time by the library). Behind a proxy that URL is not the one Flask sees, so PUBLIC_BASE_URL
-(e.g. https://line.example.org) replaces scheme and host; or, with TRUSTED_PROXY_HOPS set, werkzeug's
-ProxyFix rebuilds it from that many X-Forwarded-* headers (never trusted by default). Without a token
-the line runs in local mode and answers only the loopback address.
+Outside local mode a request must carry a signature that the `twilio` library's RequestValidator
+accepts for the URL Twilio requested (with or without the default port, compared in constant time by
+the library). That URL is PUBLIC_BASE_URL (required then, e.g. https://line.example.org) plus the
+path and query exactly as the server received them (`public_url`): never the client's Host header,
+and never a decoded path that Twilio did not sign.
+
+Local mode (LOCAL_MODE=1, `make run`) checks no signature and answers only this machine: a request
+from another address, or one carrying an X-Forwarded-* or Forwarded header (a proxy on this machine
+would make every client look like 127.0.0.1), gets 403, on every page.
 
 The fields signed are Flask's own `request.form`. A signed request must be a form
 (application/x-www-form-urlencoded, as Twilio sends): anything else gets 415.
@@ -18,6 +21,7 @@ import hmac
 import ipaddress
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
+from urllib.parse import quote, urlsplit
 
 from flask import Flask, Request, abort, current_app, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
@@ -28,16 +32,36 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def local_mode(app_config: Mapping[str, Any]) -> bool:
-    """True when no Twilio auth token is configured: the line then trusts only this machine."""
-    return not app_config.get("TWILIO_AUTH_TOKEN")
+    """True when LOCAL_MODE=1: no signatures, and only this machine is answered (`from_this_machine`)."""
+    return bool(app_config.get("LOCAL_MODE"))
+
+
+#: Characters kept as they are when a decoded path is quoted again (RFC 3986 pchar and "/").
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+
+
+def raw_request_target(req: Request) -> str:
+    """The path and query exactly as the client sent them.
+
+    gunicorn and werkzeug's server put the request line's target in RAW_URI (REQUEST_URI under
+    uWSGI and mod_wsgi). A server that gives neither: the decoded path, quoted again, and the query
+    string, which WSGI keeps undecoded. An absolute-form target (http://host/path) keeps only its
+    path and query: the host in it is the client's word, like a Host header.
+    """
+    raw = req.environ.get("RAW_URI") or req.environ.get("REQUEST_URI")
+    if raw:
+        if not raw.startswith("/"):
+            parts = urlsplit(raw)
+            raw = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return raw
+    path = quote(req.environ.get("SCRIPT_NAME", "") + req.environ.get("PATH_INFO", ""), safe=_PATH_SAFE)
+    query = req.environ.get("QUERY_STRING", "")
+    return path + (f"?{query}" if query else "")
 
 
 def public_url(req: Request, base_url: str) -> str:
-    """The URL Twilio requested: the configured public base plus the path and query Flask received."""
-    if not base_url:
-        return req.url
-    path = req.full_path if req.query_string else req.path
-    return base_url.rstrip("/") + path
+    """The URL Twilio requested: the configured public base plus the path and query as the server got them."""
+    return base_url.rstrip("/") + raw_request_target(req)
 
 
 def is_loopback(address: str | None) -> bool:
@@ -48,15 +72,31 @@ def is_loopback(address: str | None) -> bool:
         return False
 
 
+def is_proxied(req: Request) -> bool:
+    """Whether a proxy says it passed the request on (any X-Forwarded-* or Forwarded header)."""
+    return any(name.lower().startswith("x-forwarded-") or name.lower() == "forwarded" for name, _ in req.headers)
+
+
+def from_this_machine(req: Request) -> bool:
+    """Local mode's whole check: from a loopback address, and not through a proxy."""
+    return is_loopback(req.remote_addr) and not is_proxied(req)
+
+
+def refuse_unless_from_this_machine() -> None:
+    """Local mode, every page: 403 for anything not straight from this machine (a before-request hook)."""
+    if not from_this_machine(request):
+        abort(403)
+
+
 def request_is_from_twilio(req: Request) -> bool:
-    """Check the request's signature (or, in local mode, that it comes from this machine)."""
+    """Check the request's signature (or, in local mode, that it comes straight from this machine)."""
     config = current_app.config
     if local_mode(config):
-        return is_loopback(req.remote_addr)
+        return from_this_machine(req)
     signature = req.headers.get("X-Twilio-Signature", "")
     if not signature:
         return False
-    url = public_url(req, config.get("PUBLIC_BASE_URL", ""))
+    url = public_url(req, config["PUBLIC_BASE_URL"])
     params = req.form if req.method == "POST" else {}
     return signature_matches(RequestValidator(config["TWILIO_AUTH_TOKEN"]), url, params, signature)
 

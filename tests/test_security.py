@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -12,9 +13,10 @@ from twilio.request_validator import RequestValidator
 from werkzeug.datastructures import MultiDict
 
 from ivr import create_app
-from ivr.security import request_is_from_twilio
+from ivr.config import ConfigError
+from ivr.security import public_url, request_is_from_twilio
 from tests.conftest import app_config
-from tests.helpers.support import PUBLIC_BASE_URL, sign
+from tests.helpers.support import AUTH_TOKEN, PUBLIC_BASE_URL, sign
 
 VECTORS = json.loads((Path(__file__).parent / "data" / "x-twilio-signature-vectors.json").read_text())
 FORM = {"CallSid": "CA1234567890ABCDE", "From": "+15551230001", "To": "+15559870000"}
@@ -96,17 +98,143 @@ def test_the_query_string_is_part_of_what_is_signed(app: Flask) -> None:
     assert moved.status_code == 403
 
 
-def test_without_a_token_the_line_answers_only_this_machine(tmp_path: Path) -> None:
-    app = create_app(app_config(tmp_path, TWILIO_AUTH_TOKEN="", SECRET_KEY=""))
-    client = app.test_client()
+def local_app(tmp_path: Path, **settings: Any) -> Flask:
+    """A line in local mode, as `make run` serves it: LOCAL_MODE=1, no token, no secret key."""
+    return create_app(app_config(tmp_path, LOCAL_MODE="1", TWILIO_AUTH_TOKEN="", SECRET_KEY="", **settings))
+
+
+def test_in_local_mode_the_line_answers_only_this_machine(tmp_path: Path) -> None:
+    client = local_app(tmp_path).test_client()
     assert client.post("/voice", data=FORM, environ_base={"REMOTE_ADDR": "127.0.0.1"}).status_code == 200
     assert client.post("/voice", data=FORM, environ_base={"REMOTE_ADDR": "::1"}).status_code == 200
     assert client.post("/voice", data=FORM, environ_base={"REMOTE_ADDR": "192.0.2.7"}).status_code == 403
+    assert client.get("/staff/login", environ_base={"REMOTE_ADDR": "192.0.2.7"}).status_code == 403
 
 
 def test_local_mode_says_so_at_start(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    create_app(app_config(tmp_path, TWILIO_AUTH_TOKEN="", SECRET_KEY=""))
+    local_app(tmp_path)
     assert any("Local mode" in record.getMessage() for record in caplog.records)
+
+
+def test_without_a_token_the_line_refuses_to_start_unless_local_mode_is_asked_for(tmp_path: Path) -> None:
+    """Issue 15 item 8: a missing TWILIO_AUTH_TOKEN no longer means local mode by itself."""
+    with pytest.raises(ConfigError) as refused:
+        create_app(app_config(tmp_path, TWILIO_AUTH_TOKEN=""))
+    assert "TWILIO_AUTH_TOKEN" in str(refused.value) and "LOCAL_MODE=1" in str(refused.value)
+    with pytest.raises(ConfigError, match="LOCAL_MODE"):
+        create_app(app_config(tmp_path, TWILIO_AUTH_TOKEN="", LOCAL_MODE="0"))
+
+
+@pytest.mark.parametrize("value", ["yes", "2", "on", "-1"])
+def test_local_mode_is_1_or_0(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match="LOCAL_MODE"):
+        create_app(app_config(tmp_path, LOCAL_MODE=value))
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port", "X-Forwarded-Prefix",
+     "Forwarded"],
+)
+def test_local_mode_refuses_any_request_carrying_forwarded_headers(tmp_path: Path, header: str) -> None:
+    """Behind a proxy on this machine every client would look like 127.0.0.1: local mode refuses proxied requests."""
+    client = local_app(tmp_path).test_client()
+    proxied = {header: "203.0.113.5"}
+    assert client.post("/voice", data=FORM, headers=proxied).status_code == 403
+    assert client.post("/sms", data={**FORM, "Body": "HELP"}, headers=proxied).status_code == 403
+    assert client.get("/staff/login", headers=proxied).status_code == 403
+    assert client.get("/healthz", headers=proxied).status_code == 403
+    assert client.post("/voice", data=FORM).status_code == 200  # the same request, straight from this machine
+    assert client.get("/staff/login").status_code == 200
+
+
+def test_local_mode_and_trusted_proxies_do_not_mix(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="TRUSTED_PROXY_HOPS"):
+        local_app(tmp_path, TRUSTED_PROXY_HOPS=1)
+
+
+def test_local_mode_may_keep_a_token_for_the_twilio_api_but_checks_no_signature(tmp_path: Path) -> None:
+    """LOCAL_MODE=1 decides: a token set beside it is only the REST client's (a stand-in API on this machine)."""
+    app = create_app(app_config(tmp_path, LOCAL_MODE="1", PUBLIC_BASE_URL=""))
+    client = app.test_client()
+    assert client.post("/voice", data=FORM).status_code == 200
+    assert client.post("/voice", data=FORM, environ_base={"REMOTE_ADDR": "192.0.2.7"}).status_code == 403
+    assert app.config["SESSION_COOKIE_SECURE"] is False
+
+
+def test_production_needs_a_public_base_url(tmp_path: Path) -> None:
+    """Issue 15 item 12: outside local mode the signed URL is never built from the client's Host header."""
+    with pytest.raises(ConfigError, match="PUBLIC_BASE_URL"):
+        create_app(app_config(tmp_path, PUBLIC_BASE_URL=""))
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://line.example.org", "http://localhost:5000", "http://127.0.0.1.nip.io", "ftp://line.example.org",
+     "https://line.example.org/?x=1", "https://line.example.org/#x", "https://user@line.example.org",
+     "line.example.org"],
+)
+def test_public_base_url_is_https_or_plain_http_on_this_machine(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ConfigError, match="PUBLIC_BASE_URL"):
+        create_app(app_config(tmp_path, PUBLIC_BASE_URL=url))
+
+
+@pytest.mark.parametrize(
+    "url", ["https://line.example.org", "https://line.example.org/careline/", "http://127.0.0.1:5000", "http://[::1]:8080"]
+)
+def test_public_base_urls_the_line_accepts(tmp_path: Path, url: str) -> None:
+    app = create_app(app_config(tmp_path, PUBLIC_BASE_URL=url))
+    path = "/voice/step?n=menu&l=en"
+    signature = sign(url.rstrip("/") + path, FORM)
+    assert app.test_client().post(path, data=FORM, headers={"X-Twilio-Signature": signature}).status_code == 200
+
+
+def test_the_host_header_never_counts(app: Flask) -> None:
+    client = app.test_client()
+    genuine = sign(PUBLIC_BASE_URL + "/voice", FORM)
+    for host in ("evil.example", "localhost", "line.example.org"):
+        chosen = sign(f"http://{host}/voice", FORM)
+        headers = {"Host": host}
+        assert client.post("/voice", data=FORM, headers={**headers, "X-Twilio-Signature": chosen}).status_code == 403
+        assert client.post("/voice", data=FORM, headers={**headers, "X-Twilio-Signature": genuine}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["x=a%2Fb", "x=a%2fb&y=%3D", "x=a+b&y=a%20b", "x=%C3%A9", "x=%7E~", "x=a%26b"],
+)
+def test_the_raw_query_twilio_requested_is_what_is_signed(app: Flask, query: str) -> None:
+    """Twilio signs the URL byte for byte as it requested it: `%2F` stays `%2F`, `+` stays `+`."""
+    path = f"/voice/step?n=menu&l=en&{query}"
+    signature = sign(PUBLIC_BASE_URL + path, FORM)
+    response = app.test_client().post(path, data=FORM, headers={"X-Twilio-Signature": signature})
+    assert response.status_code == 200
+
+
+def test_the_raw_path_twilio_requested_is_what_is_signed(app: Flask) -> None:
+    """An escaped character in the path is signed escaped, as Twilio requested it (not as Flask decoded it)."""
+    path = "/voice/section/%68ospice?l=en"
+    signature = sign(PUBLIC_BASE_URL + path, FORM)
+    response = app.test_client().post(path, data=FORM, headers={"X-Twilio-Signature": signature})
+    assert response.status_code == 200
+    decoded = sign(PUBLIC_BASE_URL + "/voice/section/hospice?l=en", FORM)
+    assert app.test_client().post(path, data=FORM, headers={"X-Twilio-Signature": decoded}).status_code == 403
+
+
+def test_without_a_raw_uri_from_the_server_the_path_is_quoted_again(app: Flask) -> None:
+    """A WSGI server that gives no RAW_URI/REQUEST_URI: the decoded path, quoted again, plus QUERY_STRING."""
+    from flask import request
+
+    app.config["TWILIO_AUTH_TOKEN"] = AUTH_TOKEN
+    path = "/voice/step?n=menu&x=a%2Fb"
+    with app.test_request_context(path, method="POST", data=FORM):
+        request.environ.pop("RAW_URI")
+        request.environ.pop("REQUEST_URI")
+        assert public_url(request, PUBLIC_BASE_URL) == PUBLIC_BASE_URL + path
+    with app.test_request_context("/voice/section/hospice%20care", method="POST", data=FORM):
+        request.environ.pop("RAW_URI")
+        request.environ.pop("REQUEST_URI")
+        assert public_url(request, PUBLIC_BASE_URL) == PUBLIC_BASE_URL + "/voice/section/hospice%20care"
 
 
 def test_get_is_not_a_webhook(client: FlaskClient) -> None:
@@ -114,8 +242,5 @@ def test_get_is_not_a_webhook(client: FlaskClient) -> None:
 
 
 def test_token_outside_local_mode_needs_a_secret_key(tmp_path: Path) -> None:
-    from ivr.config import ConfigError
-
     with pytest.raises(ConfigError, match="SECRET_KEY"):
         create_app(app_config(tmp_path, SECRET_KEY=""))
-

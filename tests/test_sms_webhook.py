@@ -367,7 +367,7 @@ def test_unsigned_or_badly_signed_texts_get_403_and_change_nothing(app: Flask, c
 
 
 def test_local_mode_answers_this_machine_only(tmp_path: Path) -> None:
-    client = create_app(app_config(tmp_path, TWILIO_AUTH_TOKEN="")).test_client()
+    client = create_app(app_config(tmp_path, LOCAL_MODE="1", TWILIO_AUTH_TOKEN="")).test_client()
     form = {"From": CALLER, "To": LINE_NUMBER, "Body": "menu", "MessageSid": "SM" + "2" * 32}
     assert client.post("/sms", data=form, environ_base={"REMOTE_ADDR": "203.0.113.9"}).status_code == 403
     response = client.post("/sms", data=form, environ_base={"REMOTE_ADDR": "127.0.0.1"})

@@ -180,7 +180,7 @@ def test_session_cookie_is_httponly_samesite_lax_and_secure_outside_local_mode(s
 
 
 def test_local_mode_cookies_work_over_plain_http(tmp_path: Path) -> None:
-    app = make_app(tmp_path, TWILIO_AUTH_TOKEN="")
+    app = make_app(tmp_path, LOCAL_MODE="1", TWILIO_AUTH_TOKEN="")
     create_staff(app)
     cookie = sign_in(app.test_client()).headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "Secure" not in cookie

@@ -18,7 +18,7 @@ from flask import Flask
 
 from ivr import create_app
 from ivr import textline as tl
-from ivr.config import ConfigError
+from ivr.config import ConfigError, parse_settings
 from tests.conftest import app_config
 from tests.helpers.support import AUTH_TOKEN, CALLER, LINE_NUMBER, Call, Phone
 
@@ -151,7 +151,21 @@ def test_without_an_account_nothing_is_sent(tmp_path: Path, received: Callable[[
     assert received() == []
 
 
-@pytest.mark.parametrize("url", ["https://api.twilio.com", "http://10.0.0.5:80", "http://example.org", "ftp://127.0.0.1"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.twilio.com", "http://10.0.0.5:80", "http://example.org", "ftp://127.0.0.1",
+        # Issue 15 item 11: names that only look local resolve wherever their owner likes.
+        "http://127.evil.example", "http://127.0.0.1.nip.io:8099", "http://localhost.evil", "http://localhost:8099",
+        "http://[::2]", "http://0x7f000001", "http://2130706433", "http://127.1", "http://user@127.0.0.1:8099",
+    ],
+)
 def test_the_api_base_url_may_only_point_at_this_machine(tmp_path: Path, url: str) -> None:
+    """The REST client sends the account's credentials there: a loopback IP literal only."""
     with pytest.raises(ConfigError, match="TWILIO_API_BASE_URL"):
         create_app(app_config(tmp_path, TWILIO_API_BASE_URL=url))
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8099", "http://127.5.6.7", "http://[::1]:8099", "https://127.0.0.1"])
+def test_loopback_ip_literals_are_accepted_for_the_api_base_url(url: str) -> None:
+    assert parse_settings({"TWILIO_API_BASE_URL": url})["TWILIO_API_BASE_URL"] == url
