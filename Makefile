@@ -34,8 +34,11 @@ audio: $(READY)
 content-report: $(READY)
 	$(PY) -m flask --app ivr content-report
 
+# Local mode: no Twilio account, unsigned requests from this machine only (LOCAL_MODE=0 make run to serve
+# signed requests instead, with TWILIO_AUTH_TOKEN, PUBLIC_BASE_URL and SECRET_KEY set).
+LOCAL_MODE ?= 1
 run: $(RUNTIME)
-	$(PY) -m ivr
+	LOCAL_MODE=$(LOCAL_MODE) $(PY) -m ivr
 
 test: $(READY)
 	$(PY) -m ruff check .

@@ -65,7 +65,9 @@ def main() -> int:
             inner: Transport = HttpTransport(args.url)
         else:
             folder = stack.enter_context(tempfile.TemporaryDirectory())
-            app = create_app({"DATABASE_URL": f"sqlite:///{folder}/bench.sqlite3", "SECRET_KEY": "bench"})
+            app = create_app(
+                {"LOCAL_MODE": "1", "DATABASE_URL": f"sqlite:///{folder}/bench.sqlite3", "SECRET_KEY": "bench"}
+            )
             inner = AppTransport(app)
         timed = Timed(inner)
         for _ in range(args.calls):

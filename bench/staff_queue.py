@@ -31,6 +31,7 @@ def main(open_requests: int = 500, rounds: int = 15) -> None:
                 "DATABASE_URL": f"sqlite:///{Path(folder) / 'bench.sqlite3'}",
                 "SECRET_KEY": "bench",
                 "TWILIO_AUTH_TOKEN": "bench",
+                "PUBLIC_BASE_URL": "https://line.example.org",
                 "TESTING": True,
             }
         )

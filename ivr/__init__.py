@@ -36,11 +36,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.update(settings_from_environment())
     if test_config:
         app.config.update(parse_settings(test_config))
+    check_mode(app.config)  # before anything is written: a line that must not start leaves no trace
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     quiet_chatty_loggers()
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
-    check_mode(app.config)
     if not app.config["SECRET_KEY"]:  # local mode only (check_mode)
         app.config["SECRET_KEY"] = _local_secret(Path(app.instance_path))
     if not app.config["DATABASE_URL"]:

@@ -1,16 +1,21 @@
-"""`python -m ivr` (what `make run` starts): serve the line on this machine, on SQLite, in local mode."""
+"""`python -m ivr` (what `make run` starts, with LOCAL_MODE=1): serve the line on this machine, on SQLite."""
 
 from __future__ import annotations
 
 import os
+import sys
 
 from ivr import create_app
+from ivr.config import ConfigError
 
 
 def main() -> None:
     """Serve the line at http://127.0.0.1:5000 (PORT to change) and print the two webhook URLs."""
     port = int(os.environ.get("PORT", "5000"))
-    app = create_app()
+    try:
+        app = create_app()
+    except ConfigError as error:
+        sys.exit(f"CareLine cannot start: {error}")
     base = f"http://127.0.0.1:{port}"
     print(f"CareLine is serving on {base}")
     print(f"  Voice webhook (Twilio: 'A call comes in'):    POST {base}/voice")

@@ -27,6 +27,7 @@ def app_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
     """Settings for a test app: signed requests required, its own database file."""
     config: dict[str, Any] = {
         "TESTING": True,
+        "LOCAL_MODE": 0,  # whatever the shell running the tests says
         "DATABASE_URL": f"sqlite:///{tmp_path / 'careline.sqlite3'}",
         "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
         "PUBLIC_BASE_URL": PUBLIC_BASE_URL,

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from ivr.storage import Storage
 from tests.helpers.servers import LineServer, local_line
-from tests.helpers.support import LINE_NUMBER, sign
+from tests.helpers.support import LINE_NUMBER, PUBLIC_BASE_URL, sign
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +57,7 @@ class Twilio:
         self.session = requests.Session()
 
     def post(self, path: str, params: dict[str, str]) -> ET.Element:
-        url = self.server.url + path
+        url = PUBLIC_BASE_URL + path
         headers = {"X-Twilio-Signature": sign(url, params, TOKEN)}
         response = self.session.post(url, data=params, headers=headers, timeout=30)
         assert response.status_code == 200, (path, response.status_code)
@@ -128,6 +128,7 @@ def run_until(server: LineServer, answered: Answered, numbers: itertools.count, 
 def test_every_answered_request_survives_sigkill_even_with_the_database_locked(tmp_path: Path) -> None:
     settings = {
         "TWILIO_AUTH_TOKEN": TOKEN,
+        "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
         "SPOOL_DIR": str(tmp_path / "spool"),
         "DATABASE_RETRY_SECONDS": "300",  # once locked out, the killed server spools to the end
     }

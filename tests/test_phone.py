@@ -366,7 +366,7 @@ def test_espeak_voice_and_rate_follow_the_say() -> None:
 def test_speak_to_writes_one_wav_per_turn_and_slow_speech_is_slower(tmp_path: Path) -> None:
     if shutil.which("espeak-ng") is None:
         pytest.fail("espeak-ng is needed for this test: apt-get install espeak-ng (.ci/run installs it)")
-    app = create_app(app_config(tmp_path, TWILIO_AUTH_TOKEN="", PUBLIC_BASE_URL=""))
+    app = create_app(app_config(tmp_path, LOCAL_MODE="1", TWILIO_AUTH_TOKEN="", PUBLIC_BASE_URL=""))
     setup = PhoneSetup(AppTransport(app))
     result = place_call(setup, ScriptedCaller(parse_actions("# 8")), speaker_folder=tmp_path / "audio")
     assert result.ok, result.transcript.text()

@@ -1,9 +1,9 @@
 """The line, called end to end through the local phone, against real `python -m ivr` processes.
 
-Every path runs twice: in local mode (no token, loopback only) and in signed mode (TWILIO_AUTH_TOKEN
+Every path runs twice: in local mode (LOCAL_MODE=1, loopback only) and in signed mode (TWILIO_AUTH_TOKEN
 set in the server and the phone, so every request carries an X-Twilio-Signature the server checks).
-Signed servers differ in one more way: the "open" one sits behind a pretend proxy (PUBLIC_BASE_URL),
-so the phone signs the public URL, as Twilio does; the "closed" one checks the URL it is served at.
+Signed servers differ in one more way: the "open" one sits behind a pretend proxy with an https
+PUBLIC_BASE_URL, the "closed" one has a plain-http loopback one; the phone signs it, as Twilio does.
 What the line should say is read from prompts/, so the tests follow edits to the wording.
 """
 
@@ -32,6 +32,7 @@ pytestmark = pytest.mark.slow
 
 TOKEN = "phone-test-token"
 PROXY_BASE_URL = "https://careline.example.org"
+LOOPBACK_BASE_URL = "http://127.0.0.1:8080"  # plain http: allowed for an address on this machine only
 STAFF_NUMBER = "+15555550123"
 ALWAYS = "Mon-Sun 00:00-24:00"
 
@@ -59,8 +60,7 @@ class Lines:
             settings = {"STAFF_NUMBERS": STAFF_NUMBER, "STAFF_HOURS": ALWAYS if hours == "open" else "closed"}
             if mode == "signed":
                 settings["TWILIO_AUTH_TOKEN"] = TOKEN
-                if hours == "open":
-                    settings["PUBLIC_BASE_URL"] = PROXY_BASE_URL
+                settings["PUBLIC_BASE_URL"] = PROXY_BASE_URL if hours == "open" else LOOPBACK_BASE_URL
             self.servers[key] = local_line(self.folder / f"{mode}-{hours}", settings)
         return self.servers[key]
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +15,11 @@ from flask.testing import FlaskClient
 from twilio.request_validator import RequestValidator
 from werkzeug.datastructures import MultiDict
 
-from ivr import create_app
+from ivr import create_app, phone
 from ivr.config import ConfigError
 from ivr.security import public_url, request_is_from_twilio
 from tests.conftest import app_config
+from tests.helpers.servers import REPO
 from tests.helpers.support import AUTH_TOKEN, PUBLIC_BASE_URL, sign
 
 VECTORS = json.loads((Path(__file__).parent / "data" / "x-twilio-signature-vectors.json").read_text())
@@ -244,3 +248,25 @@ def test_get_is_not_a_webhook(client: FlaskClient) -> None:
 def test_token_outside_local_mode_needs_a_secret_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="SECRET_KEY"):
         create_app(app_config(tmp_path, SECRET_KEY=""))
+
+
+@pytest.mark.slow
+def test_python_m_ivr_without_settings_refuses_to_start_and_says_what_to_set() -> None:
+    """Issue 15 item 8: no token and no LOCAL_MODE: a clear message naming both, not a traceback."""
+    started = subprocess.run(
+        [sys.executable, "-m", "ivr"], cwd=REPO, env=phone.line_environment({}), capture_output=True, text=True,
+        timeout=60,
+    )
+    assert started.returncode != 0
+    assert "TWILIO_AUTH_TOKEN" in started.stderr and "LOCAL_MODE=1" in started.stderr
+    assert "Traceback" not in started.stderr
+
+
+def test_make_run_asks_for_local_mode() -> None:
+    """`make run` serves the line in local mode (and LOCAL_MODE=0 make run would not)."""
+    dry_run = subprocess.run(["make", "-n", "run"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert "LOCAL_MODE=1 .venv/bin/python -m ivr" in dry_run
+    dry_run = subprocess.run(
+        ["make", "-n", "run"], cwd=REPO, env={**os.environ, "LOCAL_MODE": "0"}, capture_output=True, text=True
+    ).stdout
+    assert "LOCAL_MODE=0 .venv/bin/python -m ivr" in dry_run

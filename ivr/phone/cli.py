@@ -32,13 +32,21 @@ def _default_url() -> str:
 
 
 @contextlib.contextmanager
-def _in_process_line() -> Iterator[Transport]:
-    """Build the line in this process on a throw-away SQLite file; settings come from the environment."""
+def _in_process_line(signer: Signer) -> Iterator[Transport]:
+    """Build the line in this process on a throw-away SQLite file; settings come from the environment.
+
+    A phone with no token calls a line in local mode; one with a token calls a line that checks its
+    signatures against the URL it signs (PUBLIC_BASE_URL, or the in-process line's own address).
+    """
     from ivr import create_app
 
+    settings = {"LOCAL_MODE": "0" if signer.token and os.environ.get("LOCAL_MODE") != "1" else "1"}
+    if settings["LOCAL_MODE"] == "0":
+        settings["PUBLIC_BASE_URL"] = signer.public_base_url or AppTransport.base_url
     with tempfile.TemporaryDirectory(prefix="careline-phone-") as folder:
         app = create_app(
             {
+                **settings,
                 "DATABASE_URL": f"sqlite:///{Path(folder) / 'careline.sqlite3'}",
                 "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_hex(32),
             }
@@ -109,7 +117,7 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
         with contextlib.ExitStack() as stack:
             transport: Transport
             if args.in_process:
-                transport = stack.enter_context(_in_process_line())
+                transport = stack.enter_context(_in_process_line(signer))
             else:
                 transport = HttpTransport(args.url or _default_url())
             setup = PhoneSetup(transport, signer, args.caller_number, args.line_number, account)

@@ -81,7 +81,7 @@ class HttpTransport:
 class AppTransport:
     """Requests to a Flask app in this process, through its test client (no network at all)."""
 
-    base_url = "http://localhost"
+    base_url = "http://127.0.0.1"
 
     def __init__(self, app: Any) -> None:
         self._client = app.test_client()

@@ -101,7 +101,12 @@ def local_line(folder: Path, settings: Mapping[str, str]) -> LineServer:
     is taken out of it first.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    own = {"DATABASE_URL": f"sqlite:///{folder / 'careline.sqlite3'}", "SECRET_KEY": "phone-test-secret"}
+    own = {
+        "DATABASE_URL": f"sqlite:///{folder / 'careline.sqlite3'}",
+        "SECRET_KEY": "phone-test-secret",
+        # As `make run`: local mode unless the test gives a token (then it gives PUBLIC_BASE_URL too).
+        "LOCAL_MODE": "0" if settings.get("TWILIO_AUTH_TOKEN") else "1",
+    }
     environ = phone.line_environment({**own, **settings, "PYTHONUNBUFFERED": "1"})
     server = LineServer(environ, folder / "server.log", PYTHON_M_IVR)
     try:
