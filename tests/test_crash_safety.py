@@ -57,9 +57,8 @@ class Twilio:
         self.session = requests.Session()
 
     def post(self, path: str, params: dict[str, str]) -> ET.Element:
-        url = PUBLIC_BASE_URL + path
-        headers = {"X-Twilio-Signature": sign(url, params, TOKEN)}
-        response = self.session.post(url, data=params, headers=headers, timeout=30)
+        headers = {"X-Twilio-Signature": sign(PUBLIC_BASE_URL + path, params, TOKEN)}
+        response = self.session.post(self.server.url + path, data=params, headers=headers, timeout=30)
         assert response.status_code == 200, (path, response.status_code)
         return ET.fromstring(response.content)
 

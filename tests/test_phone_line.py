@@ -212,7 +212,8 @@ def test_command_line_call_prints_the_transcript(lines: Lines, tmp_path: Path) -
     server = lines.get("signed", "closed")
     script = tmp_path / "call.txt"
     script.write_text("// hospice by speech, then a wrong key\nsay end of life\n7\nhangup\n")
-    done = run_phone("call", "--url", server.url, "--token", TOKEN, "--script", str(script))
+    signed = ("--token", TOKEN, "--public-base-url", LOOPBACK_BASE_URL)
+    done = run_phone("call", "--url", server.url, *signed, "--script", str(script))
     assert done.returncode == 0, done.stdout + done.stderr
     assert 'YOU: say "end of life"' in done.stdout
     assert "LINE [en-US]: Sorry, that key is not one of the choices." in done.stdout
