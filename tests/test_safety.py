@@ -358,7 +358,7 @@ def test_the_staff_page_puts_urgent_first_with_kind_and_words_and_refreshes(tmp_
 
 
 def test_alert_text_has_no_link_without_a_public_address(tmp_path: Path) -> None:
-    app = safety_app(tmp_path, PUBLIC_BASE_URL="")
+    app = safety_app(tmp_path, LOCAL_MODE="1", PUBLIC_BASE_URL="")  # only local mode may have none
     assert alerts.alert_text(app) == "CareLine: an urgent request is waiting. Open the staff page."
 
 
