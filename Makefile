@@ -40,14 +40,20 @@ LOCAL_MODE ?= 1
 run: $(RUNTIME)
 	LOCAL_MODE=$(LOCAL_MODE) $(PY) -m ivr
 
+# pytest keeps the test modules it has rewritten (for its assert messages) in __pycache__ (git ignores it):
+# where the environment turns bytecode off (PYTHONDONTWRITEBYTECODE, as some containers do) it would
+# rewrite and compile every test module again on every run, ~4 s of CPU a process. Empty means unset.
+PYTEST := PYTHONDONTWRITEBYTECODE= $(PY) -m pytest
+
 test: $(READY)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
-	$(PY) -m pytest
+	$(PYTEST)
 
-# The unit tests: no servers, browsers, other processes or PostgreSQL (tests marked slow or postgresql).
+# The unit tests: no servers, browsers, other processes or PostgreSQL (tests marked slow or postgresql),
+# spread over one pytest-xdist worker per CPU core.
 test-fast: $(READY)
-	$(PY) -m pytest -q -m "not slow and not postgresql"
+	$(PYTEST) -q -n auto -m "not slow and not postgresql"
 
 lint: $(READY)
 	$(PY) -m ruff check .

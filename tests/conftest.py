@@ -1,5 +1,10 @@
 """Fixtures: an app on a fresh database, a test client, and a Twilio-like caller.
 
+Test apps share one copy of the prompts, loaded and checked once per session (`loaded_content`), and
+start on a copy of a database migrated once per session (tests/helpers/databases.py): a start costs
+milliseconds, not the ~70 ms of reading every prompt file and running every migration again. Tests
+that give their own PROMPTS_DIR, or a new database file, still have the app read and migrate it.
+
 Every test that uses `app` (or `client`, `call`, `database_url`) runs twice: on a new SQLite file and
 on a new PostgreSQL database (tests/helpers/databases.py). Without a PostgreSQL server configured the second
 run is skipped with the reason shown; under CI it fails instead. Mark a test `sqlite_only` when its
@@ -9,7 +14,9 @@ database does not matter, to run it once.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +25,30 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from ivr import create_app
+from ivr.content import PROMPTS_DIR, Content, load_content
 from ivr.storage import Storage
-from tests.helpers.databases import NO_POSTGRES_REASON, PostgresServer, configured_postgres_url
+from tests.helpers.databases import (
+    NO_POSTGRES_REASON,
+    PostgresServer,
+    configured_postgres_url,
+    migrated_sqlite_template,
+)
 from tests.helpers.support import AUTH_TOKEN, PUBLIC_BASE_URL, Call
 
 
+@cache
+def loaded_content() -> Content:
+    """The prompts in prompts/, read and checked once per session (Content is frozen: apps share it)."""
+    return load_content(PROMPTS_DIR)
+
+
 def app_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
-    """Settings for a test app: signed requests required, its own database file."""
+    """Settings for a test app: signed requests required, its own database file, the session's prompts
+    (unless the test gives its own PROMPTS_DIR, which the app then reads)."""
     config: dict[str, Any] = {
         "TESTING": True,
         "LOCAL_MODE": 0,  # whatever the shell running the tests says
+        "CONTENT": loaded_content(),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'careline.sqlite3'}",
         "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
         "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
@@ -39,6 +60,8 @@ def app_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
         "USAGE_FLUSH_SECONDS": 0,
     }
     config.update(overrides)
+    if config.get("PROMPTS_DIR"):
+        del config["CONTENT"]
     return config
 
 
@@ -88,13 +111,22 @@ def postgres_server() -> Iterator[PostgresServer | None]:
     server.close()
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file with the newest schema, migrated once per session, that tests' databases copy."""
+    return migrated_sqlite_template(tmp_path_factory.mktemp("template") / "careline.sqlite3")
+
+
 @pytest.fixture
 def database_url(
     request: pytest.FixtureRequest, tmp_path: Path, postgres_server: PostgresServer | None
 ) -> Iterator[str]:
-    """A new, migrated database for this test: a SQLite file or a PostgreSQL database."""
+    """A new, migrated database for this test: a SQLite file or a PostgreSQL database, each a copy of
+    a template migrated once per session (the app's own migrate at start-up then finds nothing to do)."""
     if getattr(request, "param", "sqlite") == "sqlite":
-        yield f"sqlite:///{tmp_path / 'careline.sqlite3'}"
+        path = tmp_path / "careline.sqlite3"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
         return
     with require_postgres(postgres_server).fresh_database() as url:
         yield url

@@ -1,5 +1,7 @@
 """Databases for tests: a new SQLite file, or a new database on a real PostgreSQL server.
 
+Each SQLite test database is a copy of a file migrated once per session (`migrated_sqlite_template`).
+
 The PostgreSQL server is named by CARELINE_TEST_POSTGRES_URL (an admin URL such as
 postgresql+psycopg://postgres:secret@127.0.0.1:5432/postgres); `.ci/with-postgres` starts a
 throwaway one and sets it. Each test gets its own database, copied from a template that was
@@ -12,6 +14,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
@@ -28,6 +31,17 @@ NO_POSTGRES_REASON = (
 def configured_postgres_url() -> str:
     """The admin URL of the test PostgreSQL server, or '' when none is configured."""
     return os.environ.get(POSTGRES_URL_VARIABLE, "").strip()
+
+
+def migrated_sqlite_template(path: Path) -> Path:
+    """Create and migrate the SQLite file at `path` for tests to copy; the file alone holds it all."""
+    storage = Storage(f"sqlite:///{path}", "template")
+    storage.migrate()
+    storage.dispose()
+    # A copy of the file alone must be the whole database: no write-ahead log left beside it.
+    leftovers = [p.name for p in path.parent.iterdir() if p.name.endswith(("-wal", "-journal")) and p.stat().st_size]
+    assert not leftovers, f"the template database left {leftovers}"
+    return path
 
 
 class PostgresServer:
