@@ -51,9 +51,9 @@ test: $(READY)
 	$(PYTEST)
 
 # The unit tests: no servers, browsers, other processes or PostgreSQL (tests marked slow or postgresql),
-# spread over one pytest-xdist worker per CPU core.
+# spread over one pytest-xdist worker per CPU core; an idle worker takes tests queued for a busy one (worksteal).
 test-fast: $(READY)
-	$(PYTEST) -q -n auto -m "not slow and not postgresql"
+	$(PYTEST) -q -n auto --dist worksteal -m "not slow and not postgresql"
 
 lint: $(READY)
 	$(PY) -m ruff check .
