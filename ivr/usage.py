@@ -21,12 +21,13 @@ from __future__ import annotations
 import atexit
 import datetime as dt
 import logging
+import os
 import threading
 import weakref
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ivr.storage import Storage, Use, process_generation
+from ivr.storage import Storage, Use
 
 if TYPE_CHECKING:
     from ivr.resilience import DatabaseGuard
@@ -130,12 +131,12 @@ class UsageCounter:
 
     def _ensure_timer(self) -> None:
         """Start this process's flushing thread on first use (a forked worker starts its own)."""
-        if self._timer_process == process_generation():
+        if self._timer_process == os.getpid():
             return
         with self._lock:
-            if self._timer_process == process_generation():
+            if self._timer_process == os.getpid():
                 return
-            self._timer_process = process_generation()
+            self._timer_process = os.getpid()
             self._hurry, self._stop = threading.Event(), threading.Event()
             events = (self._hurry, self._stop)
         thread = threading.Thread(target=self._run, args=(weakref.ref(self), *events), daemon=True)

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from ivr.storage import CallbackAsk, Storage, TextChanges, TextSession
+from ivr.storage import CallbackAsk, Storage, TextChanges, TextSession, Use
 from tests.conftest import require_postgres
 from tests.helpers.databases import PostgresServer
 
@@ -94,17 +94,18 @@ def test_a_voice_message_is_kept_with_its_recording(storage: Storage) -> None:
 
 
 def test_events_are_processed_once(storage: Storage) -> None:
-    assert storage.first_time("SM123")
-    assert not storage.first_time("SM123")
-    assert storage.first_time("SM124")
+    assert storage.claim_step("SM123") is None
+    assert storage.claim_step("SM123") == ""
+    storage.settle_step("SM123", "sent")
+    assert storage.claim_step("SM123") == "sent"
+    assert storage.claim_step("SM124") is None
 
 
 def test_usage_counts_add_up_per_day_channel_and_section(storage: Storage) -> None:
     today = dt.date(2026, 11, 26)
     for _ in range(3):
-        storage.count_use("voice", "hospice", today)
-    storage.count_use("sms", "hospice", today)
-    storage.count_use("voice", "coping", today - dt.timedelta(days=1))
+        storage.add_uses([Use(today, "voice", "hospice")])
+    storage.add_uses([Use(today, "sms", "hospice"), Use(today - dt.timedelta(days=1), "voice", "coping")])
     rows = {(r["day"], r["channel"], r["section"]): r["count"] for r in storage.usage(today - dt.timedelta(days=7))}
     assert rows == {
         (today, "voice", "hospice"): 3,
@@ -125,18 +126,25 @@ def test_no_number_is_opted_out_until_it_says_stop(storage: Storage) -> None:
     assert not storage.is_opted_out("+15551230001")
 
 
-def test_only_conversation_moves_skip_waiting_for_the_disk(storage: Storage) -> None:
+def durability_setting(storage: Storage) -> tuple[str, object, object]:
+    """The statement that reads whether a commit waits for the disk, and its values when it does and does not."""
     if storage.engine.dialect.name == "sqlite":
-        setting = "PRAGMA synchronous"  # 2 = FULL, 1 = NORMAL
-        durable, relaxed = 2, 1
-    else:
-        setting = "SHOW synchronous_commit"
-        durable, relaxed = "on", "off"
-    with storage.engine.connect() as connection:
-        assert connection.exec_driver_sql(setting).scalar() == durable
-    for engine in (storage.conversation_engine,):
-        with engine.connect() as connection:
+        return "PRAGMA synchronous", 2, 1  # 2 = FULL, 1 = NORMAL
+    return "SHOW synchronous_commit", "on", "off"
+
+
+def test_only_durable_transactions_wait_for_the_disk(storage: Storage) -> None:
+    setting, durable, relaxed = durability_setting(storage)
+    for _ in range(2):  # the same pooled connection, switched each time
+        with storage.durable.begin() as connection:
+            assert connection.exec_driver_sql(setting).scalar() == durable
+        with storage.engine.begin() as connection:
             assert connection.exec_driver_sql(setting).scalar() == relaxed
+
+
+def session_of(storage: Storage, phone: str) -> TextSession:
+    """What the text line remembers of `phone`."""
+    return storage.text_conversation(phone, "")[0]
 
 
 @pytest.mark.parametrize("with_session", [True, False])
@@ -150,22 +158,22 @@ def test_a_conversation_move_is_stored_once_per_message(storage: Storage, with_s
     assert storage.record_text_turn("sms:SM-once", phone, "menu:en", retry) == "section:es:hospice:0"
     assert storage.record_text_turn("sms:SM-once", phone, "menu:en", first) == "section:es:hospice:0"
     expected = TextSession(lang="es", section="hospice", next_part=1) if with_session else TextSession()
-    assert storage.text_session(phone) == expected
+    assert session_of(storage, phone) == expected
     # A message with no SID (never from Twilio, but possible by hand) is stored every time it comes.
     assert storage.record_text_turn("", phone, "menu:en", first) is None
     assert storage.record_text_turn("", phone, "menu:en", first) is None
-    assert storage.text_session(phone) == expected
+    assert session_of(storage, phone) == expected
 
 
 def test_connections_the_server_dropped_are_replaced_without_a_failed_request(
     storage: Storage, database_url: str, postgres_server: PostgresServer | None
 ) -> None:
-    """The per-request statements keep their connection (no pool, no liveness ping): when the server
-    ends it (a restart, a failover), the next request notices, opens a new one and succeeds."""
+    """Pooled connections live on between requests: when the server ends one (a restart, a
+    failover), the next request notices, opens a new one and succeeds."""
     phone = "+15551230004"
     session = TextChanges(session=TextSession(lang="en", section="hospice", next_part=1))
     assert storage.record_text_turn("sms:SM-before", phone, "", session) is None
-    assert storage.text_session(phone).section == "hospice"
+    assert session_of(storage, phone).section == "hospice"
     if postgres_server is not None and database_url.startswith("postgresql"):
         name = make_url(database_url).database
         admin = sa.create_engine(postgres_server.admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
@@ -175,10 +183,10 @@ def test_connections_the_server_dropped_are_replaced_without_a_failed_request(
                 {"name": name},
             ).scalar()
         admin.dispose()
-        assert ended >= 1, "the hot connection was open"
+        assert ended >= 1, "the pooled connection was open"
     else:
         storage.dispose()  # SQLite's connections cannot be ended from outside: retired instead
-    assert storage.text_session(phone).section == "hospice"
+    assert session_of(storage, phone).section == "hospice"
     assert storage.record_text_turn("sms:SM-after", phone, "", session) is None
     assert storage.record_text_turn("sms:SM-after", phone, "", session) == ""
 
@@ -203,17 +211,14 @@ def test_a_stored_message_with_no_answer_gives_an_empty_one(storage: Storage) ->
 
 def test_a_text_that_leaves_something_waits_for_the_disk(storage: Storage) -> None:
     """MENU, a topic or MORE commit without an fsync; STOP, START and a call-back request always with one."""
+    setting, durable, _relaxed = durability_setting(storage)
     used: list[str] = []
 
-    def on_durable_commit(*_args: object) -> None:
-        used.append("durable")
+    def on_commit(connection: sa.Connection) -> None:
+        # What the transaction's commit is about to do, read inside it.
+        used.append("durable" if connection.exec_driver_sql(setting).scalar() == durable else "relaxed")
 
-    def on_hot_statement(engine: sa.Engine, _statement: str) -> None:
-        # The hot statements go straight to the driver (Storage._hot_once): seen through `trace`.
-        used.append("durable" if engine is storage.engine else "relaxed")
-
-    sa.event.listen(storage.engine, "commit", on_durable_commit)
-    storage.trace = on_hot_statement
+    sa.event.listen(storage.engine, "commit", on_commit)
     try:
         phone = "+15551230001"
         session = TextSession(lang="en", section="hospice", next_part=1)
@@ -226,51 +231,23 @@ def test_a_text_that_leaves_something_waits_for_the_disk(storage: Storage) -> No
             storage.record_text_turn(sid, phone, "", changes)
             used.append("|")
     finally:
-        sa.event.remove(storage.engine, "commit", on_durable_commit)
-        storage.trace = None
+        sa.event.remove(storage.engine, "commit", on_commit)
     turns = [set(turn.split()) for turn in " ".join(used).split("|")[:-1]]
     assert turns == [{"relaxed"}, {"durable"}, {"durable"}, {"durable"}]
-    assert storage.text_session(phone).section == "hospice"
+    assert session_of(storage, phone).section == "hospice"
     assert len(storage.callback_requests()) == 1
-
-
-def _other_process_can_write(lock_path: str) -> bool:
-    """Whether another process could take the writers' turn right now."""
-    probe = "import fcntl, os, sys; fcntl.flock(os.open(sys.argv[1], os.O_RDWR), fcntl.LOCK_EX | fcntl.LOCK_NB)"
-    return subprocess.run([sys.executable, "-c", probe, lock_path], capture_output=True).returncode == 0
-
-
-@pytest.mark.sqlite_only
-def test_sqlite_writers_take_turns_and_always_give_the_turn_back(storage: Storage, database_url: str) -> None:
-    lock_path = database_url.split("///", 1)[1] + "-writers"
-    storage.first_time("SM1")  # a write: the queue's file now exists, and the turn was given back
-    assert _other_process_can_write(lock_path)
-
-    with storage.engine.begin() as connection:
-        connection.execute(sa.text("INSERT INTO processed_events (key, created_at) VALUES ('SM2', '2026-11-26')"))
-        assert not _other_process_can_write(lock_path)  # this transaction's turn
-    assert _other_process_can_write(lock_path)
-
-    with pytest.raises(sa.exc.IntegrityError), storage.engine.begin() as connection:
-        connection.execute(sa.text("INSERT INTO processed_events (key, created_at) VALUES ('SM2', '2026-11-26')"))
-    assert _other_process_can_write(lock_path)  # a failed write gives the turn back too
-
-    storage.count_use("voice", "hospice")
-    with storage.engine.connect() as connection:
-        connection.execute(sa.text("SELECT count(*) FROM processed_events")).scalar()
-        assert _other_process_can_write(lock_path)  # reading never takes a turn
 
 
 @pytest.mark.sqlite_only
 def test_the_per_request_reads_leave_no_snapshot_open(storage: Storage, database_url: str) -> None:
-    """The hot connections live on between requests: a read that kept its SQLite snapshot open would
+    """Pooled connections live on between requests: a read that kept its SQLite snapshot open would
     hold back every WAL checkpoint until that worker's next request (an idle worker: for ever)."""
     import sqlite3
 
     phone = "+15551230005"
     storage.record_text_turn("sms:SM-ckpt", phone, "", TextChanges(session=TextSession("en", "hospice", 1)))
     storage.remember_choices(phone, "en", False, "hospice", dt.datetime.now(dt.UTC))
-    assert storage.text_session(phone).section == "hospice"
+    assert session_of(storage, phone).section == "hospice"
     assert storage.recall_choices(phone, dt.datetime.now(dt.UTC), dt.timedelta(days=7)) is not None
     other = sqlite3.connect(database_url.split("///", 1)[1], timeout=0)
     try:

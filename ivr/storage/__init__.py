@@ -1,0 +1,72 @@
+"""Everything the line keeps: SQLite by default, PostgreSQL by DATABASE_URL, through SQLAlchemy Core.
+
+The schema is created and migrated by Alembic when the app starts (ivr/migrations). Phone numbers
+are health-related data: they are stored in the clear only where staff need to call someone back
+(a call-back request); everywhere else the line keeps a keyed hash (HMAC-SHA256 with SECRET_KEY).
+
+One module per concern, each a part of `Storage`:
+
+    schema.py       the tables, and how times are stored (UTC)
+    database.py     the engine (SQLAlchemy's pool and statement cache), durable and relaxed commits,
+                    migrations, the keyed hashes; sqlite.py: what only SQLite needs (WAL, busy timeout)
+    events.py       handled events: a retried request changes nothing twice; a call's steps
+    queue.py        voice messages and call-back requests, and staff working through them
+    texts.py        the text line's conversations, opt-outs and answered messages
+    preferences.py  a caller's remembered choices (language, speed, last section)
+    usage.py        usage counts for the staff page (batched by ivr/usage.py)
+    staff.py        staff accounts, failed sign-ins, transfers staff took
+    replay.py       records from the spool (ivr/spool.py), applied exactly once
+    retention.py    the purge of data older than the retention period
+"""
+
+from __future__ import annotations
+
+from ivr.storage.events import CallSteps
+from ivr.storage.preferences import Preferences
+from ivr.storage.queue import CallbackAsk, CallbackQueue
+from ivr.storage.replay import SpoolReplay
+from ivr.storage.retention import Retention
+from ivr.storage.schema import (
+    as_utc,
+    callback_requests,
+    from_db,
+    login_attempts,
+    metadata,
+    opt_outs,
+    preferences,
+    processed_events,
+    sms_sessions,
+    staff_acceptances,
+    staff_users,
+    usage_daily,
+    utcnow,
+)
+from ivr.storage.staff import StaffRecords
+from ivr.storage.texts import TextChanges, TextLine, TextSession
+from ivr.storage.usage import Use, UsageCounts
+
+__all__ = [
+    "CallbackAsk",
+    "Storage",
+    "TextChanges",
+    "TextSession",
+    "Use",
+    "as_utc",
+    "callback_requests",
+    "from_db",
+    "login_attempts",
+    "metadata",
+    "opt_outs",
+    "preferences",
+    "processed_events",
+    "sms_sessions",
+    "staff_acceptances",
+    "staff_users",
+    "usage_daily",
+    "utcnow",
+]
+
+
+class Storage(CallbackQueue, TextLine, Preferences, UsageCounts, CallSteps, StaffRecords, SpoolReplay, Retention):
+    """The line's database, opened once per process: one engine, and each concern's methods
+    (see the modules above; they share `Database`'s engine and hashes)."""

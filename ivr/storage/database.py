@@ -1,0 +1,124 @@
+"""The database connection every part of storage shares: one SQLAlchemy engine and its pool.
+
+SQLite by default, PostgreSQL by DATABASE_URL; SQLAlchemy Core builds each database's SQL, caches
+compiled statements and pools connections. Two kinds of transaction, on the same engine:
+
+- `engine.begin()`: commits without waiting for the disk. For what a person would not miss if a
+  power cut lost the last second of it: a text that only moves a conversation along, remembered
+  choices, usage counts. (A crash of the process itself loses none of it.)
+- `durable.begin()`: the commit waits for the disk. For what a caller leaves (a voice message, a
+  call-back request, an opt-out), records moved in from the spool, staff accounts, the schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+from ivr.storage import sqlite
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+#: Execution option of `Database.durable`: the transaction's commit waits for the disk.
+WAIT_FOR_DISK = "careline_wait_for_disk"
+
+
+def make_engine(url: str) -> sa.Engine:
+    """The line's engine for `url`, set up for its database (see the module docstring)."""
+    # preserve_rowcount: "was this row inserted?" is read from INSERT ... ON CONFLICT DO NOTHING's
+    # rowcount, which psycopg reports as -1 unless SQLAlchemy keeps it before closing the cursor.
+    # hide_parameters: neither log lines nor error messages may quote a phone number.
+    options: dict[str, Any] = {"execution_options": {"preserve_rowcount": True}, "hide_parameters": True}
+    if url.startswith("sqlite"):
+        try:
+            sqlite.prepare_file(url)
+        except OSError as error:
+            # The line still starts (menus need no database); storage is retried later.
+            log.error("Cannot create the database folder: %s", type(error).__name__)
+        engine = sa.create_engine(url, **options)
+        sqlite.configure(engine)
+    else:
+        # A server connection can die (restart, failover): tested when taken from the pool. A host
+        # that does not answer, or a row locked by someone else, must not hold a caller past Twilio's
+        # 15 s: after 5 s the line answers without the database (ivr/resilience.py). Commits do not
+        # wait for the disk unless the transaction asks (`durable`).
+        options.update(pool_pre_ping=True, pool_size=5, max_overflow=5, pool_timeout=3)
+        server_options = "-c lock_timeout=5000 -c synchronous_commit=off"
+        engine = sa.create_engine(url, connect_args={"connect_timeout": 5, "options": server_options}, **options)
+    sa.event.listen(engine, "begin", _on_begin)
+    return engine
+
+
+def _on_begin(connection: sa.Connection) -> None:
+    """Set the transaction's durability: waits for the disk only under `durable`."""
+    wait = bool(connection.get_execution_options().get(WAIT_FOR_DISK))
+    if connection.dialect.name == "sqlite":
+        sqlite.wait_for_disk(connection, wait)
+    elif wait:
+        connection.exec_driver_sql("SET LOCAL synchronous_commit TO on")
+
+
+class Database:
+    """The engine and the keyed hashes every part of storage uses (see ivr/storage/__init__.py)."""
+
+    def __init__(self, database_url: str, secret_key: str) -> None:
+        self.url = database_url
+        self._secret = secret_key.encode()
+        self.engine: sa.Engine = make_engine(database_url)
+        #: The same engine and pool; its transactions' commits wait for the disk.
+        self.durable: sa.Engine = self.engine.execution_options(**{WAIT_FOR_DISK: True})
+
+    # -- schema and connections -----------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema to the newest migration."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with self.durable.begin() as connection:
+            # Several processes may start at once: one migrates, the others wait, then find nothing to do.
+            if connection.dialect.name == "postgresql":
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(7212026)"))
+            else:
+                sqlite.lock_for_migration(connection)
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+        # The process that migrated may fork workers next (gunicorn's preload): hand none of
+        # these connections down to them.
+        self.dispose()
+
+    def dispose(self) -> None:
+        """Close every pooled connection (they reopen on the next use)."""
+        self.engine.dispose()
+
+    def after_fork(self) -> None:
+        """Call in a freshly forked worker: drop the parent's pooled connections without closing them."""
+        self.engine.dispose(close=False)
+
+    def insert(self, table: sa.Table) -> Any:
+        """An INSERT with this database's ON CONFLICT clause (SQLite and PostgreSQL spell it alike)."""
+        if self.engine.dialect.name == "postgresql":
+            return postgresql.insert(table)
+        return sqlite_dialect.insert(table)
+
+    # -- privacy --------------------------------------------------------------------------------
+
+    def phone_hash(self, phone: str) -> str:
+        """A keyed hash of a phone number (HMAC-SHA256 with SECRET_KEY) over its digits and "+":
+        lets the line recognise a number without storing it."""
+        canonical = "".join(character for character in phone if character.isdigit() or character == "+")
+        return hmac.new(self._secret, canonical.encode(), hashlib.sha256).hexdigest()
+
+    def key_hash(self, kind: str, value: str) -> str:
+        """A keyed hash of `value` (a user name, an IP address): countable, but not readable."""
+        return hmac.new(self._secret, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()

@@ -1,0 +1,52 @@
+"""Handled events (processed_events): what makes a request Twilio retried change nothing twice.
+
+A key per event (a text's MessageSid, a call step's idempotency token, a spooled record's id) is
+claimed in the same transaction as what the event changes; a retry finds its key taken, and gets
+the answer (`outcome`) noted the first time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlalchemy as sa
+
+from ivr.storage.database import Database
+from ivr.storage.schema import as_utc, processed_events
+
+#: How long a key may be (the column's width).
+KEY_LENGTH = 96
+
+
+def claim(database: Database, connection: sa.Connection, key: str, at: dt.datetime, outcome: str | None = None) -> bool:
+    """Note `key` at `at` (with the answer `outcome`) in `connection`'s transaction; False when it
+    was noted before (a retry). On PostgreSQL a copy delivered twice at once waits here for the other."""
+    statement = database.insert(processed_events).on_conflict_do_nothing()
+    values = {"key": key[:KEY_LENGTH], "created_at": at, "outcome": outcome if outcome is None else outcome[:64]}
+    return connection.execute(statement, values).rowcount == 1
+
+
+def noted_outcome(connection: sa.Connection, key: str) -> str:
+    """The answer noted for the handled event `key` ("" if none was noted)."""
+    query = sa.select(processed_events.c.outcome).where(processed_events.c.key == key[:KEY_LENGTH])
+    return connection.execute(query).scalar() or ""
+
+
+class CallSteps(Database):
+    """A call's steps: each answered once however often Twilio retries it (ivr/voice.py `retry_key`).
+    Their keys wait for the disk: a step (texting a section) must not be done twice."""
+
+    def claim_step(self, key: str, at: dt.datetime | None = None) -> str | None:
+        """Claim one step of a call (`key`: from Twilio's idempotency token): None when this request is
+        the first, else the outcome noted for the earlier one ("" if none yet)."""
+        with self.durable.begin() as connection:
+            if claim(self, connection, key, as_utc(at)):
+                return None
+            return noted_outcome(connection, key)
+
+    def settle_step(self, key: str, outcome: str) -> None:
+        """Note what a claimed step came to, for a retry of it to give the same answer."""
+        statement = (
+            processed_events.update().where(processed_events.c.key == key[:KEY_LENGTH]).values(outcome=outcome[:64])
+        )
+        with self.durable.begin() as connection:
+            connection.execute(statement)

@@ -1,0 +1,210 @@
+"""The staff queue: call-back requests and voice messages (callback_requests).
+
+Everything here is something a caller left: each write waits for the disk (`Database.durable`),
+and is also what the spool keeps while the database is away (ivr/storage/replay.py moves it in).
+Phone numbers are stored in the clear only here, where staff need them to call back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from ivr.storage.database import Database
+from ivr.storage.schema import as_utc, callback_requests, utcnow
+
+
+@dataclass(frozen=True)
+class CallbackAsk:
+    """A call-back request from a text: the topic the person was reading, their language, urgency."""
+
+    topic: str
+    lang: str
+    urgent: bool = False
+    opted_out: bool = False
+
+
+def _voice_message_row(phone: str, topic: str, lang: str, at: dt.datetime) -> dict[str, Any]:
+    """The columns every voice message's call-back request starts with."""
+    return {
+        "created_at": at,
+        "channel": "voice",
+        "kind": "voicemail",
+        "phone": phone or None,
+        "topic": topic,
+        "lang": lang,
+        "urgent": False,
+        "status": "open",
+    }
+
+
+def _voicemail_keys(call_sid: str) -> sa.ColumnElement[bool]:
+    """Matches the voice-message requests of call `call_sid` (voicemail:<sid>, voicemail:<sid>:2, ...)."""
+    base = f"voicemail:{call_sid}"
+    return sa.or_(callback_requests.c.dedupe_key == base, callback_requests.c.dedupe_key.startswith(f"{base}:"))
+
+
+def open_voicemail_in(
+    database: Database, connection: sa.Connection, call_sid: str, phone: str, topic: str, lang: str, at: dt.datetime
+) -> None:
+    """`CallbackQueue.open_voicemail` inside `connection`'s transaction (also for a record from the spool)."""
+    base = f"voicemail:{call_sid}"
+    rows = connection.execute(sa.select(callback_requests.c.recording_sid).where(_voicemail_keys(call_sid))).all()
+    if any(row.recording_sid is None for row in rows):
+        return
+    values = _voice_message_row(phone, topic, lang, at)
+    values.update(note="no_recording", dedupe_key=base if not rows else f"{base}:{len(rows) + 1}")
+    connection.execute(database.insert(callback_requests).values(**values).on_conflict_do_nothing())
+
+
+def attach_recording_in(
+    database: Database,
+    connection: sa.Connection,
+    call_sid: str,
+    recording_sid: str,
+    url: str,
+    seconds: int,
+    *,
+    phone: str,
+    topic: str,
+    lang: str,
+    at: dt.datetime,
+) -> bool:
+    """`CallbackQueue.attach_recording` inside `connection`'s transaction (also for a record from the spool)."""
+    values = {"recording_sid": recording_sid, "recording_url": url, "recording_seconds": seconds, "note": ""}
+    known = sa.select(callback_requests.c.id).where(callback_requests.c.recording_sid == recording_sid)
+    if connection.execute(known).first() is not None:
+        return True
+    waiting = connection.execute(
+        sa.select(callback_requests.c.id)
+        .where(_voicemail_keys(call_sid), callback_requests.c.recording_sid.is_(None))
+        .order_by(callback_requests.c.id.desc())
+    ).first()
+    if waiting is not None:
+        updated = connection.execute(
+            callback_requests.update()
+            .where(callback_requests.c.id == waiting.id, callback_requests.c.recording_sid.is_(None))
+            .values(**values)
+        )
+        if updated.rowcount:
+            return True
+    row = {**_voice_message_row(phone, topic, lang, at), "dedupe_key": f"recording:{recording_sid}", **values}
+    connection.execute(database.insert(callback_requests).values(**row).on_conflict_do_nothing())
+    return True
+
+
+def request_callback_in(
+    database: Database,
+    connection: sa.Connection,
+    phone: str,
+    ask: CallbackAsk,
+    channel: str,
+    dedupe_key: str | None,
+    at: dt.datetime,
+) -> bool:
+    """Keep a call-back request in `connection`'s transaction, once per `dedupe_key`; True when added."""
+    # Notes are codes for the staff page, never the words someone texted.
+    notes = [note for note, flag in (("urgent_words", ask.urgent), ("texts_opted_out", ask.opted_out)) if flag]
+    values = {
+        "created_at": at,
+        "channel": channel,
+        "kind": "callback",
+        "phone": phone or None,
+        "topic": ask.topic,
+        "lang": ask.lang,
+        "urgent": ask.urgent,
+        "note": ",".join(notes),
+        "status": "open",
+        "dedupe_key": dedupe_key[:80] if dedupe_key else None,
+    }
+    statement = database.insert(callback_requests).values(**values).on_conflict_do_nothing()
+    return connection.execute(statement).rowcount == 1
+
+
+class CallbackQueue(Database):
+    """Voice messages and call-back requests, and staff working through them."""
+
+    def open_voicemail(self, call_sid: str, phone: str, topic: str, lang: str, at: dt.datetime | None = None) -> None:
+        """A caller is about to leave a message: keep a call-back request now, so a hang-up loses nothing.
+
+        A retry of the same request, or a second try after an empty recording, reuses the call's
+        request that has no recording yet; a caller who leaves a second message gets a second request.
+        """
+        with self.durable.begin() as connection:
+            open_voicemail_in(self, connection, call_sid, phone, topic, lang, as_utc(at))
+
+    def attach_recording(
+        self,
+        call_sid: str,
+        recording_sid: str,
+        url: str,
+        seconds: int,
+        *,
+        phone: str = "",
+        topic: str = "",
+        lang: str = "en",
+    ) -> bool:
+        """Add a recording to the call's newest message that has none; True when it is now kept.
+
+        The same recording reported again (Record's action and its status callback, or a retry)
+        changes nothing. A recording with no request to go to (which should not happen) gets a
+        request of its own, from what is known, rather than being dropped.
+        """
+        if not recording_sid:
+            return False
+        with self.durable.begin() as connection:
+            return attach_recording_in(
+                self, connection, call_sid, recording_sid, url, seconds, phone=phone, topic=topic, lang=lang, at=utcnow()
+            )
+
+    def callback_requests(self, status: str | None = "open") -> list[dict[str, Any]]:
+        """Call-back requests, urgent first, newest first; all of them when `status` is None."""
+        query = sa.select(callback_requests)
+        if status:
+            query = query.where(callback_requests.c.status == status)
+        query = query.order_by(
+            callback_requests.c.urgent.desc(), callback_requests.c.created_at.desc(), callback_requests.c.id.desc()
+        )
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def callback_request(self, request_id: int) -> dict[str, Any] | None:
+        """One call-back request by id, or None."""
+        query = sa.select(callback_requests).where(callback_requests.c.id == request_id)
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        return dict(row._mapping) if row else None
+
+    def done_requests(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The call-back requests most recently marked done, newest first."""
+        query = (
+            sa.select(callback_requests)
+            .where(callback_requests.c.status == "done")
+            .order_by(callback_requests.c.done_at.desc(), callback_requests.c.id.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def mark_done(self, request_id: int, by: str, at: dt.datetime | None = None) -> bool:
+        """Staff member `by` dealt with an open request; True when this call changed it."""
+        statement = (
+            callback_requests.update()
+            .where(callback_requests.c.id == request_id, callback_requests.c.status == "open")
+            .values(status="done", done_by=by[:64], done_at=as_utc(at))
+        )
+        with self.durable.begin() as connection:
+            return connection.execute(statement).rowcount == 1
+
+    def reopen(self, request_id: int) -> bool:
+        """Put a request marked done back in the queue; True when this call changed it."""
+        statement = (
+            callback_requests.update()
+            .where(callback_requests.c.id == request_id, callback_requests.c.status == "done")
+            .values(status="open", done_by=None, done_at=None)
+        )
+        with self.durable.begin() as connection:
+            return connection.execute(statement).rowcount == 1

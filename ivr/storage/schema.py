@@ -1,0 +1,124 @@
+"""The line's tables, as SQLAlchemy Core sees them (Alembic creates and changes them: ivr/migrations).
+
+Times are stored in UTC: SQLite keeps no time zone, so every time goes in as UTC (`as_utc`) and comes
+back aware (`from_db`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+opt_outs = sa.Table(
+    "opt_outs",
+    metadata,
+    sa.Column("phone_hash", sa.String(64), primary_key=True),
+    sa.Column("opted_out", sa.Boolean, nullable=False),
+    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+callback_requests = sa.Table(
+    "callback_requests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("channel", sa.String(8), nullable=False),  # voice | sms
+    sa.Column("kind", sa.String(16), nullable=False),  # voicemail | callback
+    sa.Column("phone", sa.String(64), nullable=True),
+    sa.Column("topic", sa.String(32), nullable=False, default=""),
+    sa.Column("lang", sa.String(8), nullable=False, default="en"),
+    sa.Column("urgent", sa.Boolean, nullable=False, default=False),
+    sa.Column("recording_sid", sa.String(64), nullable=True),
+    sa.Column("recording_url", sa.String(512), nullable=True),
+    sa.Column("recording_seconds", sa.Integer, nullable=True),
+    sa.Column("note", sa.String(64), nullable=False, default=""),
+    sa.Column("status", sa.String(8), nullable=False, default="open"),  # open | done
+    sa.Column("done_by", sa.String(64), nullable=True),
+    sa.Column("done_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("dedupe_key", sa.String(80), nullable=True, unique=True),
+)
+
+sms_sessions = sa.Table(
+    "sms_sessions",
+    metadata,
+    sa.Column("phone_hash", sa.String(64), primary_key=True),
+    sa.Column("lang", sa.String(8), nullable=False),
+    sa.Column("section", sa.String(32), nullable=False, default=""),
+    sa.Column("next_part", sa.Integer, nullable=False, default=0),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+preferences = sa.Table(
+    "preferences",
+    metadata,
+    sa.Column("phone_hash", sa.String(64), primary_key=True),
+    sa.Column("lang", sa.String(8), nullable=False),
+    sa.Column("slow", sa.Boolean, nullable=False, default=False),
+    sa.Column("last_section", sa.String(32), nullable=False, default=""),
+    sa.Column("last_heard_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+usage_daily = sa.Table(
+    "usage_daily",
+    metadata,
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("channel", sa.String(8), primary_key=True),
+    sa.Column("section", sa.String(32), primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False, default=0),
+)
+
+staff_users = sa.Table(
+    "staff_users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(256), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+login_attempts = sa.Table(
+    "login_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key_hash", sa.String(64), nullable=False, index=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+
+processed_events = sa.Table(
+    "processed_events",
+    metadata,
+    sa.Column("key", sa.String(96), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # The answer given the first time (migration 0002), so a retried message gets the same one.
+    sa.Column("outcome", sa.String(64), nullable=True),
+)
+
+staff_acceptances = sa.Table(
+    "staff_acceptances",
+    metadata,
+    sa.Column("call_sid", sa.String(64), primary_key=True),
+    sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def utcnow() -> dt.datetime:
+    """The current time in UTC, the only time zone the database sees."""
+    return dt.datetime.now(dt.UTC)
+
+
+def as_utc(at: dt.datetime | None) -> dt.datetime:
+    """`at` (an aware datetime; now when None) in UTC: SQLite keeps no time zone, so every stored time is UTC."""
+    return (at or utcnow()).astimezone(dt.UTC)
+
+
+def from_db(at: dt.datetime | None) -> dt.datetime | None:
+    """A time read back from the database, made aware (SQLite returns naive UTC times)."""
+    if at is None:
+        return None
+    return at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at
+
+

@@ -1,0 +1,78 @@
+"""Everything SQLite needs that PostgreSQL does not, in one place.
+
+- WAL, so several app processes read while one writes.
+- busy_timeout: a writer waits up to 5 s for another's turn (SQLite has one writer at a time), then
+  fails, and the line answers without the database (ivr/resilience.py) rather than keep a caller
+  past Twilio's 15 s.
+- synchronous: NORMAL by default (in WAL mode a commit survives a crash of the process, and only a
+  power cut may lose the newest few); FULL for a transaction that keeps something a person left,
+  so its commit is on the disk before the caller hears "saved" (see ivr/storage/database.py).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+#: The connection's synchronous setting, as kept in its pool record's `info` (changed only when it differs).
+_SYNCHRONOUS = "careline_synchronous"
+
+
+def prepare_file(url: str) -> None:
+    """Create the folder of a SQLite file named by `url` (":memory:" needs none)."""
+    path = sa.engine.make_url(url).database or ""
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def configure(engine: sa.Engine) -> None:
+    """Set every new connection of `engine` up for the line: WAL, busy timeout, synchronous NORMAL."""
+    sa.event.listen(engine, "connect", _on_connect)
+
+
+def _on_connect(dbapi_connection: Any, record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=5000")
+    _use_wal(cursor)
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+    record.info[_SYNCHRONOUS] = "NORMAL"
+
+
+def _use_wal(cursor: Any) -> None:
+    """Put the database file in WAL mode, once: the mode is kept in the file itself.
+
+    Switching needs an exclusive lock that SQLite takes without waiting (busy_timeout does not
+    apply), so processes opening a brand-new file together retry for a moment.
+    """
+    for attempt in range(100):
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == 99:
+                raise
+            time.sleep(0.05)
+
+
+def wait_for_disk(connection: sa.Connection, wait: bool) -> None:
+    """Make the transaction `connection` begins commit with (FULL) or without (NORMAL) an fsync.
+
+    SQLite refuses to change this inside a transaction, so it is set as the transaction begins
+    (before the driver's BEGIN, which comes with the first write), and only when it differs.
+    """
+    wanted = "FULL" if wait else "NORMAL"
+    if connection.info.get(_SYNCHRONOUS) != wanted:
+        connection.exec_driver_sql(f"PRAGMA synchronous={wanted}")
+        connection.info[_SYNCHRONOUS] = wanted
+
+
+def lock_for_migration(connection: sa.Connection) -> None:
+    """Take the write lock before Alembic reads the schema version (the driver would begin only at
+    the first write): processes starting together migrate one after the other."""
+    connection.exec_driver_sql("BEGIN IMMEDIATE")

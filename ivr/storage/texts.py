@@ -1,0 +1,187 @@
+"""The text line's memory: each number's conversation (sms_sessions), its opt-out (opt_outs), and the
+MessageSids already answered (processed_events), all keyed by a hash of the number.
+
+A text is read once (`text_conversation`) and stored once (`record_text_turn`), all or nothing,
+under its MessageSid, so a message Twilio delivers again gets the first answer and changes nothing.
+A turn that only moves a conversation along commits without waiting for the disk; one that leaves
+something (STOP, START, a call-back request) waits for it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from ivr.storage import events
+from ivr.storage.database import Database
+from ivr.storage.queue import CallbackAsk, request_callback_in
+from ivr.storage.schema import opt_outs, processed_events, sms_sessions, utcnow
+
+
+@dataclass(frozen=True)
+class TextSession:
+    """What the text line remembers of one number: its language ("" before the first choice), the
+    section and part that MORE continues with, and whether it opted out of texts."""
+
+    lang: str = ""
+    section: str = ""
+    next_part: int = 0
+    opted_out: bool = False
+
+
+@dataclass(frozen=True)
+class TextChanges:
+    """What one incoming text changes: opt-out (True) or opt-in (False), the session, a call-back.
+    (Its usage count goes through ivr/usage.py, once the turn is stored.)"""
+
+    opted_out: bool | None = None
+    session: TextSession | None = None
+    callback: CallbackAsk | None = None
+
+    @property
+    def leaves_something(self) -> bool:
+        """Whether a person would miss this turn if it were lost: an opt-out, an opt-in, a call-back."""
+        return self.opted_out is not None or self.callback is not None
+
+    def to_json(self) -> dict[str, Any]:
+        """The changes as plain JSON values (for the spool, ivr/spool.py)."""
+        return {
+            "opted_out": self.opted_out,
+            "session": None
+            if self.session is None
+            else [self.session.lang, self.session.section, self.session.next_part],
+            "callback": None
+            if self.callback is None
+            else [self.callback.topic, self.callback.lang, self.callback.urgent, self.callback.opted_out],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TextChanges:
+        """Changes written by `to_json`."""
+        session, callback = data.get("session"), data.get("callback")
+        return cls(
+            opted_out=data.get("opted_out"),
+            session=None if session is None else TextSession(str(session[0]), str(session[1]), int(session[2])),
+            callback=None
+            if callback is None
+            else CallbackAsk(str(callback[0]), str(callback[1]), bool(callback[2]), bool(callback[3])),
+        )
+
+
+def _conversation_query() -> sa.Select[Any]:
+    """A number's (bound as `key`) conversation and opt-out, and the answer stored for one message
+    (bound as `event`), in one statement: each NULL when its row is missing; a stored message with
+    no answer gives "". Subqueries rather than a join, since any of the rows may be missing."""
+
+    def session_value(column: sa.Column[Any]) -> Any:
+        return sa.select(column).where(sms_sessions.c.phone_hash == sa.bindparam("key")).scalar_subquery()
+
+    opted = sa.select(opt_outs.c.opted_out).where(opt_outs.c.phone_hash == sa.bindparam("key"))
+    answered = sa.select(sa.func.coalesce(processed_events.c.outcome, "")).where(
+        processed_events.c.key == sa.bindparam("event")
+    )
+    return sa.select(
+        session_value(sms_sessions.c.lang).label("lang"),
+        session_value(sms_sessions.c.section).label("section"),
+        session_value(sms_sessions.c.next_part).label("next_part"),
+        opted.scalar_subquery().label("opted_out"),
+        answered.scalar_subquery().label("answered"),
+    )
+
+
+CONVERSATION = _conversation_query()
+
+
+def set_opt_out_in(
+    database: Database, connection: sa.Connection, phone_hash: str, opted_out: bool, at: dt.datetime
+) -> None:
+    """Record STOP (`opted_out` True) or START (False) of the number `phone_hash`."""
+    insert = database.insert(opt_outs).values(phone_hash=phone_hash, opted_out=opted_out, changed_at=at)
+    upsert = insert.on_conflict_do_update(
+        index_elements=["phone_hash"], set_={"opted_out": insert.excluded.opted_out, "changed_at": at}
+    )
+    connection.execute(upsert)
+
+
+def save_session_in(
+    database: Database, connection: sa.Connection, phone_hash: str, session: TextSession, at: dt.datetime
+) -> None:
+    """Remember the number's language, and the section and part MORE continues with."""
+    row = {"lang": session.lang, "section": session.section, "next_part": session.next_part, "updated_at": at}
+    insert = database.insert(sms_sessions).values(phone_hash=phone_hash, **row)
+    connection.execute(insert.on_conflict_do_update(index_elements=["phone_hash"], set_=row))
+
+
+def store_text_turn_in(
+    database: Database,
+    connection: sa.Connection,
+    event_key: str,
+    phone_hash: str,
+    phone: str,
+    outcome: str,
+    changes: TextChanges,
+    at: dt.datetime,
+) -> str | None:
+    """`TextLine.record_text_turn` inside `connection`'s transaction (also for a record from the
+    spool); `phone` is needed only for a call-back request."""
+    if event_key and not events.claim(database, connection, event_key, at, outcome):
+        return events.noted_outcome(connection, event_key)
+    if changes.opted_out is not None:
+        set_opt_out_in(database, connection, phone_hash, changes.opted_out, at)
+    if changes.session is not None:
+        save_session_in(database, connection, phone_hash, changes.session, at)
+    if changes.callback is not None:
+        request_callback_in(database, connection, phone, changes.callback, "sms", event_key or None, at)
+    return None
+
+
+class TextLine(Database):
+    """Conversations, opt-outs and answered messages of the text line."""
+
+    def text_conversation(self, phone: str, event_key: str) -> tuple[TextSession, str | None]:
+        """What the text line remembers of `phone`, and the answer token stored for the message
+        `event_key` if it was handled before ("" if none was stored; None for a new message)."""
+        values = {"key": self.phone_hash(phone), "event": event_key[: events.KEY_LENGTH]}
+        with self.engine.connect() as connection:
+            lang, section, next_part, opted_out, answered = connection.execute(CONVERSATION, values).one()
+        session = TextSession(lang or "", section or "", next_part or 0, opted_out=bool(opted_out))
+        return session, answered
+
+    def is_opted_out(self, phone: str) -> bool:
+        """Whether `phone` asked (STOP) not to get texts, and has not opted back in."""
+        query = sa.select(opt_outs.c.opted_out).where(opt_outs.c.phone_hash == self.phone_hash(phone))
+        with self.engine.connect() as connection:
+            return bool(connection.execute(query).scalar())
+
+    def save_text_session(self, phone: str, lang: str, section: str = "", next_part: int = 0) -> None:
+        """Remember the language of `phone` and the section and part MORE continues with."""
+        with self.engine.begin() as connection:
+            save_session_in(self, connection, self.phone_hash(phone), TextSession(lang, section, next_part), utcnow())
+
+    def record_text_turn(self, event_key: str, phone: str, outcome: str, changes: TextChanges) -> str | None:
+        """Store everything one incoming text changes, all or nothing, once per `event_key` (the MessageSid).
+
+        Returns None when this call stored it. For a message already handled (Twilio retried it, or
+        delivered it twice at once) nothing is stored again, and the answer token stored the first
+        time is returned ("" if there was none), so the retry gets the same answer.
+        """
+        engine = self.durable if changes.leaves_something else self.engine
+        with engine.begin() as connection:
+            return store_text_turn_in(self, connection, event_key, self.phone_hash(phone), phone, outcome, changes, utcnow())
+
+    def record_plain_text_turn(self, event_key: str, phone: str, outcome: str, session: TextSession) -> bool:
+        """Store a text's turn that only moves its conversation to `session`, for a text answered
+        without reading its conversation first (textline.fixed_decision): unless the number opted
+        out, and once per `event_key` (the MessageSid). True when this call stored it."""
+        if not event_key:
+            raise ValueError("a text answered before its conversation is read needs its MessageSid")
+        phone_hash = self.phone_hash(phone)
+        opted = sa.select(opt_outs.c.opted_out).where(opt_outs.c.phone_hash == phone_hash)
+        with self.engine.begin() as connection:
+            if connection.execute(opted).scalar():
+                return False
+            changes = TextChanges(session=session)
+            return store_text_turn_in(self, connection, event_key, phone_hash, phone, outcome, changes, utcnow()) is None

@@ -1,0 +1,75 @@
+"""Usage counts for the staff page (usage_daily): how often each section was heard or texted, per day.
+
+The line adds them in batches (ivr/usage.py, the one write-behind path): a count is a statistic,
+never something a caller left, and a batch of them can afford to wait for the disk.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from ivr.storage import events
+from ivr.storage.database import Database
+from ivr.storage.schema import as_utc, usage_daily
+
+
+@dataclass(frozen=True)
+class Use:
+    """One section heard (channel "voice") or texted ("sms") on `day`, for the staff usage panel.
+    `once_key` (a call step's key, see ivr/voice.py `retry_key`) makes a retried step count once."""
+
+    day: dt.date
+    channel: str
+    section: str
+    once_key: str = ""
+    at: dt.datetime | None = None
+
+    @classmethod
+    def when(cls, channel: str, section: str, once_key: str = "", at: dt.datetime | None = None) -> Use:
+        """A use at `at` (default now), counted on that moment's day in UTC."""
+        moment = as_utc(at)
+        return cls(moment.date(), channel, section, once_key, moment)
+
+
+class UsageCounts(Database):
+    """The usage_daily table."""
+
+    def add_uses(self, uses: Sequence[Use]) -> None:
+        """Add a batch of usage counts in one transaction.
+
+        A use with a step key counts only if the key is new (Twilio retried the step, perhaps to
+        another process): the keys are claimed in the same transaction, so each counts once.
+        """
+        if not uses:
+            return
+        with self.durable.begin() as connection:
+            totals: dict[tuple[dt.date, str, str], int] = {}
+            for use in sorted(uses, key=lambda use: use.once_key):  # keys, too, claimed in one order
+                if use.once_key and not events.claim(self, connection, use.once_key, as_utc(use.at)):
+                    continue
+                place = (use.day, use.channel, use.section)
+                totals[place] = totals.get(place, 0) + 1
+            # Rows in one order in every process: two batches locking the same rows in opposite orders
+            # would deadlock on PostgreSQL.
+            for (day, channel, section), count in sorted(totals.items()):
+                insert = self.insert(usage_daily).values(day=day, channel=channel, section=section, count=count)
+                upsert = insert.on_conflict_do_update(
+                    index_elements=["day", "channel", "section"],
+                    set_={"count": usage_daily.c.count + insert.excluded.count},
+                )
+                connection.execute(upsert)
+
+    def usage(self, since: dt.date) -> list[dict[str, Any]]:
+        """Uses per day, channel and section from `since` on, newest day first."""
+        query = (
+            sa.select(usage_daily)
+            .where(usage_daily.c.day >= since)
+            .order_by(usage_daily.c.day.desc(), usage_daily.c.channel, usage_daily.c.section)
+        )
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
