@@ -18,7 +18,7 @@ from pathlib import Path
 from ivr import create_app
 from ivr.services import services
 from ivr.staff import hash_password
-from ivr.storage import callback_requests
+from ivr.storage import Use, callback_requests
 
 PASSWORD = "benchmark password 1234"
 
@@ -60,7 +60,7 @@ def main(open_requests: int = 500, rounds: int = 15) -> None:
                 connection.execute(callback_requests.insert(), rows)
             for day in range(14):
                 for section in services().content.section_ids:
-                    storage.count_use("voice", section, now.date() - dt.timedelta(days=day))
+                    storage.add_uses([Use(now.date() - dt.timedelta(days=day), "voice", section)])
         client = app.test_client()
         page = client.get("/staff/login").get_data(as_text=True)
         token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]

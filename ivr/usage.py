@@ -117,7 +117,7 @@ class UsageCounter:
     def _write(self, uses: list[Use]) -> bool:
         try:
             self.storage.add_uses(uses)
-        except Exception as error:  # the database, or the SQLite writers' lock file: kept, tried later
+        except Exception as error:  # the database is away or locked: kept, tried later
             # Counting is for the staff usage panel; nobody waits for it. Said once per outage, not
             # once a second, and by type only (a database error's text can quote a row).
             if not self._failing:

@@ -38,8 +38,7 @@ class DatabaseActivity:
 
 @pytest.fixture
 def activity(app: Flask) -> Iterator[DatabaseActivity]:
-    storage = app.extensions["careline"].storage
-    engines = (storage.engine, storage.conversation_engine)
+    engine = app.extensions["careline"].storage.engine  # one engine and pool (durable transactions too)
     seen = DatabaseActivity()
 
     def on_checkout(*_args: object) -> None:
@@ -48,19 +47,11 @@ def activity(app: Flask) -> Iterator[DatabaseActivity]:
     def on_statement(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
         seen.statements.append(" ".join(statement.split()))
 
-    def on_hot_statement(engine: sa.Engine, statement: str) -> None:
-        # The line's most frequent statements go straight to the driver (Storage._hot_once): seen here.
-        seen.statements.append(" ".join(statement.split()))
-
-    for engine in engines:
-        sa.event.listen(engine.pool, "checkout", on_checkout)
-        sa.event.listen(engine, "before_cursor_execute", on_statement)
-    storage.trace = on_hot_statement
+    sa.event.listen(engine.pool, "checkout", on_checkout)
+    sa.event.listen(engine, "before_cursor_execute", on_statement)
     yield seen
-    storage.trace = None
-    for engine in engines:
-        sa.event.remove(engine, "before_cursor_execute", on_statement)
-        sa.event.remove(engine.pool, "checkout", on_checkout)
+    sa.event.remove(engine, "before_cursor_execute", on_statement)
+    sa.event.remove(engine.pool, "checkout", on_checkout)
 
 
 def test_moving_around_the_menus_touches_no_database(call: Call, activity: DatabaseActivity) -> None:

@@ -206,10 +206,10 @@ def test_what_callers_leave_is_written_only_on_connections_that_wait_for_the_dis
     def note_statement(conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
         note(conn.engine, statement)
 
-    engines = [value for value in vars(storage).values() if isinstance(value, sa.engine.Engine)]
-    for engine in engines:
-        sa.event.listen(engine, "before_cursor_execute", note_statement)
-    storage.trace = note  # the statements that go straight to the driver (Storage._hot_once)
+    # One engine and pool: its events see every statement, each with the engine (durable or not)
+    # its connection came from.
+    engines = [storage.engine, storage.durable]
+    sa.event.listen(storage.engine, "before_cursor_execute", note_statement)
     call = StaffCall(app.test_client())
     call.start()
     call.press("9")  # Spanish: remembered choices are written
@@ -222,9 +222,7 @@ def test_what_callers_leave_is_written_only_on_connections_that_wait_for_the_dis
     phone = Phone(app.test_client())
     for body in ("hospice", "call me", "STOP"):
         phone.text(body)
-    for engine in engines:
-        sa.event.remove(engine, "before_cursor_execute", note_statement)
-    storage.trace = None
+    sa.event.remove(storage.engine, "before_cursor_execute", note_statement)
 
     full = 2
     syncs = {}

@@ -254,7 +254,7 @@ def test_the_first_texts_and_calls_of_an_outage_are_answered_and_retries_keep_th
     app = create_app(app_config(tmp_path, DATABASE_URL=database_url, DATABASE_RETRY_SECONDS=1))
     phone = Phone(app.test_client())
     outage = Outage(app, admin_url=configured_postgres_url())
-    outage.begin()  # the hot connections are closed too: the next request opens one, and fails
+    outage.begin()  # the pooled connections are closed too: the next request opens one, and fails
     assert phone.text("hospice")[0].startswith(EN.sections["hospice"].sms[0].split(":")[0].upper())
     outage.end()
     wait_for_retry(app)

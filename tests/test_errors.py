@@ -9,6 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from ivr import dialog
+from ivr.storage import TextChanges
 from tests.helpers.support import CALLER, Call
 
 
@@ -64,7 +65,7 @@ def test_an_unexpected_error_on_a_text_gets_a_short_apology_with_the_staff_numbe
     def broken(*args: str) -> None:
         raise RuntimeError(f"something broke for {args}")
 
-    storage.set_opt_out("+15551230009", True)
+    storage.record_text_turn("sms:SM-stop", "+15551230009", "", TextChanges(opted_out=True))
     monkeypatch.setattr(storage, "text_conversation", broken)
     (apology,) = Phone(app.test_client()).text("hospice")
     assert apology == app.extensions["careline"].content.language("en").text("error_apology", phone="555-987-0000")

@@ -170,7 +170,6 @@ def test_menu_steps_write_nothing_and_a_section_writes_once(line: Flask) -> None
             writes.append(statement.split("(")[0].strip())
 
     sa.event.listen(storage(line).engine, "before_cursor_execute", record)
-    storage(line).trace = lambda _engine, statement: record(None, None, statement)  # hot statements (Storage._hot_once)
     call = new_call(line, 1)
     call.start()
     call.press("*")

@@ -300,7 +300,7 @@ def test_a_retry_of_a_text_that_changed_nothing_gets_the_same_answer_later_too(a
     help_sid = phone.last_sid
     phone.text("ESPAÑOL")
     assert phone.text("HELP", sid=help_sid) == first_help
-    assert storage(app).storage.text_session(phone.number).lang == "es"  # not switched back to English
+    assert storage(app).storage.text_conversation(phone.number, "")[0].lang == "es"  # not switched back to English
 
     phone.text("hospice")
     parts = len(app.extensions["careline"].content.language("es").sections["hospice"].sms)

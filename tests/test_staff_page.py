@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 
 from ivr import textline
 from ivr.services import services
-from ivr.storage import CallbackAsk, as_utc, callback_requests, opt_outs
+from ivr.storage import CallbackAsk, TextChanges, Use, as_utc, callback_requests, opt_outs
 from tests.helpers.staff_support import (
     ACCOUNT_SID,
     OPEN_TIME,
@@ -141,9 +141,8 @@ def test_a_message_without_a_recording_says_so(app: Flask, staff: FlaskClient) -
 
 def test_a_text_line_request_shows_its_notes_in_words(app: Flask, staff: FlaskClient) -> None:
     with app.app_context():
-        services().storage.request_callback(
-            PATIENT, CallbackAsk(topic="coping", lang="es", urgent=True, opted_out=True)
-        )
+        ask = CallbackAsk(topic="coping", lang="es", urgent=True, opted_out=True)
+        services().storage.record_text_turn("sms:SM-notes", PATIENT, "", TextChanges(callback=ask))
     html = page(staff)
     assert "Call-back request from" in html and "the text line" in html and "Spanish" in html
     assert "may mean it is urgent" in html and "asked not to get texts" in html
@@ -245,10 +244,10 @@ def test_the_usage_panel_counts_calls_and_texts_per_topic_per_day_without_number
     with app.app_context():
         storage = services().storage
         for _ in range(3):
-            storage.count_use("voice", "hospice", today)
-        storage.count_use("sms", "hospice", today)
-        storage.count_use("voice", "coping", today - dt.timedelta(days=1))
-        storage.count_use("voice", "coping", today - dt.timedelta(days=40))
+            storage.add_uses([Use(today, "voice", "hospice")])
+        storage.add_uses([Use(today, "sms", "hospice")])
+        storage.add_uses([Use(today - dt.timedelta(days=1), "voice", "coping")])
+        storage.add_uses([Use(today - dt.timedelta(days=40), "voice", "coping")])
     add_request(app)
     html = page(staff)
     usage = html[html.index('id="usage-heading"') :]

@@ -43,7 +43,7 @@ from ivr.storage.schema import (
 )
 from ivr.storage.staff import StaffRecords
 from ivr.storage.texts import TextChanges, TextLine, TextSession
-from ivr.storage.usage import Use, UsageCounts
+from ivr.storage.usage import UsageCounts, Use
 
 __all__ = [
     "CallbackAsk",

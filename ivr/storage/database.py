@@ -66,7 +66,10 @@ def _on_begin(connection: sa.Connection) -> None:
     if connection.dialect.name == "sqlite":
         sqlite.wait_for_disk(connection, wait)
     elif wait:
-        connection.exec_driver_sql("SET LOCAL synchronous_commit TO on")
+        # Straight to the driver, like the settings of a new connection; the driver begins the
+        # transaction with it, so it holds until the commit.
+        with connection.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
+            cursor.execute("SET LOCAL synchronous_commit TO on")
 
 
 class Database:

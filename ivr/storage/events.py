@@ -8,6 +8,7 @@ the answer (`outcome`) noted the first time.
 from __future__ import annotations
 
 import datetime as dt
+
 import sqlalchemy as sa
 
 from ivr.storage.database import Database

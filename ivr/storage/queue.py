@@ -157,7 +157,16 @@ class CallbackQueue(Database):
             return False
         with self.durable.begin() as connection:
             return attach_recording_in(
-                self, connection, call_sid, recording_sid, url, seconds, phone=phone, topic=topic, lang=lang, at=utcnow()
+                self,
+                connection,
+                call_sid,
+                recording_sid,
+                url,
+                seconds,
+                phone=phone,
+                topic=topic,
+                lang=lang,
+                at=utcnow(),
             )
 
     def callback_requests(self, status: str | None = "open") -> list[dict[str, Any]]:

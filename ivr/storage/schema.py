@@ -120,5 +120,3 @@ def from_db(at: dt.datetime | None) -> dt.datetime | None:
     if at is None:
         return None
     return at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at
-
-

@@ -64,11 +64,12 @@ def wait_for_disk(connection: sa.Connection, wait: bool) -> None:
     """Make the transaction `connection` begins commit with (FULL) or without (NORMAL) an fsync.
 
     SQLite refuses to change this inside a transaction, so it is set as the transaction begins
-    (before the driver's BEGIN, which comes with the first write), and only when it differs.
+    (before the driver's BEGIN, which comes with the first write), and only when it differs. Like
+    the pragmas of a new connection, it goes straight to the driver: a setting, not a statement.
     """
     wanted = "FULL" if wait else "NORMAL"
     if connection.info.get(_SYNCHRONOUS) != wanted:
-        connection.exec_driver_sql(f"PRAGMA synchronous={wanted}")
+        connection.connection.driver_connection.execute(f"PRAGMA synchronous={wanted}").close()  # type: ignore[union-attr]
         connection.info[_SYNCHRONOUS] = wanted
 
 

@@ -170,7 +170,9 @@ class TextLine(Database):
         """
         engine = self.durable if changes.leaves_something else self.engine
         with engine.begin() as connection:
-            return store_text_turn_in(self, connection, event_key, self.phone_hash(phone), phone, outcome, changes, utcnow())
+            return store_text_turn_in(
+                self, connection, event_key, self.phone_hash(phone), phone, outcome, changes, utcnow()
+            )
 
     def record_plain_text_turn(self, event_key: str, phone: str, outcome: str, session: TextSession) -> bool:
         """Store a text's turn that only moves its conversation to `session`, for a text answered
@@ -184,4 +186,6 @@ class TextLine(Database):
             if connection.execute(opted).scalar():
                 return False
             changes = TextChanges(session=session)
-            return store_text_turn_in(self, connection, event_key, phone_hash, phone, outcome, changes, utcnow()) is None
+            return (
+                store_text_turn_in(self, connection, event_key, phone_hash, phone, outcome, changes, utcnow()) is None
+            )

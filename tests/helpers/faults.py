@@ -20,7 +20,7 @@ from ivr.storage import Storage
 
 
 def close_pools(storage: Storage) -> None:
-    """Close every connection of `storage`, pooled or hot (they reopen on the next use)."""
+    """Close every pooled connection of `storage` (they reopen on the next use)."""
     storage.dispose()
 
 
