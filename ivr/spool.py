@@ -35,7 +35,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-#: Record kinds, one per thing storage can apply (ivr/storage.py `apply_spooled`).
+#: Record kinds, one per thing storage can apply (ivr/storage/replay.py `apply_spooled`).
 VOICEMAIL = "voicemail"
 RECORDING = "recording"
 TEXT_TURN = "text_turn"
