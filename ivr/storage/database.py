@@ -15,8 +15,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -32,6 +33,28 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 #: Execution option of `Database.durable`: the transaction's commit waits for the disk.
 WAIT_FOR_DISK = "careline_wait_for_disk"
+
+T = TypeVar("T")
+
+#: Each database's INSERT, which knows its ON CONFLICT clauses (SQLite and PostgreSQL spell them alike).
+INSERTS: dict[str, Callable[[sa.Table], Any]] = {"sqlite": sqlite_dialect.insert, "postgresql": postgresql.insert}
+
+
+def for_each_database(build: Callable[[Callable[[sa.Table], Any]], T]) -> dict[str, T]:
+    """`build(insert)` for each database's INSERT, by dialect name: an upsert (or insert-unless-there)
+    built once, at import, and run with its values as parameters (`STATEMENT[connection.dialect.name]`).
+
+    Why once: building a statement on every call costs SQLAlchemy more than running it (its clauses
+    coerced, its cache key worked out): measured on the 2-core machine under load, 520 us per call
+    for a text conversation's upsert built each time against 175 us built once (a SELECT: 270 against
+    120 us). The other statements are module constants for the same reason.
+    """
+    return {name: build(insert) for name, insert in INSERTS.items()}
+
+
+def upsert(insert: Any, key: Sequence[str], updated: Sequence[str]) -> Any:
+    """`insert` ON CONFLICT (`key`) DO UPDATE SET each of `updated` to the new row's value."""
+    return insert.on_conflict_do_update(index_elements=list(key), set_={c: insert.excluded[c] for c in updated})
 
 
 def make_engine(url: str) -> sa.Engine:
@@ -107,12 +130,6 @@ class Database:
     def after_fork(self) -> None:
         """Call in a freshly forked worker: drop the parent's pooled connections without closing them."""
         self.engine.dispose(close=False)
-
-    def insert(self, table: sa.Table) -> Any:
-        """An INSERT with this database's ON CONFLICT clause (SQLite and PostgreSQL spell it alike)."""
-        if self.engine.dialect.name == "postgresql":
-            return postgresql.insert(table)
-        return sqlite_dialect.insert(table)
 
     # -- privacy --------------------------------------------------------------------------------
 

@@ -11,25 +11,37 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from ivr.storage.database import Database
+from ivr.storage.database import Database, for_each_database
 from ivr.storage.schema import as_utc, processed_events
 
-#: How long a key may be (the column's width).
+#: How long a key may be (the column's width), and an answer.
 KEY_LENGTH = 96
+OUTCOME_LENGTH = 64
+
+#: The key unless it is there (rowcount 1 when this statement added it).
+CLAIM = for_each_database(lambda insert: insert(processed_events).on_conflict_do_nothing())
+NOTED_OUTCOME = sa.select(processed_events.c.outcome).where(processed_events.c.key == sa.bindparam("key"))
+SETTLE = (
+    processed_events.update()
+    .where(processed_events.c.key == sa.bindparam("event_key"))
+    .values(outcome=sa.bindparam("new_outcome"))
+)
 
 
-def claim(database: Database, connection: sa.Connection, key: str, at: dt.datetime, outcome: str | None = None) -> bool:
+def claim(connection: sa.Connection, key: str, at: dt.datetime, outcome: str | None = None) -> bool:
     """Note `key` at `at` (with the answer `outcome`) in `connection`'s transaction; False when it
     was noted before (a retry). On PostgreSQL a copy delivered twice at once waits here for the other."""
-    statement = database.insert(processed_events).on_conflict_do_nothing()
-    values = {"key": key[:KEY_LENGTH], "created_at": at, "outcome": outcome if outcome is None else outcome[:64]}
-    return connection.execute(statement, values).rowcount == 1
+    values = {
+        "key": key[:KEY_LENGTH],
+        "created_at": at,
+        "outcome": None if outcome is None else outcome[:OUTCOME_LENGTH],
+    }
+    return connection.execute(CLAIM[connection.dialect.name], values).rowcount == 1
 
 
 def noted_outcome(connection: sa.Connection, key: str) -> str:
     """The answer noted for the handled event `key` ("" if none was noted)."""
-    query = sa.select(processed_events.c.outcome).where(processed_events.c.key == key[:KEY_LENGTH])
-    return connection.execute(query).scalar() or ""
+    return connection.execute(NOTED_OUTCOME, {"key": key[:KEY_LENGTH]}).scalar() or ""
 
 
 class CallSteps(Database):
@@ -40,14 +52,11 @@ class CallSteps(Database):
         """Claim one step of a call (`key`: from Twilio's idempotency token): None when this request is
         the first, else the outcome noted for the earlier one ("" if none yet)."""
         with self.durable.begin() as connection:
-            if claim(self, connection, key, as_utc(at)):
+            if claim(connection, key, as_utc(at)):
                 return None
             return noted_outcome(connection, key)
 
     def settle_step(self, key: str, outcome: str) -> None:
         """Note what a claimed step came to, for a retry of it to give the same answer."""
-        statement = (
-            processed_events.update().where(processed_events.c.key == key[:KEY_LENGTH]).values(outcome=outcome[:64])
-        )
         with self.durable.begin() as connection:
-            connection.execute(statement)
+            connection.execute(SETTLE, {"event_key": key[:KEY_LENGTH], "new_outcome": outcome[:OUTCOME_LENGTH]})

@@ -11,8 +11,22 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ivr.storage.database import Database
+from ivr.storage.database import Database, for_each_database, upsert
 from ivr.storage.schema import from_db, preferences
+
+RECALL = sa.select(preferences).where(preferences.c.phone_hash == sa.bindparam("key"))
+FORGET_LAST_SECTION = (
+    preferences.update()
+    .where(preferences.c.phone_hash == sa.bindparam("key"))
+    .values(last_section="", last_heard_at=None)
+)
+FORGET = preferences.delete().where(preferences.c.phone_hash == sa.bindparam("key"))
+#: Language and speed; and with a section heard, that section and when.
+_CHOICES = ("lang", "slow", "updated_at")
+SAVE_CHOICES = for_each_database(lambda insert: upsert(insert(preferences), ["phone_hash"], _CHOICES))
+SAVE_CHOICES_AND_SECTION = for_each_database(
+    lambda insert: upsert(insert(preferences), ["phone_hash"], (*_CHOICES, "last_section", "last_heard_at"))
+)
 
 
 class Preferences(Database):
@@ -27,37 +41,32 @@ class Preferences(Database):
         """
         key = self.phone_hash(phone)
         with self.engine.connect() as connection:
-            row = connection.execute(sa.select(preferences).where(preferences.c.phone_hash == key)).first()
+            row = connection.execute(RECALL, {"key": key}).first()
         if row is None:
             return None
         saved = dict(row._mapping)
         heard_at = saved["last_heard_at"] = from_db(saved["last_heard_at"])
         if saved["last_section"] and (heard_at is None or now - heard_at > keep_last_section_for):
-            statement = (
-                preferences.update().where(preferences.c.phone_hash == key).values(last_section="", last_heard_at=None)
-            )
             with self.engine.begin() as connection:
-                connection.execute(statement)
+                connection.execute(FORGET_LAST_SECTION, {"key": key})
             saved.update(last_section="", last_heard_at=None)
         return saved
 
     def remember_choices(self, phone: str, lang: str, slow: bool, section: str, now: dt.datetime) -> None:
         """Save `phone`'s language and speed; with `section`, also that they heard it at `now`."""
-        changed: dict[str, Any] = {"lang": lang, "slow": slow, "updated_at": now}
-        if section:
-            changed.update(last_section=section, last_heard_at=now)
-        insert = self.insert(preferences).values(
-            phone_hash=self.phone_hash(phone),
-            lang=lang,
-            slow=slow,
-            last_section=section,
-            last_heard_at=now if section else None,
-            updated_at=now,
-        )
+        statements = SAVE_CHOICES_AND_SECTION if section else SAVE_CHOICES
+        values = {
+            "phone_hash": self.phone_hash(phone),
+            "lang": lang,
+            "slow": slow,
+            "last_section": section,
+            "last_heard_at": now if section else None,
+            "updated_at": now,
+        }
         with self.engine.begin() as connection:
-            connection.execute(insert.on_conflict_do_update(index_elements=["phone_hash"], set_=changed))
+            connection.execute(statements[connection.dialect.name], values)
 
     def forget_choices(self, phone: str) -> None:
         """Erase everything the line saved about `phone`'s choices."""
         with self.durable.begin() as connection:
-            connection.execute(preferences.delete().where(preferences.c.phone_hash == self.phone_hash(phone)))
+            connection.execute(FORGET, {"key": self.phone_hash(phone)})

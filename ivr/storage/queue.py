@@ -13,8 +13,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ivr.storage.database import Database
+from ivr.storage.database import Database, for_each_database
 from ivr.storage.schema import as_utc, callback_requests, utcnow
+
+#: A new request, unless one with its dedupe_key is there (rowcount 1 when this statement added it).
+NEW_REQUEST = for_each_database(lambda insert: insert(callback_requests).on_conflict_do_nothing())
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ def _voicemail_keys(call_sid: str) -> sa.ColumnElement[bool]:
 
 
 def open_voicemail_in(
-    database: Database, connection: sa.Connection, call_sid: str, phone: str, topic: str, lang: str, at: dt.datetime
+    connection: sa.Connection, call_sid: str, phone: str, topic: str, lang: str, at: dt.datetime
 ) -> None:
     """`CallbackQueue.open_voicemail` inside `connection`'s transaction (also for a record from the spool)."""
     base = f"voicemail:{call_sid}"
@@ -57,11 +60,10 @@ def open_voicemail_in(
         return
     values = _voice_message_row(phone, topic, lang, at)
     values.update(note="no_recording", dedupe_key=base if not rows else f"{base}:{len(rows) + 1}")
-    connection.execute(database.insert(callback_requests).values(**values).on_conflict_do_nothing())
+    connection.execute(NEW_REQUEST[connection.dialect.name], values)
 
 
 def attach_recording_in(
-    database: Database,
     connection: sa.Connection,
     call_sid: str,
     recording_sid: str,
@@ -92,12 +94,11 @@ def attach_recording_in(
         if updated.rowcount:
             return True
     row = {**_voice_message_row(phone, topic, lang, at), "dedupe_key": f"recording:{recording_sid}", **values}
-    connection.execute(database.insert(callback_requests).values(**row).on_conflict_do_nothing())
+    connection.execute(NEW_REQUEST[connection.dialect.name], row)
     return True
 
 
 def request_callback_in(
-    database: Database,
     connection: sa.Connection,
     phone: str,
     ask: CallbackAsk,
@@ -120,8 +121,7 @@ def request_callback_in(
         "status": "open",
         "dedupe_key": dedupe_key[:80] if dedupe_key else None,
     }
-    statement = database.insert(callback_requests).values(**values).on_conflict_do_nothing()
-    return connection.execute(statement).rowcount == 1
+    return connection.execute(NEW_REQUEST[connection.dialect.name], values).rowcount == 1
 
 
 class CallbackQueue(Database):
@@ -134,7 +134,7 @@ class CallbackQueue(Database):
         request that has no recording yet; a caller who leaves a second message gets a second request.
         """
         with self.durable.begin() as connection:
-            open_voicemail_in(self, connection, call_sid, phone, topic, lang, as_utc(at))
+            open_voicemail_in(connection, call_sid, phone, topic, lang, as_utc(at))
 
     def attach_recording(
         self,
@@ -157,7 +157,6 @@ class CallbackQueue(Database):
             return False
         with self.durable.begin() as connection:
             return attach_recording_in(
-                self,
                 connection,
                 call_sid,
                 recording_sid,

@@ -32,12 +32,11 @@ class SpoolReplay(Database):
         """
         at = _spooled_time(record)
         with self.durable.begin() as connection:
-            if not events.claim(self, connection, f"spool:{record['id']}", at):
+            if not events.claim(connection, f"spool:{record['id']}", at):
                 return False
             kind = record["kind"]
             if kind == "text_turn":
                 store_text_turn_in(
-                    self,
                     connection,
                     str(record.get("event_key", "")),
                     str(record["phone_hash"]),
@@ -48,7 +47,6 @@ class SpoolReplay(Database):
                 )
             elif kind == "voicemail":
                 open_voicemail_in(
-                    self,
                     connection,
                     str(record["call_sid"]),
                     str(record.get("phone", "")),
@@ -58,7 +56,6 @@ class SpoolReplay(Database):
                 )
             elif kind == "recording":
                 attach_recording_in(
-                    self,
                     connection,
                     str(record["call_sid"]),
                     str(record["recording_sid"]),

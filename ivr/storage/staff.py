@@ -7,8 +7,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ivr.storage.database import Database
+from ivr.storage.database import Database, for_each_database
 from ivr.storage.schema import as_utc, login_attempts, staff_acceptances, staff_users, utcnow
+
+NEW_USER = for_each_database(lambda insert: insert(staff_users).on_conflict_do_nothing())
+NEW_ACCEPTANCE = for_each_database(lambda insert: insert(staff_acceptances).on_conflict_do_nothing())
 
 
 class StaffRecords(Database):
@@ -20,7 +23,7 @@ class StaffRecords(Database):
         """Add a staff account; False when the name is taken."""
         values = {"username": username, "password_hash": password_hash, "created_at": utcnow()}
         with self.durable.begin() as connection:
-            return connection.execute(self.insert(staff_users).on_conflict_do_nothing(), values).rowcount == 1
+            return connection.execute(NEW_USER[connection.dialect.name], values).rowcount == 1
 
     def set_staff_password(self, username: str, password_hash: str) -> bool:
         """Change a staff member's password hash; False when there is no such account."""
@@ -65,9 +68,8 @@ class StaffRecords(Database):
         """A staff member pressed 1 to take the caller; `call_sid` is the staff member's leg of the call."""
         if not call_sid:
             return
-        statement = self.insert(staff_acceptances).on_conflict_do_nothing()
         with self.durable.begin() as connection:
-            connection.execute(statement, {"call_sid": call_sid, "accepted_at": utcnow()})
+            connection.execute(NEW_ACCEPTANCE[connection.dialect.name], {"call_sid": call_sid, "accepted_at": utcnow()})
 
     def staff_accepted(self, call_sid: str) -> bool:
         """Whether the staff member on leg `call_sid` pressed 1 to take the caller."""

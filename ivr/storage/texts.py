@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ivr.storage import events
-from ivr.storage.database import Database
+from ivr.storage.database import Database, for_each_database, upsert
 from ivr.storage.queue import CallbackAsk, request_callback_in
 from ivr.storage.schema import opt_outs, processed_events, sms_sessions, utcnow
 
@@ -93,30 +93,20 @@ def _conversation_query() -> sa.Select[Any]:
 
 
 CONVERSATION = _conversation_query()
+OPTED_OUT = sa.select(opt_outs.c.opted_out).where(opt_outs.c.phone_hash == sa.bindparam("key"))
+SAVE_OPT_OUT = for_each_database(lambda insert: upsert(insert(opt_outs), ["phone_hash"], ("opted_out", "changed_at")))
+SAVE_SESSION = for_each_database(
+    lambda insert: upsert(insert(sms_sessions), ["phone_hash"], ("lang", "section", "next_part", "updated_at"))
+)
 
 
-def set_opt_out_in(
-    database: Database, connection: sa.Connection, phone_hash: str, opted_out: bool, at: dt.datetime
-) -> None:
-    """Record STOP (`opted_out` True) or START (False) of the number `phone_hash`."""
-    insert = database.insert(opt_outs).values(phone_hash=phone_hash, opted_out=opted_out, changed_at=at)
-    upsert = insert.on_conflict_do_update(
-        index_elements=["phone_hash"], set_={"opted_out": insert.excluded.opted_out, "changed_at": at}
-    )
-    connection.execute(upsert)
-
-
-def save_session_in(
-    database: Database, connection: sa.Connection, phone_hash: str, session: TextSession, at: dt.datetime
-) -> None:
+def save_session_in(connection: sa.Connection, phone_hash: str, session: TextSession, at: dt.datetime) -> None:
     """Remember the number's language, and the section and part MORE continues with."""
     row = {"lang": session.lang, "section": session.section, "next_part": session.next_part, "updated_at": at}
-    insert = database.insert(sms_sessions).values(phone_hash=phone_hash, **row)
-    connection.execute(insert.on_conflict_do_update(index_elements=["phone_hash"], set_=row))
+    connection.execute(SAVE_SESSION[connection.dialect.name], {"phone_hash": phone_hash, **row})
 
 
 def store_text_turn_in(
-    database: Database,
     connection: sa.Connection,
     event_key: str,
     phone_hash: str,
@@ -127,14 +117,15 @@ def store_text_turn_in(
 ) -> str | None:
     """`TextLine.record_text_turn` inside `connection`'s transaction (also for a record from the
     spool); `phone` is needed only for a call-back request."""
-    if event_key and not events.claim(database, connection, event_key, at, outcome):
+    if event_key and not events.claim(connection, event_key, at, outcome):
         return events.noted_outcome(connection, event_key)
     if changes.opted_out is not None:
-        set_opt_out_in(database, connection, phone_hash, changes.opted_out, at)
+        values = {"phone_hash": phone_hash, "opted_out": changes.opted_out, "changed_at": at}
+        connection.execute(SAVE_OPT_OUT[connection.dialect.name], values)
     if changes.session is not None:
-        save_session_in(database, connection, phone_hash, changes.session, at)
+        save_session_in(connection, phone_hash, changes.session, at)
     if changes.callback is not None:
-        request_callback_in(database, connection, phone, changes.callback, "sms", event_key or None, at)
+        request_callback_in(connection, phone, changes.callback, "sms", event_key or None, at)
     return None
 
 
@@ -152,14 +143,13 @@ class TextLine(Database):
 
     def is_opted_out(self, phone: str) -> bool:
         """Whether `phone` asked (STOP) not to get texts, and has not opted back in."""
-        query = sa.select(opt_outs.c.opted_out).where(opt_outs.c.phone_hash == self.phone_hash(phone))
         with self.engine.connect() as connection:
-            return bool(connection.execute(query).scalar())
+            return bool(connection.execute(OPTED_OUT, {"key": self.phone_hash(phone)}).scalar())
 
     def save_text_session(self, phone: str, lang: str, section: str = "", next_part: int = 0) -> None:
         """Remember the language of `phone` and the section and part MORE continues with."""
         with self.engine.begin() as connection:
-            save_session_in(self, connection, self.phone_hash(phone), TextSession(lang, section, next_part), utcnow())
+            save_session_in(connection, self.phone_hash(phone), TextSession(lang, section, next_part), utcnow())
 
     def record_text_turn(self, event_key: str, phone: str, outcome: str, changes: TextChanges) -> str | None:
         """Store everything one incoming text changes, all or nothing, once per `event_key` (the MessageSid).
@@ -170,9 +160,7 @@ class TextLine(Database):
         """
         engine = self.durable if changes.leaves_something else self.engine
         with engine.begin() as connection:
-            return store_text_turn_in(
-                self, connection, event_key, self.phone_hash(phone), phone, outcome, changes, utcnow()
-            )
+            return store_text_turn_in(connection, event_key, self.phone_hash(phone), phone, outcome, changes, utcnow())
 
     def record_plain_text_turn(self, event_key: str, phone: str, outcome: str, session: TextSession) -> bool:
         """Store a text's turn that only moves its conversation to `session`, for a text answered
@@ -181,11 +169,8 @@ class TextLine(Database):
         if not event_key:
             raise ValueError("a text answered before its conversation is read needs its MessageSid")
         phone_hash = self.phone_hash(phone)
-        opted = sa.select(opt_outs.c.opted_out).where(opt_outs.c.phone_hash == phone_hash)
         with self.engine.begin() as connection:
-            if connection.execute(opted).scalar():
+            if connection.execute(OPTED_OUT, {"key": phone_hash}).scalar():
                 return False
             changes = TextChanges(session=session)
-            return (
-                store_text_turn_in(self, connection, event_key, phone_hash, phone, outcome, changes, utcnow()) is None
-            )
+            return store_text_turn_in(connection, event_key, phone_hash, phone, outcome, changes, utcnow()) is None

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ivr.storage import events
-from ivr.storage.database import Database
+from ivr.storage.database import Database, for_each_database
 from ivr.storage.schema import as_utc, usage_daily
 
 
@@ -36,6 +36,16 @@ class Use:
         return cls(moment.date(), channel, section, once_key, moment)
 
 
+def _add_count(insert: Any) -> Any:
+    """Add `count` to a day's, channel's and section's row (made when missing)."""
+    statement = insert(usage_daily)
+    added = usage_daily.c.count + statement.excluded["count"]
+    return statement.on_conflict_do_update(index_elements=["day", "channel", "section"], set_={"count": added})
+
+
+ADD_COUNT = for_each_database(_add_count)
+
+
 class UsageCounts(Database):
     """The usage_daily table."""
 
@@ -50,19 +60,15 @@ class UsageCounts(Database):
         with self.durable.begin() as connection:
             totals: dict[tuple[dt.date, str, str], int] = {}
             for use in sorted(uses, key=lambda use: use.once_key):  # keys, too, claimed in one order
-                if use.once_key and not events.claim(self, connection, use.once_key, as_utc(use.at)):
+                if use.once_key and not events.claim(connection, use.once_key, as_utc(use.at)):
                     continue
                 place = (use.day, use.channel, use.section)
                 totals[place] = totals.get(place, 0) + 1
             # Rows in one order in every process: two batches locking the same rows in opposite orders
             # would deadlock on PostgreSQL.
             for (day, channel, section), count in sorted(totals.items()):
-                insert = self.insert(usage_daily).values(day=day, channel=channel, section=section, count=count)
-                upsert = insert.on_conflict_do_update(
-                    index_elements=["day", "channel", "section"],
-                    set_={"count": usage_daily.c.count + insert.excluded.count},
-                )
-                connection.execute(upsert)
+                values = {"day": day, "channel": channel, "section": section, "count": count}
+                connection.execute(ADD_COUNT[connection.dialect.name], values)
 
     def usage(self, since: dt.date) -> list[dict[str, Any]]:
         """Uses per day, channel and section from `since` on, newest day first."""
