@@ -99,7 +99,6 @@ class Database:
     """The engine and the keyed hashes every part of storage uses (see ivr/storage/__init__.py)."""
 
     def __init__(self, database_url: str, secret_key: str) -> None:
-        self.url = database_url
         self._secret = secret_key.encode()
         self.engine: sa.Engine = make_engine(database_url)
         #: The same engine and pool; its transactions' commits wait for the disk.
