@@ -193,22 +193,19 @@ def test_what_callers_leave_is_written_only_on_connections_that_wait_for_the_dis
 
     app = create_app(app_config(tmp_path))
     storage: Storage = app.extensions["careline"].storage
-    writes: list[tuple[str, sa.engine.Engine]] = []
+    writes: list[tuple[str, int]] = []
 
-    def note(engine: sa.engine.Engine, statement: str) -> None:
+    def note_statement(_conn: Any, cursor: Any, statement: str, *_rest: Any) -> None:
         words = statement.split()
         if words and words[0].upper() in ("INSERT", "UPDATE", "DELETE"):
             # The table written: INSERT INTO t, DELETE FROM t, UPDATE t (a subquery may name others).
             written = words[1] if words[0].upper() == "UPDATE" else words[2]
             table = next((name for name in (*KEPT_TABLES, "usage_daily") if name == written.strip('"')), "")
-            writes.append((table, engine))
+            # The setting the transaction commits with (SQLite cannot change it inside a transaction).
+            sync = cursor.connection.execute("PRAGMA synchronous").fetchone()[0]
+            writes.append((table, sync))
 
-    def note_statement(conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        note(conn.engine, statement)
-
-    # One engine and pool: its events see every statement, each with the engine (durable or not)
-    # its connection came from.
-    engines = [storage.engine, storage.durable]
+    # One engine and pool: its events see every statement, durable transactions' too.
     sa.event.listen(storage.engine, "before_cursor_execute", note_statement)
     call = StaffCall(app.test_client())
     call.start()
@@ -225,11 +222,7 @@ def test_what_callers_leave_is_written_only_on_connections_that_wait_for_the_dis
     sa.event.remove(storage.engine, "before_cursor_execute", note_statement)
 
     full = 2
-    syncs = {}
-    for engine in engines:
-        with engine.connect() as connection:
-            syncs[engine] = connection.exec_driver_sql("PRAGMA synchronous").scalar()
-    kept = [(table, syncs[engine]) for table, engine in writes if table != "usage_daily"]
+    kept = [(table, sync) for table, sync in writes if table != "usage_daily"]
     assert {table for table, _ in kept} >= {"callback_requests", "opt_outs", "sms_sessions", "processed_events"}
     # What a person leaves (a voice message, a call-back request, an opt-out) always waits.
     left = [write for write in kept if write[0] in ("callback_requests", "opt_outs")]
@@ -239,4 +232,4 @@ def test_what_callers_leave_is_written_only_on_connections_that_wait_for_the_dis
     assert [sync for table, sync in kept if table == "processed_events"] == [1, full, full], kept
     assert [sync for table, sync in kept if table == "preferences"] == [1, 1], "remembered choices skip it"
     # Usage counts come in batches (ivr/usage.py; here one at a time), which can afford the fsync.
-    assert [syncs[engine] for table, engine in writes if table == "usage_daily"] == [full, full]
+    assert [sync for table, sync in writes if table == "usage_daily"] == [full, full]

@@ -136,7 +136,7 @@ def durability_setting(storage: Storage) -> tuple[str, object, object]:
 def test_only_durable_transactions_wait_for_the_disk(storage: Storage) -> None:
     setting, durable, relaxed = durability_setting(storage)
     for _ in range(2):  # the same pooled connection, switched each time
-        with storage.durable.begin() as connection:
+        with storage.durable() as connection:
             assert connection.exec_driver_sql(setting).scalar() == durable
         with storage.engine.begin() as connection:
             assert connection.exec_driver_sql(setting).scalar() == relaxed

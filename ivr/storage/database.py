@@ -6,7 +6,7 @@ compiled statements and pools connections. Two kinds of transaction, on the same
 - `engine.begin()`: commits without waiting for the disk. For what a person would not miss if a
   power cut lost the last second of it: a text that only moves a conversation along, remembered
   choices, usage counts. (A crash of the process itself loses none of it.)
-- `durable.begin()`: the commit waits for the disk. For what a caller leaves (a voice message, a
+- `durable()`: the commit waits for the disk. For what a caller leaves (a voice message, a
   call-back request, an opt-out), records moved in from the spool, staff accounts, the schema.
 """
 
@@ -15,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,9 +31,6 @@ from ivr.storage import sqlite
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
-
-#: Execution option of `Database.durable`: the transaction's commit waits for the disk.
-WAIT_FOR_DISK = "careline_wait_for_disk"
 
 T = TypeVar("T")
 
@@ -79,20 +77,7 @@ def make_engine(url: str) -> sa.Engine:
         options.update(pool_pre_ping=True, pool_size=5, max_overflow=5, pool_timeout=3)
         server_options = "-c lock_timeout=5000 -c synchronous_commit=off"
         engine = sa.create_engine(url, connect_args={"connect_timeout": 5, "options": server_options}, **options)
-    sa.event.listen(engine, "begin", _on_begin)
     return engine
-
-
-def _on_begin(connection: sa.Connection) -> None:
-    """Set the transaction's durability: waits for the disk only under `durable`."""
-    wait = bool(connection.get_execution_options().get(WAIT_FOR_DISK))
-    if connection.dialect.name == "sqlite":
-        sqlite.wait_for_disk(connection, wait)
-    elif wait:
-        # Straight to the driver, like the settings of a new connection; the driver begins the
-        # transaction with it, so it holds until the commit.
-        with connection.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
-            cursor.execute("SET LOCAL synchronous_commit TO on")
 
 
 class Database:
@@ -101,8 +86,23 @@ class Database:
     def __init__(self, database_url: str, secret_key: str) -> None:
         self._secret = secret_key.encode()
         self.engine: sa.Engine = make_engine(database_url)
-        #: The same engine and pool; its transactions' commits wait for the disk.
-        self.durable: sa.Engine = self.engine.execution_options(**{WAIT_FOR_DISK: True})
+
+    @contextmanager
+    def durable(self) -> Iterator[sa.Connection]:
+        """A transaction (on the same engine and pool) whose commit waits for the disk."""
+        with self.engine.connect() as connection:
+            if connection.dialect.name == "sqlite":
+                with sqlite.waiting_for_disk(connection), connection.begin():
+                    yield connection
+                return
+            with connection.begin():
+                # Straight to the driver, like a new connection's settings: the driver begins the
+                # transaction with it, and it holds until the commit.
+                driver = connection.connection.driver_connection
+                assert driver is not None
+                with driver.cursor() as cursor:
+                    cursor.execute("SET LOCAL synchronous_commit TO on")
+                yield connection
 
     # -- schema and connections -----------------------------------------------------------------
 
@@ -110,7 +110,7 @@ class Database:
         """Create or upgrade the schema to the newest migration."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
-        with self.durable.begin() as connection:
+        with self.durable() as connection:
             # Several processes may start at once: one migrates, the others wait, then find nothing to do.
             if connection.dialect.name == "postgresql":
                 connection.execute(sa.text("SELECT pg_advisory_xact_lock(7212026)"))

@@ -51,12 +51,12 @@ class CallSteps(Database):
     def claim_step(self, key: str, at: dt.datetime | None = None) -> str | None:
         """Claim one step of a call (`key`: from Twilio's idempotency token): None when this request is
         the first, else the outcome noted for the earlier one ("" if none yet)."""
-        with self.durable.begin() as connection:
+        with self.durable() as connection:
             if claim(connection, key, as_utc(at)):
                 return None
             return noted_outcome(connection, key)
 
     def settle_step(self, key: str, outcome: str) -> None:
         """Note what a claimed step came to, for a retry of it to give the same answer."""
-        with self.durable.begin() as connection:
+        with self.durable() as connection:
             connection.execute(SETTLE, {"event_key": key[:KEY_LENGTH], "new_outcome": outcome[:OUTCOME_LENGTH]})

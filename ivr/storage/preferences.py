@@ -68,5 +68,5 @@ class Preferences(Database):
 
     def forget_choices(self, phone: str) -> None:
         """Erase everything the line saved about `phone`'s choices."""
-        with self.durable.begin() as connection:
+        with self.durable() as connection:
             connection.execute(FORGET, {"key": self.phone_hash(phone)})

@@ -133,7 +133,7 @@ class CallbackQueue(Database):
         A retry of the same request, or a second try after an empty recording, reuses the call's
         request that has no recording yet; a caller who leaves a second message gets a second request.
         """
-        with self.durable.begin() as connection:
+        with self.durable() as connection:
             open_voicemail_in(connection, call_sid, phone, topic, lang, as_utc(at))
 
     def attach_recording(
@@ -155,7 +155,7 @@ class CallbackQueue(Database):
         """
         if not recording_sid:
             return False
-        with self.durable.begin() as connection:
+        with self.durable() as connection:
             return attach_recording_in(
                 connection,
                 call_sid,
@@ -204,7 +204,7 @@ class CallbackQueue(Database):
             .where(callback_requests.c.id == request_id, callback_requests.c.status == "open")
             .values(status="done", done_by=by[:64], done_at=as_utc(at))
         )
-        with self.durable.begin() as connection:
+        with self.durable() as connection:
             return connection.execute(statement).rowcount == 1
 
     def reopen(self, request_id: int) -> bool:
@@ -214,5 +214,5 @@ class CallbackQueue(Database):
             .where(callback_requests.c.id == request_id, callback_requests.c.status == "done")
             .values(status="open", done_by=None, done_at=None)
         )
-        with self.durable.begin() as connection:
+        with self.durable() as connection:
             return connection.execute(statement).rowcount == 1

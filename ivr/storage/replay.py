@@ -31,7 +31,7 @@ class SpoolReplay(Database):
         The commit waits for the disk: the spool forgets the record once this returns.
         """
         at = _spooled_time(record)
-        with self.durable.begin() as connection:
+        with self.durable() as connection:
             if not events.claim(connection, f"spool:{record['id']}", at):
                 return False
             kind = record["kind"]

@@ -47,7 +47,7 @@ class Retention(Database):
             "staff_acceptances": (staff_acceptances, staff_acceptances.c.accepted_at < cutoff),
         }
         removed: dict[str, int] = {}
-        with self.durable.begin() as connection:
+        with self.durable() as connection:
             for name, (table, condition) in conditions.items():
                 if dry_run:
                     count = sa.select(sa.func.count()).select_from(table).where(condition)

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-
-#: The connection's synchronous setting, as kept in its pool record's `info` (changed only when it differs).
-_SYNCHRONOUS = "careline_synchronous"
 
 
 def prepare_file(url: str) -> None:
@@ -34,13 +33,12 @@ def configure(engine: sa.Engine) -> None:
     sa.event.listen(engine, "connect", _on_connect)
 
 
-def _on_connect(dbapi_connection: Any, record: Any) -> None:
+def _on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA busy_timeout=5000")
     _use_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
-    record.info[_SYNCHRONOUS] = "NORMAL"
 
 
 def _use_wal(cursor: Any) -> None:
@@ -60,17 +58,24 @@ def _use_wal(cursor: Any) -> None:
             time.sleep(0.05)
 
 
-def wait_for_disk(connection: sa.Connection, wait: bool) -> None:
-    """Make the transaction `connection` begins commit with (FULL) or without (NORMAL) an fsync.
+@contextmanager
+def waiting_for_disk(connection: sa.Connection) -> Iterator[None]:
+    """Make the transaction begun inside this block commit with an fsync (synchronous=FULL).
 
-    SQLite refuses to change this inside a transaction, so it is set as the transaction begins
-    (before the driver's BEGIN, which comes with the first write), and only when it differs. Like
-    the pragmas of a new connection, it goes straight to the driver: a setting, not a statement.
+    SQLite refuses to change this inside a transaction, so it is set before (the driver's BEGIN comes
+    with the first write) and set back after, so every pooled connection rests at NORMAL. Like the
+    pragmas of a new connection, it goes straight to the driver: a setting, not a statement.
     """
-    wanted = "FULL" if wait else "NORMAL"
-    if connection.info.get(_SYNCHRONOUS) != wanted:
-        connection.connection.driver_connection.execute(f"PRAGMA synchronous={wanted}").close()  # type: ignore[union-attr]
-        connection.info[_SYNCHRONOUS] = wanted
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    driver.execute("PRAGMA synchronous=FULL").close()
+    try:
+        yield
+    finally:
+        try:
+            driver.execute("PRAGMA synchronous=NORMAL").close()
+        except Exception:  # a broken connection: never back in the pool still waiting for the disk
+            connection.invalidate()
 
 
 def lock_for_migration(connection: sa.Connection) -> None:

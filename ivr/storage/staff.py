@@ -22,13 +22,13 @@ class StaffRecords(Database):
     def create_staff_user(self, username: str, password_hash: str) -> bool:
         """Add a staff account; False when the name is taken."""
         values = {"username": username, "password_hash": password_hash, "created_at": utcnow()}
-        with self.durable.begin() as connection:
+        with self.durable() as connection:
             return connection.execute(NEW_USER[connection.dialect.name], values).rowcount == 1
 
     def set_staff_password(self, username: str, password_hash: str) -> bool:
         """Change a staff member's password hash; False when there is no such account."""
         statement = staff_users.update().where(staff_users.c.username == username).values(password_hash=password_hash)
-        with self.durable.begin() as connection:
+        with self.durable() as connection:
             return connection.execute(statement).rowcount == 1
 
     def staff_user(self, username: str) -> dict[str, Any] | None:
@@ -43,7 +43,7 @@ class StaffRecords(Database):
     def record_login_failure(self, key_hashes: list[str], at: dt.datetime) -> None:
         """Note one failed sign-in against each key (user name, address); forget failures older than a day."""
         at = as_utc(at)
-        with self.durable.begin() as connection:
+        with self.durable() as connection:
             connection.execute(login_attempts.delete().where(login_attempts.c.at < at - dt.timedelta(days=1)))
             connection.execute(login_attempts.insert(), [{"key_hash": key, "at": at} for key in key_hashes])
 
@@ -59,7 +59,7 @@ class StaffRecords(Database):
 
     def clear_login_failures(self, key_hash: str) -> None:
         """Forget the failed sign-ins against `key_hash` (after a successful one)."""
-        with self.durable.begin() as connection:
+        with self.durable() as connection:
             connection.execute(login_attempts.delete().where(login_attempts.c.key_hash == key_hash))
 
     # -- transfers --------------------------------------------------------------------------------
@@ -68,7 +68,7 @@ class StaffRecords(Database):
         """A staff member pressed 1 to take the caller; `call_sid` is the staff member's leg of the call."""
         if not call_sid:
             return
-        with self.durable.begin() as connection:
+        with self.durable() as connection:
             connection.execute(NEW_ACCEPTANCE[connection.dialect.name], {"call_sid": call_sid, "accepted_at": utcnow()})
 
     def staff_accepted(self, call_sid: str) -> bool:

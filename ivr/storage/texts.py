@@ -158,8 +158,8 @@ class TextLine(Database):
         delivered it twice at once) nothing is stored again, and the answer token stored the first
         time is returned ("" if there was none), so the retry gets the same answer.
         """
-        engine = self.durable if changes.leaves_something else self.engine
-        with engine.begin() as connection:
+        transaction = self.durable() if changes.leaves_something else self.engine.begin()
+        with transaction as connection:
             return store_text_turn_in(connection, event_key, self.phone_hash(phone), phone, outcome, changes, utcnow())
 
     def record_plain_text_turn(self, event_key: str, phone: str, outcome: str, session: TextSession) -> bool:

@@ -57,7 +57,7 @@ class UsageCounts(Database):
         """
         if not uses:
             return
-        with self.durable.begin() as connection:
+        with self.durable() as connection:
             totals: dict[tuple[dt.date, str, str], int] = {}
             for use in sorted(uses, key=lambda use: use.once_key):  # keys, too, claimed in one order
                 if use.once_key and not events.claim(connection, use.once_key, as_utc(use.at)):
