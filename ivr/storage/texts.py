@@ -161,16 +161,3 @@ class TextLine(Database):
         transaction = self.durable() if changes.leaves_something else self.engine.begin()
         with transaction as connection:
             return store_text_turn_in(connection, event_key, self.phone_hash(phone), phone, outcome, changes, utcnow())
-
-    def record_plain_text_turn(self, event_key: str, phone: str, outcome: str, session: TextSession) -> bool:
-        """Store a text's turn that only moves its conversation to `session`, for a text answered
-        without reading its conversation first (textline.fixed_decision): unless the number opted
-        out, and once per `event_key` (the MessageSid). True when this call stored it."""
-        if not event_key:
-            raise ValueError("a text answered before its conversation is read needs its MessageSid")
-        phone_hash = self.phone_hash(phone)
-        with self.engine.begin() as connection:
-            if connection.execute(OPTED_OUT, {"key": phone_hash}).scalar():
-                return False
-            changes = TextChanges(session=session)
-            return store_text_turn_in(connection, event_key, phone_hash, phone, outcome, changes, utcnow()) is None
