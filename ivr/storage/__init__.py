@@ -10,7 +10,8 @@ One module per concern, each a part of `Storage`:
     database.py     the engine (SQLAlchemy's pool and statement cache), durable and relaxed commits,
                     migrations, the keyed hashes; sqlite.py: what only SQLite needs (WAL, busy timeout)
     events.py       handled events: a retried request changes nothing twice; a call's steps
-    queue.py        voice messages and call-back requests, and staff working through them
+    queue.py        voice messages, call-back requests and urgent calls, and staff working through them
+    alerts.py       the staff alert outbox (one text to staff per urgent request)
     texts.py        the text line's conversations, opt-outs and answered messages
     preferences.py  a caller's remembered choices (language, speed, last section)
     usage.py        usage counts for the staff page (batched by ivr/usage.py)
@@ -21,6 +22,7 @@ One module per concern, each a part of `Storage`:
 
 from __future__ import annotations
 
+from ivr.storage.alerts import ALERT_CLAIM_SECONDS, StaffAlerts
 from ivr.storage.events import CallSteps
 from ivr.storage.preferences import Preferences
 from ivr.storage.queue import CallbackAsk, CallbackQueue
@@ -37,6 +39,7 @@ from ivr.storage.schema import (
     processed_events,
     sms_sessions,
     staff_acceptances,
+    staff_alerts,
     staff_users,
     usage_daily,
     utcnow,
@@ -46,6 +49,7 @@ from ivr.storage.texts import TextChanges, TextLine, TextSession
 from ivr.storage.usage import UsageCounts, Use
 
 __all__ = [
+    "ALERT_CLAIM_SECONDS",
     "CallbackAsk",
     "Storage",
     "TextChanges",
@@ -61,12 +65,15 @@ __all__ = [
     "processed_events",
     "sms_sessions",
     "staff_acceptances",
+    "staff_alerts",
     "staff_users",
     "usage_daily",
     "utcnow",
 ]
 
 
-class Storage(CallbackQueue, TextLine, Preferences, UsageCounts, CallSteps, StaffRecords, SpoolReplay, Retention):
+class Storage(
+    CallbackQueue, StaffAlerts, TextLine, Preferences, UsageCounts, CallSteps, StaffRecords, SpoolReplay, Retention
+):
     """The line's database, opened once per process: one engine, and each concern's methods
     (see the modules above; they share `Database`'s engine and hashes)."""

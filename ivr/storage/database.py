@@ -12,6 +12,7 @@ compiled statements and pools connections. Two kinds of transaction, on the same
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import logging
@@ -23,6 +24,9 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
@@ -86,6 +90,9 @@ class Database:
     def __init__(self, database_url: str, secret_key: str) -> None:
         self._secret = secret_key.encode()
         self.engine: sa.Engine = make_engine(database_url)
+        # The key that seals words people texted: derived from SECRET_KEY with HKDF, for this use only.
+        words_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"careline words at rest")
+        self._fernet = Fernet(base64.urlsafe_b64encode(words_key.derive(self._secret)))
 
     @contextmanager
     def durable(self) -> Iterator[sa.Connection]:
@@ -137,6 +144,19 @@ class Database:
         lets the line recognise a number without storing it."""
         canonical = "".join(character for character in phone if character.isdigit() or character == "+")
         return hmac.new(self._secret, canonical.encode(), hashlib.sha256).hexdigest()
+
+    def seal(self, words: str) -> str:
+        """`words` encrypted and authenticated (a Fernet token), for keeping at rest."""
+        return self._fernet.encrypt(words.encode()).decode("ascii")
+
+    def unseal(self, token: str | None) -> str:
+        """Words sealed by `seal`; "" when there are none or they cannot be read (another SECRET_KEY)."""
+        if not token:
+            return ""
+        try:
+            return self._fernet.decrypt(token.encode("ascii")).decode()
+        except (InvalidToken, ValueError):
+            return ""
 
     def key_hash(self, kind: str, value: str) -> str:
         """A keyed hash of `value` (a user name, an IP address): countable, but not readable."""

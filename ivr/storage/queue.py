@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ivr.storage.alerts import queue_alert_in
 from ivr.storage.database import Database, for_each_database
 from ivr.storage.schema import as_utc, callback_requests, utcnow
 
@@ -28,6 +29,10 @@ class CallbackAsk:
     lang: str
     urgent: bool = False
     opted_out: bool = False
+    #: The urgent kind (emergency, crisis, distress) when `urgent`.
+    kind: str = ""
+    #: The words texted, sealed (Storage.seal), so a nurse can judge the request; "" for none.
+    words: str = ""
 
 
 def _voice_message_row(phone: str, topic: str, lang: str, at: dt.datetime) -> dict[str, Any]:
@@ -107,8 +112,9 @@ def request_callback_in(
     at: dt.datetime,
 ) -> bool:
     """Keep a call-back request in `connection`'s transaction, once per `dedupe_key`; True when added."""
-    # Notes are codes for the staff page, never the words someone texted.
-    notes = [note for note, flag in (("urgent_words", ask.urgent), ("texts_opted_out", ask.opted_out)) if flag]
+    # Notes are codes for the staff page; the words someone texted are only ever kept sealed.
+    urgent_note = "urgent_call" if channel == "voice" else "urgent_words"
+    notes = [note for note, flag in ((urgent_note, ask.urgent), ("texts_opted_out", ask.opted_out)) if flag]
     values = {
         "created_at": at,
         "channel": channel,
@@ -120,8 +126,22 @@ def request_callback_in(
         "note": ",".join(notes),
         "status": "open",
         "dedupe_key": dedupe_key[:80] if dedupe_key else None,
+        "urgent_kind": (ask.kind or None) if ask.urgent else None,
+        "words": ask.words or None,
     }
-    return connection.execute(NEW_REQUEST[connection.dialect.name], values).rowcount == 1
+    added = connection.execute(NEW_REQUEST[connection.dialect.name], values).rowcount == 1
+    if added and ask.urgent:
+        queue_alert_in(connection, at)
+    return added
+
+
+def record_urgent_call_in(
+    connection: sa.Connection, call_sid: str, phone: str, kind: str, lang: str, at: dt.datetime
+) -> bool:
+    """`CallbackQueue.record_urgent_call` inside `connection`'s transaction (also for a record from the spool)."""
+    ask = CallbackAsk(topic="", lang=lang, urgent=True, kind=kind)
+    key = f"urgent:{call_sid}" if call_sid else None
+    return request_callback_in(connection, phone, ask, "voice", key, at)
 
 
 class CallbackQueue(Database):
@@ -167,6 +187,14 @@ class CallbackQueue(Database):
                 lang=lang,
                 at=utcnow(),
             )
+
+    def record_urgent_call(
+        self, call_sid: str, phone: str, kind: str, lang: str, at: dt.datetime | None = None
+    ) -> bool:
+        """Keep a call where urgent words were heard as an urgent request (the kind only, no words),
+        once per call, with a staff alert queued; True when this call added it."""
+        with self.durable() as connection:
+            return record_urgent_call_in(connection, call_sid, phone, kind, lang, as_utc(at))
 
     def callback_requests(self, status: str | None = "open") -> list[dict[str, Any]]:
         """Call-back requests, urgent first, newest first; all of them when `status` is None."""

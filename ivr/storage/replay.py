@@ -7,7 +7,7 @@ from typing import Any
 
 from ivr.storage import events
 from ivr.storage.database import Database
-from ivr.storage.queue import attach_recording_in, open_voicemail_in
+from ivr.storage.queue import attach_recording_in, open_voicemail_in, record_urgent_call_in
 from ivr.storage.schema import from_db, utcnow
 from ivr.storage.texts import TextChanges, store_text_turn_in
 
@@ -51,6 +51,15 @@ class SpoolReplay(Database):
                     str(record["call_sid"]),
                     str(record.get("phone", "")),
                     str(record.get("topic", "")),
+                    str(record.get("lang", "en")),
+                    at,
+                )
+            elif kind == "urgent_call":
+                record_urgent_call_in(
+                    connection,
+                    str(record.get("call_sid", "")),
+                    str(record.get("phone", "")),
+                    str(record.get("urgent_kind", "")),
                     str(record.get("lang", "en")),
                     at,
                 )

@@ -16,6 +16,7 @@ from ivr.storage.schema import (
     processed_events,
     sms_sessions,
     staff_acceptances,
+    staff_alerts,
     usage_daily,
 )
 
@@ -45,6 +46,7 @@ class Retention(Database):
             "opt_outs": (opt_outs, sa.and_(opt_outs.c.opted_out.is_(False), opt_outs.c.changed_at < cutoff)),
             "login_attempts": (login_attempts, login_attempts.c.at < cutoff),
             "staff_acceptances": (staff_acceptances, staff_acceptances.c.accepted_at < cutoff),
+            "staff_alerts": (staff_alerts, staff_alerts.c.sent_at < cutoff),
         }
         removed: dict[str, int] = {}
         with self.durable() as connection:

@@ -39,6 +39,21 @@ callback_requests = sa.Table(
     sa.Column("done_by", sa.String(64), nullable=True),
     sa.Column("done_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("dedupe_key", sa.String(80), nullable=True, unique=True),
+    # Migration 0003: the urgent kind (emergency, crisis, distress) and, for texts, the words sealed.
+    sa.Column("urgent_kind", sa.String(16), nullable=True),
+    sa.Column("words", sa.Text, nullable=True),
+)
+
+#: Alerts to STAFF_ALERT_NUMBERS waiting to be sent (ivr/alerts.py): written in the same transaction as
+#: the urgent request, so no alert is lost to a failing API or a restart. They hold no patient data.
+staff_alerts = sa.Table(
+    "staff_alerts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0, server_default="0"),
+    sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
 )
 
 sms_sessions = sa.Table(

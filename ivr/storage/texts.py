@@ -55,7 +55,14 @@ class TextChanges:
             else [self.session.lang, self.session.section, self.session.next_part],
             "callback": None
             if self.callback is None
-            else [self.callback.topic, self.callback.lang, self.callback.urgent, self.callback.opted_out],
+            else [
+                self.callback.topic,
+                self.callback.lang,
+                self.callback.urgent,
+                self.callback.opted_out,
+                self.callback.kind,
+                self.callback.words,
+            ],
         }
 
     @classmethod
@@ -67,7 +74,13 @@ class TextChanges:
             session=None if session is None else TextSession(str(session[0]), str(session[1]), int(session[2])),
             callback=None
             if callback is None
-            else CallbackAsk(str(callback[0]), str(callback[1]), bool(callback[2]), bool(callback[3])),
+            else CallbackAsk(
+                str(callback[0]),
+                str(callback[1]),
+                bool(callback[2]),
+                bool(callback[3]),
+                *(str(value) for value in callback[4:6]),
+            ),
         )
 
 
