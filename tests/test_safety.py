@@ -382,12 +382,12 @@ def test_alerts_are_claimed_once_settled_and_purged_with_the_words(storage) -> N
     it; a success settles it; purge removes the done request (words and all) and the sent alert."""
     import datetime as dt
 
-    from ivr.storage import CallbackAsk
+    from ivr.storage import CallbackAsk, TextChanges
 
     sealed = storage.seal("I feel hopeless")
     ask = CallbackAsk("coping", "en", urgent=True, kind="distress", words=sealed)
-    assert storage.request_callback(CALLER, ask, dedupe_key="sms:SM1")
-    assert not storage.request_callback(CALLER, ask, dedupe_key="sms:SM1")  # a retry queues nothing more
+    assert storage.record_text_turn("sms:SM1", CALLER, "", TextChanges(callback=ask)) is None  # stored
+    assert storage.record_text_turn("sms:SM1", CALLER, "", TextChanges(callback=ask)) == ""  # a retry: nothing more
     assert storage.unsent_alerts() == 1
     (alert,) = storage.claim_alerts()
     assert storage.claim_alerts() == []  # held by the first claim
