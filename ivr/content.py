@@ -157,6 +157,77 @@ class ContentError(ValueError):
     """A prompt file is missing, malformed or inconsistent; the message names the file."""
 
 
+#: What a prompt file's review `status` may be: only a clinician's sign-off makes a file `approved`.
+REVIEW_STATUSES = frozenset({"draft", "approved"})
+#: The review entries every prompt file carries at its top (see docs/content.md).
+REVIEW_FIELDS = ("status", "reviewed_by", "reviewed_on", "next_review", "sources")
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a file's words come from, and the date of that source (a year, or a day)."""
+
+    title: str
+    date: str
+
+
+@dataclass(frozen=True)
+class Review:
+    """A prompt file's review data: who signed it off, when, when it is due again, and its sources."""
+
+    path: Path
+    status: str
+    reviewed_by: str
+    reviewed_on: dt.date
+    next_review: dt.date
+    sources: tuple[Source, ...]
+
+    def sources_text(self) -> str:
+        """The sources on one line: "Title (date); Title (date)"."""
+        return "; ".join(f"{source.title} ({source.date})" for source in self.sources)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Questions one part of a section answers: asking one goes straight to its spoken part `voice`
+    and its text message `sms` (both counted from 0)."""
+
+    questions: tuple[str, ...]
+    voice: int
+    sms: int
+
+
+@dataclass(frozen=True)
+class TextLimit:
+    """What a language's texts may use: an alphabet (GSM-7 only, or UCS-2 allowed) and a number of segments."""
+
+    alphabet: gsm.Encoding
+    max_segments: int
+
+    @property
+    def max_characters(self) -> int:
+        """How many characters always fit (UCS-2 counted at its smaller size when allowed)."""
+        part = gsm.PART_GSM7 if self.alphabet == "GSM-7" else gsm.PART_UCS2
+        return part * self.max_segments
+
+    def problem(self, text: str) -> str | None:
+        """Why `text` may not be sent in this language, or None when it may."""
+        odd = gsm.non_gsm7(text)
+        if self.alphabet == "GSM-7" and odd:
+            return f"has characters outside GSM-7 {odd}, which would make it UCS-2"
+        length = gsm.measure(text)
+        if length.segments > self.max_segments:
+            return (
+                f"is {length.units} characters ({length.encoding}), {length.segments} segments; "
+                f"at most {self.max_segments} text segments are allowed"
+            )
+        return None
+
+
+#: The texts of a language that names no `texts:` in menu.yaml: GSM-7 in 2 segments (306 characters).
+DEFAULT_TEXT_LIMIT = TextLimit("GSM-7", 2)
+
+
 @dataclass(frozen=True)
 class Section:
     """One topic of the line, in one language."""
@@ -168,10 +239,22 @@ class Section:
     synonyms: tuple[str, ...]
     voice: tuple[str, ...]
     sms: tuple[str, ...]
-    reviewed_by: str
-    reviewed_on: dt.date
-    source: str
+    review: Review
     path: Path
+    #: The questions each part answers (see Answer).
+    answers: tuple[Answer, ...] = ()
+
+    @property
+    def reviewed_by(self) -> str:
+        return self.review.reviewed_by
+
+    @property
+    def reviewed_on(self) -> dt.date:
+        return self.review.reviewed_on
+
+    @property
+    def source(self) -> str:
+        return self.review.sources_text()
 
 
 @dataclass(frozen=True)
@@ -241,6 +324,8 @@ class Language:
     hours: HoursWords | None = None
     #: Urgent words and their answers (prompts/<lang>/urgent.yaml); None only in hand-built test content.
     urgent: UrgentWords | None = None
+    #: The alphabet and segments this language's texts may use (menu.yaml `texts`).
+    text_limit: TextLimit = DEFAULT_TEXT_LIMIT
 
     def say(self, prompt: str, **values: str) -> str:
         """The spoken prompt `prompt`, with its placeholders filled in."""
@@ -266,6 +351,10 @@ class Content:
     menu_keys: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     #: Keys of the offer after an urgent answer (1: connect now, 2: leave a message).
     urgent_keys: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: Every prompt file's review data, by its path under prompts/ ("en/sections/hospice.yaml").
+    reviews: Mapping[str, Review] = field(default_factory=lambda: MappingProxyType({}))
+    #: The folder the content was read from.
+    root: Path = PROMPTS_DIR
 
     def language(self, code: str) -> Language:
         """The language `code`, or the default one when `code` is not offered."""
@@ -283,7 +372,8 @@ def load_content(prompts_dir: Path | str = PROMPTS_DIR) -> Content:
     """Read and validate every prompt file under `prompts_dir`; raise ContentError naming the file."""
     root = Path(prompts_dir)
     menu_path = root / "menu.yaml"
-    menu = _read_yaml(menu_path)
+    reviews: dict[str, Review] = {}
+    menu = _read_prompt_file(menu_path, root, reviews)
     languages_spec = _require(menu, "languages", dict, menu_path)
     default_language = _require(menu, "default_language", str, menu_path)
     if default_language not in languages_spec:
@@ -331,7 +421,8 @@ def load_content(prompts_dir: Path | str = PROMPTS_DIR) -> Content:
     for code, spec in languages_spec.items():
         if not isinstance(spec, dict) or not isinstance(spec.get("locale"), str):
             _fail(menu_path, f"language {code!r} needs a locale such as en-US")
-        languages[code] = _load_language(root / code, code, spec["locale"], section_ids, key_of)
+        limit = _text_limit(spec.get("texts"), code, menu_path)
+        languages[code] = _load_language(root, code, spec["locale"], section_ids, key_of, limit, reviews)
     _check_languages_alike(root, languages, default_language)
 
     return Content(
@@ -344,20 +435,85 @@ def load_content(prompts_dir: Path | str = PROMPTS_DIR) -> Content:
         message_keys=MappingProxyType(message_keys),
         menu_keys=MappingProxyType(menu_keys),
         urgent_keys=MappingProxyType(urgent_keys),
+        reviews=MappingProxyType(dict(sorted(reviews.items()))),
+        root=root,
     )
 
 
+def _text_limit(raw: Any, code: str, path: Path) -> TextLimit:
+    """A language's `texts:` entry in menu.yaml: its alphabet (GSM-7 or UCS-2) and most segments."""
+    if raw is None:
+        return DEFAULT_TEXT_LIMIT
+    alphabet = raw.get("alphabet") if isinstance(raw, dict) else None
+    segments = raw.get("max_segments") if isinstance(raw, dict) else None
+    if alphabet not in ("GSM-7", "UCS-2") or not isinstance(segments, int) or not 1 <= segments <= 4:
+        _fail(path, f"language {code!r}: texts needs alphabet (GSM-7 or UCS-2) and max_segments (1 to 4)")
+    return TextLimit(alphabet, segments)
+
+
+def prompt_files(root: Path | str = PROMPTS_DIR) -> list[Path]:
+    """Every file under `root` that carries review data: all YAML files but approvals.yaml, sorted."""
+    base = Path(root)
+    return sorted(p for p in base.rglob("*.yaml") if p.name != "approvals.yaml")
+
+
+def read_review(raw: dict[str, Any], path: Path) -> Review:
+    """Take the review entries (REVIEW_FIELDS) out of a prompt file's mapping `raw`, checked."""
+    missing = [name for name in REVIEW_FIELDS if name not in raw]
+    if missing:
+        _fail(path, f"needs review entries {missing} at its top (see docs/content.md)")
+    status = raw.pop("status")
+    if status not in REVIEW_STATUSES:
+        _fail(path, f"status must be one of {sorted(REVIEW_STATUSES)}, not {status!r}")
+    reviewed_by = raw.pop("reviewed_by")
+    if not isinstance(reviewed_by, str) or not reviewed_by.strip():
+        _fail(path, "reviewed_by must name who reviewed the file")
+    dates = {}
+    for name in ("reviewed_on", "next_review"):
+        value = raw.pop(name)
+        if not isinstance(value, dt.date):
+            _fail(path, f"{name} must be a date such as 2026-11-26")
+        dates[name] = value
+    if dates["next_review"] <= dates["reviewed_on"]:
+        _fail(path, "next_review must come after reviewed_on")
+    sources_raw = raw.pop("sources")
+    sources = []
+    if not isinstance(sources_raw, list) or not sources_raw:
+        _fail(path, "sources must list where the words come from, each with a title and a date")
+    for entry in sources_raw:
+        title = entry.get("title") if isinstance(entry, dict) else None
+        date = entry.get("date") if isinstance(entry, dict) else None
+        if not isinstance(title, str) or not title.strip() or not isinstance(date, int | dt.date):
+            _fail(path, "each source needs a title and a date (a year such as 2018, or a day)")
+        sources.append(Source(title.strip(), str(date)))
+    return Review(path, status, reviewed_by.strip(), dates["reviewed_on"], dates["next_review"], tuple(sources))
+
+
+def _read_prompt_file(path: Path, root: Path, reviews: dict[str, Review]) -> dict[str, Any]:
+    """Read a prompt file, keeping its review data in `reviews` by its path under `root`."""
+    raw = _read_yaml(path)
+    reviews[path.relative_to(root).as_posix()] = read_review(raw, path)
+    return raw
+
+
 def _load_language(
-    folder: Path, code: str, locale: str, section_ids: tuple[str, ...], key_of: Mapping[str, str]
+    root: Path,
+    code: str,
+    locale: str,
+    section_ids: tuple[str, ...],
+    key_of: Mapping[str, str],
+    text_limit: TextLimit,
+    reviews: dict[str, Review],
 ) -> Language:
+    folder = root / code
     voice_path = folder / "voice.yaml"
-    voice_raw = _read_yaml(voice_path)
+    voice_raw = _read_prompt_file(voice_path, root, reviews)
     commands_raw = voice_raw.pop("commands", None)
     voice = _prompt_map(voice_raw, VOICE_PROMPTS, voice_path)
     commands = _commands(commands_raw, voice_path)
 
     sms_path = folder / "sms.yaml"
-    sms_raw = _read_yaml(sms_path)
+    sms_raw = _read_prompt_file(sms_path, root, reviews)
     topics_raw = sms_raw.pop("topics", None)
     keywords_raw = sms_raw.pop("keywords", None)
     hours_raw = sms_raw.pop("hours", None)
@@ -368,7 +524,9 @@ def _load_language(
     orphans = present - set(section_ids)
     if orphans:
         _fail(sections_dir, f"files {sorted(orphans)} are not topics in menu.yaml, so no caller can reach them")
-    sections = {sid: _load_section(sections_dir / f"{sid}.yaml", sid, key_of[sid]) for sid in section_ids}
+    sections = {
+        sid: _load_section(sections_dir / f"{sid}.yaml", sid, key_of[sid], root, reviews) for sid in section_ids
+    }
 
     # A phrase that names two things would make speech and texts ambiguous.
     owner: dict[str, str] = {}
@@ -376,24 +534,23 @@ def _load_language(
         for phrase in phrases:
             owner.setdefault(normalize(phrase), f"command {command}")
     for section in sections.values():
-        for phrase in (section.title, section.keyword, *section.synonyms):
+        for phrase, meaning in section_meanings(section):
             folded = normalize(phrase)
-            if folded in owner and owner[folded] != f"section {section.id}":
+            if folded in owner and owner[folded] != meaning:
                 _fail(section.path, f"{phrase!r} already belongs to {owner[folded]}")
-            owner[folded] = f"section {section.id}"
+            owner[folded] = meaning
 
     meanings: list[tuple[str, str]] = []
     for command, phrases in commands.items():
         meanings.extend((phrase, f"command:{command}") for phrase in phrases)
     for section in sections.values():
-        names = (section.title, section.keyword, *section.synonyms)
-        meanings.extend((phrase, f"section:{section.id}") for phrase in names)
+        meanings.extend(section_meanings(section))
     hints = tuple(dict.fromkeys(phrase.lower() for phrase, _ in meanings))
 
-    urgent = _load_urgent(folder / "urgent.yaml", sections)
+    urgent = _load_urgent(folder / "urgent.yaml", sections, root, reviews)
     texting = _text_words(sms_path, topics_raw, keywords_raw, hours_raw, urgent, sections)
-    _check_texts(sms_path, sms, texting, sections)
-    _check_urgent_texts(urgent)
+    _check_texts(sms_path, sms, texting, sections, text_limit)
+    _check_urgent_texts(urgent, text_limit)
 
     return Language(
         code=code,
@@ -405,9 +562,19 @@ def _load_language(
         vocabulary=Vocabulary.build(meanings),
         hints=hints,
         texting=texting,
-        hours=_load_hours(folder / "hours.yaml"),
+        hours=_load_hours(folder / "hours.yaml", root, reviews),
         urgent=urgent,
+        text_limit=text_limit,
     )
+
+
+def section_meanings(section: Section) -> list[tuple[str, str]]:
+    """A section's phrases and what each means: its names 'section:<id>', and the questions its parts
+    answer 'answer:<id>:<n>' (n counts the section's answers from 0)."""
+    meanings = [(phrase, f"section:{section.id}") for phrase in (section.title, section.keyword, *section.synonyms)]
+    for number, answer in enumerate(section.answers):
+        meanings.extend((question, f"answer:{section.id}:{number}") for question in answer.questions)
+    return meanings
 
 
 def _text_words(
@@ -427,9 +594,9 @@ def _text_words(
     section_names: dict[str, str] = {}
     section_pairs: list[tuple[str, str]] = []
     for section in sections.values():
-        for phrase in (section.keyword, section.title, topics[section.id], *section.synonyms):
+        for phrase, meaning in [(topics[section.id], f"section:{section.id}"), *section_meanings(section)]:
             section_names[normalize(phrase)] = section.id
-            section_pairs.append((phrase, f"section:{section.id}"))
+            section_pairs.append((phrase, meaning))
     keywords: dict[str, frozenset[str]] = {}
     owner: dict[str, str] = {}
     for family, phrases in keywords_raw.items():
@@ -480,10 +647,11 @@ def _text_words(
 _SAMPLE_HOURS = "x" * 45
 
 
-def _load_urgent(path: Path, sections: Mapping[str, Section]) -> UrgentWords:
+def _load_urgent(path: Path, sections: Mapping[str, Section], root: Path, reviews: dict[str, Review]) -> UrgentWords:
     """Read prompts/<lang>/urgent.yaml: the three kinds with their answers and phrases, end-of-life wording,
     near misses and review metadata; no near miss may be heard as urgent, no phrase may be in two kinds."""
-    raw = _read_yaml(path)
+    raw = _read_prompt_file(path, root, reviews)
+    review = reviews[path.relative_to(root).as_posix()]
     kinds_raw = _require(raw, "kinds", dict, path)
     if set(kinds_raw) != set(URGENT_KINDS):
         _fail(path, f"`kinds` must be exactly {list(URGENT_KINDS)}")
@@ -518,60 +686,50 @@ def _load_urgent(path: Path, sections: Mapping[str, Section]) -> UrgentWords:
         for kind in kinds.values():
             if kind.vocabulary.match(text, fuzzy=True):
                 _fail(path, f"near miss {text!r} is heard as {kind.name}: change the phrase or the near miss")
-    reviewed_on = raw.get("reviewed_on")
-    if not isinstance(reviewed_on, dt.date):
-        _fail(path, "reviewed_on must be a date such as 2026-11-26")
     return UrgentWords(
         kinds=MappingProxyType(kinds),
         end_of_life=Vocabulary.build((p, "end_of_life") for p in end_phrases),
         end_of_life_phrases=end_phrases,
         end_of_life_section=end_section,
         near_misses=near_misses,
-        reviewed_by=_require(raw, "reviewed_by", str, path),
-        reviewed_on=reviewed_on,
-        source=_require(raw, "source", str, path),
+        reviewed_by=review.reviewed_by,
+        reviewed_on=review.reviewed_on,
+        source=review.sources_text(),
         path=path,
     )
 
 
-def _check_urgent_texts(urgent: UrgentWords) -> None:
-    """Each kind's texted answer is GSM-7 and fits 2 segments with staff hours filled in."""
+def _check_urgent_texts(urgent: UrgentWords, limit: TextLimit) -> None:
+    """Each kind's texted answer keeps to the language's limit with staff hours filled in."""
     for kind in urgent.kinds.values():
-        odd = gsm.non_gsm7(kind.text)
-        if odd:
-            _fail(urgent.path, f"{kind.name} text has characters outside GSM-7 {odd}")
-        length = gsm.measure(kind.text.format(hours=_SAMPLE_HOURS))
-        if length.segments > gsm.MAX_SEGMENTS:
-            _fail(urgent.path, f"{kind.name} text is {length.units} characters; at most {gsm.MAX_GSM7_CHARACTERS} fit")
+        problem = limit.problem(kind.text.format(hours=_SAMPLE_HOURS))
+        if problem:
+            _fail(urgent.path, f"{kind.name} text with {{hours}} filled in {problem}")
 
 
-def _check_texts(path: Path, sms: Mapping[str, str], texting: TextWords, sections: Mapping[str, Section]) -> None:
-    """Texts must be GSM-7 (306 characters in 2 segments), and every section message must fit with its footer."""
+def _check_texts(
+    path: Path, sms: Mapping[str, str], texting: TextWords, sections: Mapping[str, Section], limit: TextLimit
+) -> None:
+    """Every text must keep to the language's limit (menu.yaml `texts`), each section message with its footer."""
     words = [*sms.values(), *texting.topics.values(), *texting.hours.days]
     words += [getattr(texting.hours, name) for name in _HOUR_WORDS if name != "days"]
-    for text in words:
-        odd = gsm.non_gsm7(text)
-        if odd:
-            _fail(path, f"{text!r} has characters outside GSM-7 {odd}, which would cut a text to 134 characters")
+    if limit.alphabet == "GSM-7":
+        for text in words:
+            odd = gsm.non_gsm7(text)
+            if odd:
+                _fail(path, f"{text!r} has characters outside GSM-7 {odd}, which would make the text UCS-2")
     for section in sections.values():
         for number, message in enumerate(section.sms, start=1):
-            odd = gsm.non_gsm7(message)
-            if odd:
-                _fail(section.path, f"sms message {number} has characters outside GSM-7 {odd}")
             footer = sms["more_footer"] if number < len(section.sms) else sms["end_footer"]
-            length = gsm.measure(f"{message}\n{footer}")
-            if length.segments > gsm.MAX_SEGMENTS:
-                _fail(
-                    section.path,
-                    f"sms message {number} with its footer is {length.units} characters; "
-                    f"at most {gsm.MAX_GSM7_CHARACTERS} fit in {gsm.MAX_SEGMENTS} text segments",
-                )
+            problem = limit.problem(f"{message}\n{footer}")
+            if problem:
+                _fail(section.path, f"sms message {number} with its footer {problem}")
 
 
-def _load_section(path: Path, section_id: str, key: str) -> Section:
+def _load_section(path: Path, section_id: str, key: str, root: Path, reviews: dict[str, Review]) -> Section:
     if not path.exists():
         _fail(path, f"missing: every language needs a file for topic {section_id!r}")
-    raw = _read_yaml(path)
+    raw = _read_prompt_file(path, root, reviews)
     title = _require(raw, "title", str, path).strip()
     keyword = _require(raw, "keyword", str, path).strip()
     if not _KEYWORD_PATTERN.match(keyword):
@@ -581,9 +739,7 @@ def _load_section(path: Path, section_id: str, key: str) -> Section:
         words = len(part.split())
         if words > MAX_WORDS_PER_SPOKEN_PART:
             _fail(path, f"voice part {number} has {words} words; at most {MAX_WORDS_PER_SPOKEN_PART} fit in 60 seconds")
-    reviewed_on = raw.get("reviewed_on")
-    if not isinstance(reviewed_on, dt.date):
-        _fail(path, "reviewed_on must be a date such as 2026-11-26")
+    sms = _string_list(raw, "sms", path)
     return Section(
         id=section_id,
         key=key,
@@ -591,17 +747,34 @@ def _load_section(path: Path, section_id: str, key: str) -> Section:
         keyword=keyword,
         synonyms=tuple(s.strip().lower() for s in _string_list(raw, "synonyms", path)),
         voice=voice,
-        sms=_string_list(raw, "sms", path),
-        reviewed_by=_require(raw, "reviewed_by", str, path),
-        reviewed_on=reviewed_on,
-        source=_require(raw, "source", str, path),
+        sms=sms,
+        review=reviews[path.relative_to(root).as_posix()],
         path=path,
+        answers=_answers(raw.get("answers", []), len(voice), len(sms), path),
     )
 
 
-def _load_hours(path: Path) -> HoursWords:
+def _answers(raw: Any, voice_parts: int, sms_parts: int, path: Path) -> tuple[Answer, ...]:
+    """A section's `answers`: each lists questions and the spoken part and text message (from 1) answering them."""
+    if not isinstance(raw, list):
+        _fail(path, "answers must be a list of {voice, sms, questions}")
+    answers = []
+    for number, entry in enumerate(raw, start=1):
+        if not isinstance(entry, dict):
+            _fail(path, f"answers[{number}] must be a mapping with voice, sms and questions")
+        voice, sms = entry.get("voice"), entry.get("sms")
+        if not isinstance(voice, int) or not 1 <= voice <= voice_parts:
+            _fail(path, f"answers[{number}]: voice must be a spoken part number from 1 to {voice_parts}")
+        if not isinstance(sms, int) or not 1 <= sms <= sms_parts:
+            _fail(path, f"answers[{number}]: sms must be a text message number from 1 to {sms_parts}")
+        questions = _string_list(entry, "questions", path)
+        answers.append(Answer(tuple(q.lower() for q in questions), voice - 1, sms - 1))
+    return tuple(answers)
+
+
+def _load_hours(path: Path, root: Path, reviews: dict[str, Review]) -> HoursWords:
     """Read prompts/<lang>/hours.yaml: the pieces staff hours are said with."""
-    raw = _read_yaml(path)
+    raw = _read_prompt_file(path, root, reviews)
     templates = _prompt_map(
         {name: value for name, value in raw.items() if name in HOURS_TEMPLATES}, HOURS_TEMPLATES, path
     )

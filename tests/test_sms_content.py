@@ -1,4 +1,5 @@
-"""Every text the line can send fits in 2 SMS segments, in GSM-7; broken text content stops start-up."""
+"""Every text the line can send keeps to its language's limit (English: GSM-7 in 2 SMS segments; Spanish,
+with its accents: UCS-2 in 3); broken text content stops start-up."""
 
 from __future__ import annotations
 
@@ -68,11 +69,22 @@ MESSAGES = every_message()
 
 
 @pytest.mark.parametrize(("label", "text"), MESSAGES, ids=[label for label, _ in MESSAGES])
-def test_every_message_fits_in_two_gsm7_segments(label: str, text: str) -> None:
-    assert gsm.non_gsm7(text) == [], f"{label}: characters outside GSM-7 make it UCS-2 (134 characters)"
-    length = gsm.measure(text)
-    assert length.segments <= gsm.MAX_SEGMENTS, f"{label}: {length.units} characters, {length.segments} segments"
-    assert len(text) <= gsm.MAX_GSM7_CHARACTERS
+def test_every_message_keeps_to_its_languages_limit(label: str, text: str) -> None:
+    limit = CONTENT.language(label.split(":")[0]).text_limit
+    assert limit.problem(text) is None, f"{label}: {limit.problem(text)}"
+    assert len(text) <= limit.max_characters
+    if label.startswith("en:"):
+        assert gsm.non_gsm7(text) == [], f"{label}: English stays in GSM-7"
+        assert gsm.segments(text) <= 2
+
+
+def test_the_limits_are_data_per_language() -> None:
+    """menu.yaml says what each language's texts may use: English GSM-7 in 2 segments, Spanish UCS-2 in 3."""
+    english, spanish = CONTENT.language("en").text_limit, CONTENT.language("es").text_limit
+    assert (english.alphabet, english.max_segments, english.max_characters) == ("GSM-7", 2, 306)
+    assert (spanish.alphabet, spanish.max_segments, spanish.max_characters) == ("UCS-2", 3, 201)
+    assert english.problem("Hospice — care") is not None and spanish.problem("Cuidados al final de la vida") is None
+    assert spanish.problem("á" * 201) is None and "4 segments" in (spanish.problem("á" * 202) or "")
 
 
 def test_every_prompt_is_checked() -> None:
@@ -92,16 +104,27 @@ def test_every_section_message_leaves_room_for_reply_more(lang: str) -> None:
     for section in language.sections.values():
         for text in section.sms:
             with_footer = f"{text}\n{language.text('more_footer')}"
-            assert gsm.fits(with_footer), (section.id, len(with_footer))
+            assert language.text_limit.problem(with_footer) is None, (section.id, len(with_footer))
 
 
-def test_spanish_texts_use_gsm7_spellings() -> None:
-    """á í ó ú would make a text UCS-2 (134 characters in 2 segments); ñ é ü ¿ ¡ are GSM-7."""
-    assert gsm.is_gsm7("ñ é ü ¿ ¡ Ñ É Ü")
-    assert not any(gsm.is_gsm7(c) for c in "áíóúÁÍÓÚ")
+#: Spanish words that texts used to write without their accent to stay in GSM-7. Each is a misspelling
+#: (or, like "hablara" for "hablará", another word), never right in these texts.
+UNACCENTED = (
+    "cancer", "atencion", "informacion", "numero", "dia", "dias", "habil", "medico", "sintomas", "clinico",
+    "podria", "hablara", "diran", "animo", "linea", "compañia", "cambielas", "pongase", "consejeria", "guias",
+    "empezo", "regreso", "extendio", "radiacion", "cirugia", "opcion", "sab", "mie", "menu",
+)
+
+
+def test_spanish_texts_keep_their_accents() -> None:
+    """Correct Spanish wins over the cheaper alphabet: no word loses its accent to stay in GSM-7."""
     spanish = [text for label, text in MESSAGES if label.startswith("es:")]
-    assert spanish and all(gsm.is_gsm7(text) for text in spanish)
-    assert any("ñ" in text for text in spanish)
+    assert spanish and any(gsm.encoding(text) == "UCS-2" for text in spanish)
+    for text in spanish:
+        words = set(text.lower().replace("¿", " ").replace("¡", " ").split())
+        words = {word.strip(".,:;!?()") for word in words}
+        wrong = sorted(words & set(UNACCENTED))
+        assert not wrong, f"{wrong} without accents in: {text}"
 
 
 @pytest.mark.parametrize(
@@ -110,12 +133,12 @@ def test_spanish_texts_use_gsm7_spellings() -> None:
         ("Mon-Fri 08:30-17:00", "en", "Mon-Fri 8:30am-5pm"),
         ("Mon-Fri 08:30-17:00", "es", "lun a vie 8:30-17:00"),
         ("Mon-Fri 08:30-17:00; Sat 09:00-12:00", "en", "Mon-Fri 8:30am-5pm, Sat 9am-12pm"),
-        ("Mon-Fri 08:30-17:00; Sat 09:00-12:00", "es", "lun a vie 8:30-17:00; sab 9:00-12:00"),
+        ("Mon-Fri 08:30-17:00; Sat 09:00-12:00", "es", "lun a vie 8:30-17:00; sáb 9:00-12:00"),
         ("Sat-Mon 00:00-24:00", "en", "Sat-Mon all day"),
-        ("Mon-Fri 09:00-17:00; Sat-Sun 00:00-24:00", "es", "lun a vie 9:00-17:00; sab a dom todo el dia"),
+        ("Mon-Fri 09:00-17:00; Sat-Sun 00:00-24:00", "es", "lun a vie 9:00-17:00; sáb a dom todo el día"),
         ("Mon-Fri 00:00-12:00", "en", "Mon-Fri 12am-12pm"),
         ("Mon-Sun 00:00-24:00", "en", "any time, day or night"),
-        ("Mon-Sun 00:00-24:00", "es", "a toda hora, todos los dias"),
+        ("Mon-Sun 00:00-24:00", "es", "a toda hora, todos los días"),
         ("closed", "en", "hours vary"),
         ("Tue 12:15-13:45", "en", "Tue 12:15pm-1:45pm"),
     ],
@@ -132,7 +155,7 @@ def test_staff_hours_are_each_written_their_own_way() -> None:
         ("Mon-Fri 08:30-17:00", "es"): "lun a vie 8:30-17:00",
         ("Tue 12:15-13:45", "en"): "Tue 12:15pm-1:45pm",
         ("closed", "en"): "hours vary",
-        ("Mon-Sun 00:00-24:00", "es"): "a toda hora, todos los dias",
+        ("Mon-Sun 00:00-24:00", "es"): "a toda hora, todos los días",
     }
     for _ in range(40):  # many StaffHours objects, as tests and reloads make them
         for (spec, lang), written in expected.items():
@@ -174,7 +197,8 @@ def broken_copy(tmp_path: Path, relative: str, old: str, new: str) -> Path:
     ("relative", "old", "new", "problem"),
     [
         ("en/sms.yaml", "Reply MORE for the rest.", "Reply MORE for the rest — thanks.", "outside GSM-7"),
-        ("es/sms.yaml", "Responda MAS para el resto.", "Responda MÁS para el resto.", "outside GSM-7"),
+        ("en/sms.yaml", "Reply MORE for the rest.", "Reply MÁS for the rest.", "outside GSM-7"),
+        ("es/sms.yaml", "Responda MÁS para el resto.", "Responda MÁS para el resto, por favor, si quiere saber más.", "at most 3"),
         ("en/sms.yaml", '  start: [START, UNSTOP, "YES"]', "  start: [START, UNSTOP, YES]", "quote YES"),
         ("en/sms.yaml", "  more: [MORE,", "  more: [HOSPICE, MORE,", "already names the topic"),
         ("en/sms.yaml", "  more: [MORE,", "  more: [HELP, MORE,", "in both"),
@@ -188,9 +212,10 @@ def broken_copy(tmp_path: Path, relative: str, old: str, new: str) -> Path:
             "en/sections/hospice.yaml",
             "Talk with your care team to learn if hospice is right for you.",
             "Talk with your care team to learn if hospice is right for you. " + "More words here. " * 10,
-            "at most 306 fit in 2 text segments",
+            "at most 2 text segments",
         ),
-        ("es/sections/hospice.yaml", "calmar sus sintomas", "calmar sus síntomas", "outside GSM-7"),
+        ("es/sections/hospice.yaml", "con consejería de duelo.", "con consejería de duelo. Más palabras aquí." * 2, "at most 3"),
+        ("en/sections/hospice.yaml", "is right for you.\"", "is right for you — or not.\"", "outside GSM-7"),
     ],
 )
 def test_broken_text_content_names_the_file(tmp_path: Path, relative: str, old: str, new: str, problem: str) -> None:
