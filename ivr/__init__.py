@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Flask
 
-from ivr import resilience, retention
+from ivr import approval, resilience, retention
 from ivr.config import (
     DEFAULTS,
     ConfigError,
@@ -25,7 +25,7 @@ from ivr.config import (
 from ivr.content import PROMPTS_DIR, Content, load_content
 from ivr.hours import StaffHours
 from ivr.security import WebhookFreeSessionInterface, local_mode, refuse_unless_from_this_machine, trust_proxies
-from ivr.services import LineCache, Services
+from ivr.services import LineCache, Services, now
 from ivr.storage import Storage
 from ivr.twiml import Renderer, VoiceSettings
 from ivr.usage import UsageCounter
@@ -63,6 +63,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config["DATABASE_URL"] = default_database_url(app.instance_path)
 
     content = preloaded if preloaded is not None else load_content(app.config["PROMPTS_DIR"] or PROMPTS_DIR)
+    # Clinical sign-off (ivr/approval.py): refuse to start, or warn once, naming each file and why.
+    content_warning = approval.check_at_start(content, now(app.config).date(), app.config["CONTENT_MUST_BE_APPROVED"])
+    if content_warning:
+        log.warning(content_warning)
     renderer = Renderer(
         content,
         VoiceSettings(
@@ -95,6 +99,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from ivr import report
 
     app.cli.add_command(report.content_report_command)
+    app.cli.add_command(approval.content_approve_command)
 
     from ivr import sms
 

@@ -46,6 +46,8 @@ DEFAULTS: dict[str, Any] = {
     # Safety (README "Emergency, crisis and distress").
     "CRISIS_LINE_NUMBER": "+18002738255",  # the 988 Lifeline's 10-digit number: "connect me now" rings it
     "STAFF_ALERT_NUMBERS": (),  # each gets a text (no patient words) when an urgent request comes in
+    # 1 in production: refuse to start on prompt files that are draft, changed since approval, or due (docs/content.md).
+    "CONTENT_MUST_BE_APPROVED": 0,
 }
 
 _RATE = re.compile(r"^(\d{2,3})%$")
@@ -221,6 +223,7 @@ _PARSERS = {
     "RETENTION_DAYS": _whole_number(1, 3650),
     "DATABASE_RETRY_SECONDS": _whole_number(1, 300),
     "USAGE_FLUSH_SECONDS": _whole_number(0, 60),
+    "CONTENT_MUST_BE_APPROVED": _switch,
 }
 
 

@@ -9,10 +9,11 @@ rest of the line reads but never changes.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NoReturn
@@ -181,6 +182,8 @@ class Review:
     reviewed_on: dt.date
     next_review: dt.date
     sources: tuple[Source, ...]
+    #: SHA-256 of the file as it was read: what prompts/approvals.yaml must match for the file to count as approved.
+    sha256: str = ""
 
     def sources_text(self) -> str:
         """The sources on one line: "Title (date); Title (date)"."""
@@ -222,6 +225,18 @@ class TextLimit:
                 f"at most {self.max_segments} text segments are allowed"
             )
         return None
+
+
+@dataclass(frozen=True)
+class Approval:
+    """A clinician's sign-off of one prompt file, as `flask content-approve` wrote it in prompts/approvals.yaml."""
+
+    sha256: str
+    reviewer: str
+    approved_on: dt.date
+
+
+APPROVALS_FILE = "approvals.yaml"
 
 
 #: The texts of a language that names no `texts:` in menu.yaml: GSM-7 in 2 segments (306 characters).
@@ -355,6 +370,8 @@ class Content:
     reviews: Mapping[str, Review] = field(default_factory=lambda: MappingProxyType({}))
     #: The folder the content was read from.
     root: Path = PROMPTS_DIR
+    #: Sign-offs recorded in prompts/approvals.yaml, by file path under prompts/.
+    approvals: Mapping[str, Approval] = field(default_factory=lambda: MappingProxyType({}))
 
     def language(self, code: str) -> Language:
         """The language `code`, or the default one when `code` is not offered."""
@@ -424,6 +441,9 @@ def load_content(prompts_dir: Path | str = PROMPTS_DIR) -> Content:
         limit = _text_limit(spec.get("texts"), code, menu_path)
         languages[code] = _load_language(root, code, spec["locale"], section_ids, key_of, limit, reviews)
     _check_languages_alike(root, languages, default_language)
+    for path in prompt_files(root):  # files no loader above reads (coverage.yaml) still carry review data
+        if path.relative_to(root).as_posix() not in reviews:
+            _read_prompt_file(path, root, reviews)
 
     return Content(
         default_language=default_language,
@@ -437,7 +457,33 @@ def load_content(prompts_dir: Path | str = PROMPTS_DIR) -> Content:
         urgent_keys=MappingProxyType(urgent_keys),
         reviews=MappingProxyType(dict(sorted(reviews.items()))),
         root=root,
+        approvals=MappingProxyType(read_approvals(root)),
     )
+
+
+def read_approvals(root: Path | str) -> dict[str, Approval]:
+    """The sign-offs in `root`/approvals.yaml (none when the file does not exist yet)."""
+    path = Path(root) / APPROVALS_FILE
+    if not path.exists():
+        return {}
+    raw = _read_yaml(path)
+    entries = raw.get("approvals") or {}
+    if not isinstance(entries, dict):
+        _fail(path, "approvals must map file paths to {sha256, reviewer, approved_on}")
+    approvals = {}
+    for name, entry in entries.items():
+        digest = entry.get("sha256") if isinstance(entry, dict) else None
+        reviewer = entry.get("reviewer") if isinstance(entry, dict) else None
+        approved_on = entry.get("approved_on") if isinstance(entry, dict) else None
+        if not isinstance(digest, str) or not isinstance(reviewer, str) or not isinstance(approved_on, dt.date):
+            _fail(path, f"approval of {name!r} needs sha256, reviewer and approved_on")
+        approvals[str(name)] = Approval(digest, reviewer, approved_on)
+    return approvals
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, in hex."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _text_limit(raw: Any, code: str, path: Path) -> TextLimit:
@@ -492,7 +538,8 @@ def read_review(raw: dict[str, Any], path: Path) -> Review:
 def _read_prompt_file(path: Path, root: Path, reviews: dict[str, Review]) -> dict[str, Any]:
     """Read a prompt file, keeping its review data in `reviews` by its path under `root`."""
     raw = _read_yaml(path)
-    reviews[path.relative_to(root).as_posix()] = read_review(raw, path)
+    review = read_review(raw, path)
+    reviews[path.relative_to(root).as_posix()] = replace(review, sha256=file_sha256(path))
     return raw
 
 

@@ -2,8 +2,9 @@
 
 For each language it lists the opening as heard, every section's spoken parts and text messages, every
 spoken and texted prompt: words, seconds at 150 words a minute, a readability score (Flesch-Kincaid
-grade for English, Fernández-Huerta ease for Spanish), text-message segments and encoding, and each
-section's review data. It flags what breaks the line's rules; the same rules are enforced by the tests.
+grade for English, Fernández-Huerta ease for Spanish), text-message segments and encoding (against the
+language's limit in menu.yaml). Then every prompt file's clinical sign-off (status, reviewer, next review,
+approval) and the coverage map's findings. It flags what breaks the line's rules; the tests enforce the same.
 """
 
 from __future__ import annotations
@@ -17,16 +18,12 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from ivr import dialog, gsm, readability
-from ivr.content import Content, Language
+from ivr import approval, coverage, dialog, gsm, readability
+from ivr.content import Content, Language, TextLimit
 
 #: Longest a spoken section part may take, and the opening (greeting to text line), in seconds.
 MAX_PART_SECONDS = 60.0
 MAX_OPENING_SECONDS = 15.0
-#: Most segments one text message may take.
-MAX_SMS_SEGMENTS = 2
-#: A section whose review is older than this is flagged for review.
-REVIEW_EVERY = dt.timedelta(days=365)
 
 
 # -- the report ----------------------------------------------------------------------------------
@@ -49,24 +46,16 @@ class Row:
 
 
 @dataclass(frozen=True)
-class Review:
-    """A section's review data in one language; `overdue` when older than a year."""
-
-    lang: str
-    section: str
-    reviewed_by: str
-    reviewed_on: dt.date
-    source: str
-    overdue: bool
-
-
-@dataclass(frozen=True)
 class Report:
-    """Every measured text and every section's review, with the problems found."""
+    """Every measured text, every prompt file's sign-off, and the problems found.
+
+    `problems` are what breaks the rules (--strict fails on them), a review past its date among them;
+    `files` shows each file's approval, which a draft simply lacks until a clinician signs it off.
+    """
 
     today: dt.date
     rows: tuple[Row, ...]
-    reviews: tuple[Review, ...]
+    files: tuple[approval.FileState, ...]
     problems: tuple[str, ...] = field(default=())
     #: (language, list name, how many phrases): every phrase list people's words are matched against.
     phrase_lists: tuple[tuple[str, str, int], ...] = field(default=())
@@ -102,13 +91,14 @@ def _spoken_row(lang: str, kind: str, item: str, text: str, score_required: bool
     return Row(lang, kind, item, text, readability.word_count(text), seconds, score, problems=tuple(problems))
 
 
-def _sms_row(lang: str, kind: str, item: str, text: str, score_required: bool) -> Row:
+def _sms_row(lang: str, kind: str, item: str, text: str, score_required: bool, limit: TextLimit) -> Row:
     length = gsm.measure(text)
     segments, encoding = length.segments, length.encoding
     score = readability.readability(text, lang)
     problems = []
-    if segments > MAX_SMS_SEGMENTS:
-        problems.append(f"{segments} segments ({encoding}) is over {MAX_SMS_SEGMENTS}")
+    too_long = limit.problem(text)
+    if too_long:
+        problems.append(too_long)
     if score_required and not score.passes:
         problems.append(f"{score} is not plain enough")
     words = readability.word_count(text)
@@ -129,9 +119,9 @@ def prompt_score_required(lang: str) -> bool:
 def build_report(content: Content, today: dt.date) -> Report:
     """Measure every text of every language in `content`; `today` dates the review check."""
     rows: list[Row] = []
-    reviews: list[Review] = []
     phrase_lists: list[tuple[str, str, int]] = []
     for code, language in content.languages.items():
+        limit = language.text_limit
         rows.append(_spoken_row(code, "opening", "opening as heard", opening_text(content, code), True))
         values = sample_values(language)
         # Everything a caller may hear; the whispers are for staff only.
@@ -142,27 +132,30 @@ def build_report(content: Content, today: dt.date) -> Report:
             for number, part in enumerate(section.voice, start=1):
                 rows.append(_spoken_row(code, "voice", f"{section.id} voice {number}", part, True))
             for number, message in enumerate(section.sms, start=1):
-                rows.append(_sms_row(code, "sms", f"{section.id} sms {number}", message, True))
-            overdue = today - section.reviewed_on > REVIEW_EVERY
-            reviews.append(Review(code, section.id, section.reviewed_by, section.reviewed_on, section.source, overdue))
+                rows.append(_sms_row(code, "sms", f"{section.id} sms {number}", message, True, limit))
         for name, text in language.voice.items():
             rows.append(_spoken_row(code, "prompt", name, filled(text, values), prompt_score_required(code)))
         for name, text in language.sms.items():
-            rows.append(_sms_row(code, "sms-prompt", name, filled(text, values), prompt_score_required(code)))
+            rows.append(_sms_row(code, "sms-prompt", name, filled(text, values), prompt_score_required(code), limit))
         urgent = language.urgent
         if urgent is not None:
             for kind in urgent.kinds.values():
                 rows.append(_spoken_row(code, "prompt", f"urgent {kind.name}", kind.say, prompt_score_required(code)))
                 text = filled(kind.text, values)
-                rows.append(_sms_row(code, "sms-prompt", f"urgent {kind.name}", text, prompt_score_required(code)))
-            overdue = today - urgent.reviewed_on > REVIEW_EVERY
-            reviews.append(Review(code, "urgent", urgent.reviewed_by, urgent.reviewed_on, urgent.source, overdue))
+                rows.append(
+                    _sms_row(code, "sms-prompt", f"urgent {kind.name}", text, prompt_score_required(code), limit)
+                )
         phrase_lists += _phrase_lists(code, language)
     problems = [f"{row.lang} {row.item}: {problem}" for row in rows for problem in row.problems]
-    problems += [
-        f"{r.lang} {r.section}: review of {r.reviewed_on} is more than a year old" for r in reviews if r.overdue
-    ]
-    return Report(today, tuple(rows), tuple(reviews), tuple(problems), tuple(phrase_lists))
+    files = approval.file_states(content, today)
+    problems += [f"{state.path}: review was due on {state.next_review}" for state in files if state.next_review <= today]
+    problems += [f"coverage {problem}" for problem in coverage.coverage_problems(content, _coverage(content))]
+    return Report(today, tuple(rows), tuple(files), tuple(problems), tuple(phrase_lists))
+
+
+def _coverage(content: Content) -> tuple[coverage.Point, ...]:
+    path = content.root / coverage.COVERAGE_FILE
+    return coverage.load_coverage(content.root) if path.exists() else ()
 
 
 def _phrase_lists(code: str, language: Language) -> list[tuple[str, str, int]]:
@@ -188,7 +181,7 @@ def render(report: Report) -> str:
         f"Seconds at {readability.WORDS_PER_MINUTE} words a minute. Plain enough: English Flesch-Kincaid grade"
         f" <= {readability.MAX_ENGLISH_GRADE:g}; Spanish Fernández-Huerta >= {readability.MIN_SPANISH_EASE:g}.",
         f"Limits: opening <= {MAX_OPENING_SECONDS:g} s, spoken part <= {MAX_PART_SECONDS:g} s,"
-        f" text message <= {MAX_SMS_SEGMENTS} segments, review within {REVIEW_EVERY.days} days.",
+        " text message within its language's limit (menu.yaml `texts`), review before next_review.",
     ]
     for lang in dict.fromkeys(row.lang for row in report.rows):
         rows = [row for row in report.rows if row.lang == lang]
@@ -203,11 +196,6 @@ def render(report: Report) -> str:
             elif row.kind == "sms":
                 sms = f"{len(row.text)} chars, {row.segments} seg {row.encoding}"
                 out.append(f"{row.item:<28} {row.words:>5} {'':>7}  {row.score!s:<24} {sms}{_flag(row)}")
-        out += ["", "reviews"]
-        for review in (r for r in report.reviews if r.lang == lang):
-            flag = "  << REVIEW OVERDUE" if review.overdue else ""
-            by = f"by {review.reviewed_by}; source: {review.source}"
-            out.append(f"  {review.section:<12} {review.reviewed_on} {by}{flag}")
         out += ["", f"{'prompt':<28} {'words':>5} {'secs':>7}  readability"]
         for row in rows:
             if row.kind == "prompt":
@@ -218,6 +206,17 @@ def render(report: Report) -> str:
     if report.phrase_lists:
         out += ["", f"{'phrase list':<60} phrases"]
         out += [f"{lang} {name:<57} {count:>7}" for lang, name, count in report.phrase_lists]
+    out += ["", "== clinical sign-off (status, reviewer, next review, approval) =="]
+    for state in report.files:
+        flag = "  << REVIEW DUE" if state.next_review <= report.today else ""
+        if state.approved:
+            signed = f"APPROVED by {state.approved_by} on {state.approved_on}"
+        else:
+            signed = "NOT APPROVED: " + "; ".join(state.problems)
+        out.append(f"  {state.path:<30} {state.status:<8} next review {state.next_review}  {signed}{flag}")
+        out.append(f"  {'':<30} reviewed by {state.reviewed_by}")
+    waiting = [state for state in report.files if not state.approved]
+    out.append(f"{len(waiting)} of {len(report.files)} prompt file(s) not clinically approved.")
     out += ["", f"{len(report.problems)} problem(s)" + (":" if report.problems else ".")]
     out += [f"  {problem}" for problem in report.problems]
     return "\n".join(line.rstrip() for line in out)

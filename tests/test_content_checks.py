@@ -78,9 +78,12 @@ def test_the_opening_offers_spanish_in_spanish_in_its_first_sentences() -> None:
     assert "Para inglés, oprima 9" in spanish_opening and "911" in spanish_opening
 
 
-def test_every_text_message_fits_in_two_segments(measured: report.Report) -> None:
+def test_every_text_message_keeps_to_its_languages_limit(measured: report.Report) -> None:
+    """English: GSM-7 in 2 segments; Spanish, with its accents: UCS-2 in 3 (menu.yaml `texts`)."""
     for row in rows(measured, "sms") + rows(measured, "sms-prompt"):
-        assert row.segments <= report.MAX_SMS_SEGMENTS, f"{row.lang} {row.item}: {row.segments} ({row.encoding})"
+        limit = CONTENT.language(row.lang).text_limit
+        assert row.segments <= limit.max_segments, f"{row.lang} {row.item}: {row.segments} ({row.encoding})"
+        assert limit.alphabet == "UCS-2" or row.encoding == "GSM-7", f"{row.lang} {row.item}"
 
 
 def test_the_real_content_has_no_problems(measured: report.Report) -> None:
@@ -169,7 +172,7 @@ def test_without_the_local_dictionary_textstat_would_download(tmp_path: Path) ->
 # -- the command --------------------------------------------------------------------------------
 
 
-def test_content_report_command_prints_every_part_and_flags_old_reviews(tmp_path: Path) -> None:
+def test_content_report_command_prints_every_part_and_flags_reviews_due(tmp_path: Path) -> None:
     app = create_app(app_config(tmp_path, NOW=dt.datetime(2026, 12, 1, tzinfo=dt.UTC)))
     runner = app.test_cli_runner()
     result = runner.invoke(args=["content-report", "--strict"])
@@ -183,11 +186,18 @@ def test_content_report_command_prints_every_part_and_flags_old_reviews(tmp_path
     assert "Fernández-Huerta" in result.output and "FK grade" in result.output and "seg GSM-7" in result.output
     assert (Path(app.instance_path) / "nltk_data" / "corpora" / "cmudict" / "cmudict").exists()
 
+    # Each prompt file's sign-off: the shipped content is a draft no clinician has approved.
+    assert "== clinical sign-off" in result.output
+    for name in CONTENT.reviews:
+        assert name in result.output
+    assert f"{len(CONTENT.reviews)} of {len(CONTENT.reviews)} prompt file(s) not clinically approved." in result.output
+    assert "NOT APPROVED: status is draft" in result.output and "APPROVED by" not in result.output
+
+    # next_review in each file says when it is due (2027-12-07 for the shipped files).
     late = runner.invoke(args=["content-report", "--today", "2028-01-15", "--strict"])
     assert late.exit_code == 1
-    # Every section and urgent.yaml, in both languages.
-    assert late.output.count("REVIEW OVERDUE") == 2 * (len(CONTENT.section_ids) + 1)
-    assert "hospice: review of 2026-11-26 is more than a year old" in late.output
+    assert late.output.count("REVIEW DUE") == len(CONTENT.reviews)
+    assert "en/sections/hospice.yaml: review was due on 2027-12-07" in late.output
 
 
 # -- a Spanish version for every prompt --------------------------------------------------------
