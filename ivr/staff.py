@@ -48,7 +48,7 @@ from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ivr import texting
+from ivr import approval, texting
 from ivr.config import E164
 from ivr.security import local_mode
 from ivr.services import now, services
@@ -265,6 +265,8 @@ def _render_index(send_form: dict[str, str] | None = None, send_problem: str | N
         usage=_usage_rows(today - dt.timedelta(days=USAGE_DAYS - 1)),
         usage_days=USAGE_DAYS,
         timezone_name=str(svc.hours.timezone).replace("_", " "),
+        content_review=approval.unapproved(content, today),
+        content_files=len(content.reviews),
     )
     return page if status == 200 else (page, status)
 
