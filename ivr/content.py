@@ -749,7 +749,9 @@ def _load_urgent(path: Path, sections: Mapping[str, Section], root: Path, review
 def _check_urgent_texts(urgent: UrgentWords, limit: TextLimit) -> None:
     """Each kind's texted answer keeps to the language's limit with staff hours filled in."""
     for kind in urgent.kinds.values():
-        problem = limit.problem(kind.text.format(hours=_SAMPLE_HOURS))
+        # The longest hours, written in the language's alphabet (Spanish "sáb" makes a text UCS-2).
+        hours = _SAMPLE_HOURS if limit.alphabet == "GSM-7" else "á" + _SAMPLE_HOURS[1:]
+        problem = limit.problem(kind.text.format(hours=hours))
         if problem:
             _fail(urgent.path, f"{kind.name} text with {{hours}} filled in {problem}")
 
