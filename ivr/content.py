@@ -41,13 +41,15 @@ MAX_TOPICS = 6
 
 #: Commands the dialog understands, by the name used in menu.yaml and in voice.yaml's `commands`.
 GLOBAL_COMMANDS = frozenset({"staff", "repeat", "main_menu", "slower", "language"})
-SECTION_COMMANDS = frozenset({"more", "text_me"})
+SECTION_COMMANDS = frozenset({"more", "text_me", "keep_topic"})
 MESSAGE_COMMANDS = frozenset({"leave_message"})
 #: Commands that work only at the main menu, besides its topics.
 MENU_COMMANDS = frozenset({"forget"})
 #: Commands of the offer after an urgent answer (connect now; leave_message is shared with the message offer).
 URGENT_COMMANDS = frozenset({"connect"})
-ALL_COMMANDS = GLOBAL_COMMANDS | SECTION_COMMANDS | MESSAGE_COMMANDS | MENU_COMMANDS | URGENT_COMMANDS
+#: Said, never keyed: "okay", "thank you" get a short kind answer instead of "did not understand".
+SPEECH_COMMANDS = frozenset({"thanks"})
+ALL_COMMANDS = GLOBAL_COMMANDS | SECTION_COMMANDS | MESSAGE_COMMANDS | MENU_COMMANDS | URGENT_COMMANDS | SPEECH_COMMANDS
 
 #: The kinds of urgent words (prompts/<lang>/urgent.yaml), the first one first when several match.
 URGENT_KINDS = ("emergency", "crisis", "distress")
@@ -58,7 +60,6 @@ VOICE_PROMPTS: Mapping[str, frozenset[str]] = MappingProxyType(
         "greeting": frozenset(),
         "text_offer": frozenset(),
         "intro": frozenset(),
-        "menu_heading": frozenset(),
         "menu_option": frozenset({"title", "key"}),
         "menu_say_topic": frozenset(),
         "menu_person": frozenset(),
@@ -72,6 +73,12 @@ VOICE_PROMPTS: Mapping[str, frozenset[str]] = MappingProxyType(
         "section_main": frozenset(),
         "section_person": frozenset(),
         "section_no_more": frozenset({"title"}),
+        # After a part, * for every other choice; 3 there to keep the topic for the next call (when asked).
+        "section_choices": frozenset(),
+        "section_keep_topic": frozenset(),
+        "topic_kept": frozenset(),
+        # The answer to "okay" or "thank you".
+        "thanks": frozenset(),
         "section_from_transfer": frozenset({"title"}),
         "text_sent": frozenset(),
         "text_failed": frozenset(),
@@ -136,16 +143,18 @@ SMS_PROMPTS: Mapping[str, frozenset[str]] = MappingProxyType(
         "more_footer": frozenset(),
         "end_footer": frozenset(),
         "no_more": frozenset({"topic"}),
+        # The answer to a text that is only "ok", "thanks", "gracias" and the like (keywords `thanks`).
+        "thanks": frozenset(),
         "callback_saved": frozenset({"hours"}),
         "staff_alert": frozenset({"link"}),
         "error_apology": frozenset({"phone"}),
     }
 )
 
-#: The kinds of words people text (sms.yaml `keywords`). stop, start and help count only as the
+#: The kinds of words people text (sms.yaml `keywords`). stop, start, help and thanks count only as the
 #: whole text; the others anywhere in it. stop, start and help work from every language.
-SMS_KEYWORD_FAMILIES = frozenset({"stop", "start", "help", "menu", "call", "staff", "more", "language"})
-WHOLE_TEXT_FAMILIES = frozenset({"stop", "start", "help"})
+SMS_KEYWORD_FAMILIES = frozenset({"stop", "start", "help", "menu", "call", "staff", "more", "language", "thanks"})
+WHOLE_TEXT_FAMILIES = frozenset({"stop", "start", "help", "thanks"})
 #: The words of sms.yaml `hours`, which write STAFF_HOURS in a text.
 _HOUR_WORDS = ("days", "day_range", "opening", "separator", "clock", "am", "pm", "always", "closed", "all_day")
 
@@ -288,6 +297,8 @@ class TextWords:
     urgent: Vocabulary
     #: How staff hours are written.
     hours: HourWords
+    #: Every word of the `thanks` keywords: a text made only of these ("ok thank you so much") is thanks.
+    thanks_words: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -687,6 +698,7 @@ def _text_words(
             (phrase, kind.name) for kind in urgent.kinds.values() for phrase in kind.phrases
         ),
         hours=hours,
+        thanks_words=frozenset(word for phrase in keywords["thanks"] for word in phrase.split()),
     )
 
 

@@ -5,14 +5,21 @@ Twilio's form into an Event, asks `step` for a Reply, performs the Reply's effec
 as TwiML. Everything about the caller that must survive to the next request is in CallState, which
 travels in the TwiML action URLs, so any app process can take the next key press.
 
-The promises kept here: the same keys everywhere (0 a person, * repeat, # main menu), speech
-works wherever keys do, a kind word for every mistake, a person offered after three misses, and
-silence answered with a reprompt, then a warning with a way to get more time, then a way out and a
-spoken goodbye. Never a silent hang-up, never an endless loop.
+The promises kept here: the same keys everywhere (0 a person, * the choices again, # main menu),
+speech works wherever keys do, a kind word for every mistake, a person offered after three misses,
+and silence answered with a reprompt, then a warning with a way to get more time, then a way out and
+a spoken goodbye. Never a silent hang-up, never an endless loop.
+
+A short first turn: the greeting, the other language, 911 and 988, then a person (0) and the topics;
+the first topic starts within 15 seconds. After a part only what matters there is read (more, by text,
+a person); * reads the rest (SECTION -> CHOICES), and * again replays the part. A question a caller
+asks ("should I stop treatment") goes straight to the part that answers it (content `answers`).
 
 Remembered choices: CallStarted carries what was saved about the caller (their language and speed, and
-the last section with its age); the dialog greets them accordingly, tells a caller once when it first
-saves something (RememberChoices), and clears everything on 7 at the main menu (ForgetChoices).
+the last section with its age). Language and speed are saved automatically, and a caller is told once
+(RememberChoices). The last topic is saved only after the caller agrees (3, under * at a section): a
+shared phone never greets anyone with "Last time, you listened to ..." that its caller did not ask for.
+7 at the main menu clears everything (ForgetChoices).
 """
 
 from __future__ import annotations
@@ -37,7 +44,10 @@ URGENT = "urgent"
 #: Ringing the crisis line (or staff, for an emergency) from that offer; whatever the outcome, back to it.
 URGENT_DIAL = "urgent_dial"
 URGENT_NODES = frozenset({URGENT, URGENT_DIAL})
-NODES = frozenset({MAIN, SECTION, STAFF, OFFER, RECORD, URGENT, URGENT_DIAL})
+#: At a section, after * : every choice there (the part again is * once more).
+CHOICES = "choices"
+SECTION_NODES = frozenset({SECTION, CHOICES})
+NODES = frozenset({MAIN, SECTION, CHOICES, STAFF, OFFER, RECORD, URGENT, URGENT_DIAL})
 
 #: Silences in a row: the first gets a reprompt, the second a warning, the third ends the call.
 SILENCES_BEFORE_WARNING = 2
@@ -50,11 +60,15 @@ _COUNTER_CAP = 9
 #: What the line may remember about a caller on this call (CallState.memory):
 #: off: nothing (no usable caller number, or the caller cleared it during this call);
 #: new: nothing is saved yet, and the caller has not been told that the line remembers;
-#: on: choices are saved (or were just saved, with the caller told), and 7 at the main menu clears them.
+#: on: language and speed are saved (or were just saved, with the caller told), and 7 at the main menu clears them;
+#: topic: as on, and the caller agreed that the line keeps their last topic and offers it when they call again.
 MEMORY_OFF = "off"
 MEMORY_NEW = "new"
 MEMORY_ON = "on"
-MEMORY_STATES = frozenset({MEMORY_OFF, MEMORY_NEW, MEMORY_ON})
+MEMORY_TOPIC = "topic"
+MEMORY_STATES = frozenset({MEMORY_OFF, MEMORY_NEW, MEMORY_ON, MEMORY_TOPIC})
+#: Memory states in which something is saved (so 7 at the main menu clears it).
+MEMORY_SAVED = frozenset({MEMORY_ON, MEMORY_TOPIC})
 #: A caller who calls back within this time is offered the last section they heard.
 OFFER_LAST_SECTION_WITHIN = dt.timedelta(days=7)
 
@@ -300,7 +314,7 @@ def sanitize(content: Content, state: CallState) -> CallState:
     node = state.node if state.node in NODES else MAIN
     lang = state.lang if state.lang in content.languages else content.default_language
     section = state.section if state.section in content.section_ids else ""
-    if node == SECTION and not section:
+    if node in SECTION_NODES and not section:
         node = MAIN
     parts = len(content.language(lang).sections[section].voice) if section else 1
     part = min(max(state.part, 0), parts - 1)
@@ -361,18 +375,20 @@ class _Talk:
         return self.language.sections[self.state.section]
 
     def menu_lines(self, first_time: bool = False) -> list[Line]:
-        lines = [self.line("menu_heading")]
+        """A person first, then the topics, then saying a topic or asking a question, then the rest."""
+        lines = [self.line("menu_person")]
         for section in self.language.sections.values():
             lines.append(self.line("menu_option", title=section.title, key=section.key))
         lines.append(self.line("menu_say_topic"))
-        lines.append(self.line("menu_person"))
-        if self.state.memory == MEMORY_ON:
+        if self.state.memory in MEMORY_SAVED:
             lines.append(self.line("menu_forget"))
         if self.state.slow:
             lines.append(self.line("menu_normal_speed"))
         elif first_time:
             lines.append(self.line("menu_slower"))
-        if not first_time:  # the greeting has just offered the other language
+        if first_time:
+            lines += [self.line("text_offer"), self.line("intro")]
+        else:  # the greeting has just offered the other language
             lines.extend(self.language_switch_lines())
         return lines
 
@@ -387,18 +403,31 @@ class _Talk:
         return [Line(self.content.language(other).say("language_offer"), other)]
 
     def section_option_lines(self) -> list[Line]:
+        """After a part, what matters there: more, by text, a person; the rest is on * (choice_lines)."""
         section = self.section()
         lines = []
         if self.state.part + 1 < len(section.voice):
             lines.append(self.line("section_more", pause_before=True, title=section.title))
         lines.append(self.line("section_text", pause_before=not lines))
-        lines += [self.line("section_again"), self.line("section_main"), self.line("section_person")]
+        lines += [self.line("section_person"), self.line("section_choices")]
+        return lines
+
+    def choice_lines(self) -> list[Line]:
+        """Every choice at a section (after *): the short list, keeping the topic, the part again, the rest."""
+        lines = [line for line in self.section_option_lines() if line.text != self.language.say("section_choices")]
+        if self.state.memory in (MEMORY_NEW, MEMORY_ON):
+            lines.append(self.line("section_keep_topic"))
+        lines += [self.line("section_again"), self.line("section_main")]
+        lines.append(self.line("menu_normal_speed" if self.state.slow else "menu_slower"))
+        lines.extend(self.language_switch_lines())
         return lines
 
     def options(self) -> list[Line]:
         """The choices at the caller's current place, as heard after a reprompt or a repeat."""
         if self.state.node == SECTION:
             return self.section_option_lines()
+        if self.state.node == CHOICES:
+            return self.choice_lines()
         if self.state.node in (OFFER, RECORD, STAFF):
             return [self.line("message_offer"), self.line("menu_person")]
         if self.state.node in URGENT_NODES:
@@ -416,23 +445,20 @@ class _Talk:
     # -- the replies ----------------------------------------------------------------------------
 
     def remember(self, section: str = "") -> tuple[list[Line], tuple[Effect, ...]]:
-        """Save the caller's choices (in the current state) unless memory is off; tell them the first time."""
+        """Save the caller's language and speed unless memory is off, telling them the first time; and
+        `section` as their last topic only when they agreed to that (MEMORY_TOPIC)."""
         if self.state.memory == MEMORY_OFF:
             return [], ()
         lines = []
         if self.state.memory == MEMORY_NEW:
             self.state = replace(self.state, memory=MEMORY_ON)
             lines.append(self.line("memory_notice", pause_before=bool(section)))
-        return lines, (RememberChoices(self.state.lang, self.state.slow, section),)
+        kept = section if self.state.memory == MEMORY_TOPIC else ""
+        return lines, (RememberChoices(self.state.lang, self.state.slow, kept),)
 
     def opening_lines(self) -> list[Line]:
-        """The greeting as heard: welcome, the other language's offer, emergency, and the text line."""
-        return [
-            self.line("greeting"),
-            *self.language_switch_lines(),
-            self.line("greeting_emergency"),
-            self.line("text_offer"),
-        ]
+        """The greeting as heard: welcome, the other language's offer, and the emergency and crisis lines."""
+        return [self.line("greeting"), *self.language_switch_lines(), self.line("greeting_emergency")]
 
     def recent_section(self, remembered: Remembered | None) -> str:
         """The section a returning caller heard last, if that was recent enough to offer again."""
@@ -443,7 +469,11 @@ class _Talk:
         remembered = event.remembered if event.can_remember else None
         memory = MEMORY_OFF
         if event.can_remember:
-            memory = MEMORY_ON if remembered else MEMORY_NEW
+            memory = MEMORY_NEW
+            if remembered:
+                # Only a caller who agreed has a last section saved (see `keep_topic`).
+                known = remembered.last_section in self.content.section_ids
+                memory = MEMORY_TOPIC if known else MEMORY_ON
         self.state = self.at(node=MAIN, section="", part=0, memory=memory)
         if remembered:
             # A returning caller hears their own language and speed from the first word.
@@ -455,7 +485,7 @@ class _Talk:
             section = self.language.sections[last]
             # The offer uses the topic's own menu key, so keys mean the same thing everywhere.
             lines.append(self.line("last_topic", title=section.title, key=section.key))
-        lines += [self.line("intro"), *self.menu_lines(first_time=True)]
+        lines += self.menu_lines(first_time=True)
         return self.listen(lines, self.state)
 
     def main_menu(
@@ -465,13 +495,19 @@ class _Talk:
         return self.listen([*(before or []), *self.menu_lines(first_time)], self.state, effects)
 
     def play_section(
-        self, section_id: str, part: int = 0, before: list[Line] | None = None, remember: bool = False
+        self,
+        section_id: str,
+        part: int = 0,
+        before: list[Line] | None = None,
+        remember: bool = False,
+        count: bool = False,
     ) -> Reply:
-        """Say one part of a section and its choices; `remember` saves it as the caller's last section."""
+        """Say one part of a section and its choices; `remember` saves it as the caller's last section (when
+        they agreed to that); a play is counted at the first part, or at any part a question led to (`count`)."""
         self.state = self.at(node=SECTION, section=section_id, part=part)
         section = self.section()
         lines = [*(before or []), Line(section.voice[part], self.state.lang)]
-        effects: tuple[Effect, ...] = (CountSectionPlay(section_id),) if part == 0 else ()
+        effects: tuple[Effect, ...] = (CountSectionPlay(section_id),) if part == 0 or count else ()
         if remember:
             notice, saving = self.remember(section_id)
             lines += notice
@@ -506,10 +542,13 @@ class _Talk:
             return f"command:{self.content.global_keys[key]}"
         if self.state.node == MAIN and key in self.content.topic_keys:
             return f"section:{self.content.topic_keys[key]}"
-        if self.state.node == MAIN and self.state.memory == MEMORY_ON and key in self.content.menu_keys:
+        if self.state.node == MAIN and self.state.memory in MEMORY_SAVED and key in self.content.menu_keys:
             return f"command:{self.content.menu_keys[key]}"
-        if self.state.node == SECTION and key in self.content.section_keys:
-            return f"command:{self.content.section_keys[key]}"
+        if self.state.node in SECTION_NODES and key in self.content.section_keys:
+            command = self.content.section_keys[key]
+            if command == "keep_topic" and self.state.memory not in (MEMORY_NEW, MEMORY_ON):
+                return None  # offered only to a caller whose last topic could be kept and is not yet
+            return f"command:{command}"
         if self.state.node in (OFFER, RECORD, STAFF) and key in self.content.message_keys:
             return f"command:{self.content.message_keys[key]}"
         if self.state.node in URGENT_NODES:
@@ -530,6 +569,11 @@ class _Talk:
         kind, _, name = meaning.partition(":")
         if kind == "section":
             return self.play_section(name, remember=True)
+        if kind == "answer":
+            # A question asked: straight to the part that answers it, then that part's choices.
+            section_id, _, number = name.partition(":")
+            answer = self.language.sections[section_id].answers[int(number)]
+            return self.play_section(section_id, answer.voice, remember=True, count=True)
         node = self.state.node
         if name == "staff":
             return self.staff()
@@ -554,18 +598,24 @@ class _Talk:
                 before += [*self.language_switch_lines(), self.line("intro")]
                 return self.main_menu(before, effects, first_time=True)
             return self.repeat(before, effects)
-        if name == "forget" and node == MAIN and self.state.memory == MEMORY_ON:
+        if name == "forget" and node == MAIN and self.state.memory in MEMORY_SAVED:
             self.state = self.at(memory=MEMORY_OFF)
             return self.main_menu([self.line("memory_cleared")], (ForgetChoices(),))
-        if name == "more" and node == SECTION:
+        if name == "more" and node in SECTION_NODES:
             if self.state.part + 1 < len(self.section().voice):
                 return self.play_section(self.state.section, self.state.part + 1)
-            self.state = self.at()
+            self.state = self.at(node=SECTION)
             return self.listen(
                 [self.line("section_no_more", title=self.section().title), *self.section_option_lines()], self.state
             )
-        if name == "text_me" and node == SECTION:
+        if name == "keep_topic" and node in SECTION_NODES and self.state.memory in (MEMORY_NEW, MEMORY_ON):
+            return self.keep_topic()
+        if name == "thanks" and node not in URGENT_NODES:
+            # "Okay", "thank you": a kind word, and how to hear the choices again; nothing is read at length.
             self.state = self.at()
+            return self.listen([self.line("thanks")], self.state)
+        if name == "text_me" and node in SECTION_NODES:
+            self.state = self.at(node=SECTION)
             effect = SendSectionText(self.state.section, self.state.lang)
             return Reply((), self.state.slow, AwaitOutcome(self.state), (effect,))
         if name == "leave_message" and node in (OFFER, RECORD, STAFF, *URGENT_NODES):
@@ -574,8 +624,18 @@ class _Talk:
             return self.connect_urgent()
         return self.miss(spoken=True)
 
+    def keep_topic(self) -> Reply:
+        """The caller agreed: keep this section as their last topic, and offer it when they call again."""
+        self.state = self.at(node=SECTION, memory=MEMORY_TOPIC)
+        effect = RememberChoices(self.state.lang, self.state.slow, self.state.section)
+        return self.listen([self.line("topic_kept"), *self.section_option_lines()], self.state, (effect,))
+
     def repeat(self, before: list[Line] | None = None, effects: tuple[Effect, ...] = ()) -> Reply:
-        self.state = self.at()
+        if self.state.node == SECTION and not before:
+            # * after a part: every choice there, without the part again (* once more replays it).
+            self.state = self.at(node=CHOICES)
+            return self.listen(self.choice_lines(), self.state, effects)
+        self.state = self.at(node=SECTION) if self.state.node == CHOICES else self.at()
         if self.state.node == SECTION:
             reply = self.play_section(self.state.section, self.state.part, before)
             return replace(reply, effects=reply.effects + effects)

@@ -51,7 +51,10 @@ SECTION = "section"  # one part of a section, with "Reply MORE" or the end foote
 NO_MORE = "no_more"  # MORE after the last part
 CALLBACK = "callback"
 URGENT = "urgent"  # Outcome.section holds the urgent kind (emergency, crisis, distress)
-KINDS = frozenset({SILENT, STOPPED, WELCOME, HELP, MENU, NOT_UNDERSTOOD, LANGUAGE, SECTION, NO_MORE, CALLBACK, URGENT})
+THANKS = "thanks"  # "ok", "thanks", "gracias" as the whole text: a kind word, not the menu again
+KINDS = frozenset(
+    {SILENT, STOPPED, WELCOME, HELP, MENU, NOT_UNDERSTOOD, LANGUAGE, SECTION, NO_MORE, CALLBACK, URGENT, THANKS}
+)
 #: The only answers an opted-out number may get: to STOP itself, START and HELP.
 ANSWERS_AFTER_STOP = frozenset({SILENT, STOPPED, WELCOME, HELP, URGENT})
 #: What a retried message may still get, first given before a STOP that came since: not the welcome of an
@@ -212,6 +215,9 @@ def decide(content: Content, conversation: Conversation, text: str) -> Decision:
             return Decision(Outcome(SILENT if carrier_answers else STOPPED, lang), (OptOut(),))
         if family == "start":
             return Decision(Outcome(WELCOME, lang), (OptIn(), *_switch(conv, lang)))
+        if family == "thanks":
+            # Nothing to act on: a kind word back (none after STOP), in the language it was written in.
+            return Decision(Outcome(SILENT if conv.opted_out else THANKS, lang))
         return Decision(Outcome(HELP, lang), _switch(conv, lang))
 
     urgent = find.urgent()
@@ -245,8 +251,10 @@ def decide(content: Content, conversation: Conversation, text: str) -> Decision:
     if key:
         return _section(content, conv, key, lang, part=0)
     if mentioned:
-        # "hospice en español": the language asked for wins over the language of the topic's word.
-        return _section(content, conv, mentioned[0], chosen or mentioned[1], part=0)
+        # "hospice en español": the language asked for wins over the language of the topic's word. A question
+        # ("what is a clinical trial") goes straight to the message that answers it.
+        section_id, topic_lang, part = mentioned
+        return _section(content, conv, section_id, chosen or topic_lang, part=part, count=part > 0)
 
     more = find.family("more")
     if more:
@@ -268,11 +276,14 @@ def decide(content: Content, conversation: Conversation, text: str) -> Decision:
     return Decision(Outcome(NOT_UNDERSTOOD, conv.lang))
 
 
-def _section(content: Content, conv: Conversation, section_id: str, lang: str, part: int) -> Decision:
+def _section(
+    content: Content, conv: Conversation, section_id: str, lang: str, part: int, count: bool = False
+) -> Decision:
+    """Send part `part` of a section; a texting is counted at its first part, or wherever a question led."""
     parts = len(content.language(lang).sections[section_id].sms)
     part = min(part, parts - 1)
     effects: list[Effect] = [SaveConversation(lang, section_id, part + 1)]
-    if part == 0:
+    if part == 0 or count:
         effects.append(CountSectionText(section_id))
     return Decision(Outcome(SECTION, lang, section_id, part), tuple(effects))
 
@@ -296,11 +307,16 @@ class _Finder:
             yield code, self.content.languages[code]
 
     def whole_text(self) -> tuple[str, str] | None:
-        """(family, language) when the whole text is a STOP, START or HELP word of any language."""
-        for family in ("stop", "start", "help"):
+        """(family, language) when the whole text is a STOP, START, HELP or thanks word of any language."""
+        for family in ("stop", "start", "help", "thanks"):
             for code, language in self.languages():
                 if self.folded in language.texting.keywords[family]:
                     return family, code
+        # "ok thank you so much": a text made only of thanks words is thanks too.
+        words = set(self.folded.split())
+        for code, language in self.languages():
+            if words and words <= language.texting.thanks_words:
+                return "thanks", code
         return None
 
     def family(self, family: str) -> str | None:
@@ -314,13 +330,18 @@ class _Finder:
         """Urgent words in the text (ivr/safety.py, allowing small typos), if any."""
         return safety.classify(self.content, self.folded, self.order[0], typos=True)
 
-    def section(self) -> tuple[str, str] | None:
-        """(section id, language) of a topic named in the text: exact words in any language before typos."""
+    def section(self) -> tuple[str, str, int] | None:
+        """(section id, language, text message) of a topic or a question in the text: exact words in any
+        language before typos; a topic's name starts at its first message, a question at its answer."""
         for fuzzy in (False, True):
             for code, language in self.languages():
                 meaning = language.texting.sections.match(self.said, fuzzy=fuzzy)
                 if meaning:
-                    return meaning.partition(":")[2], code
+                    kind, _, name = meaning.partition(":")
+                    if kind == "answer":
+                        section_id, _, number = name.partition(":")
+                        return section_id, code, language.sections[section_id].answers[int(number)].sms
+                    return name, code, 0
         return None
 
     def topic_key(self) -> str | None:
@@ -348,6 +369,8 @@ def render(content: Content, outcome: Outcome, facts: Facts) -> tuple[str, ...]:
         return (language.text("help", phone=facts.staff_phone, hours=hours),)
     if kind == CALLBACK:
         return (language.text("callback_saved", hours=hours),)
+    if kind == THANKS:
+        return (language.text("thanks"),)
     if kind == URGENT:
         words = language.urgent
         urgent_kind = outcome.section if outcome.section in safety.URGENT_KINDS else safety.CRISIS

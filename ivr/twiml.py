@@ -18,6 +18,7 @@ from ivr.dialog import (
     MEMORY_NEW,
     MEMORY_OFF,
     MEMORY_ON,
+    MEMORY_TOPIC,
     AwaitOutcome,
     CallState,
     Connect,
@@ -37,7 +38,7 @@ DEFAULT_GATHER_TIMEOUT = 8
 DIALLED_NUMBER = re.compile(r"(?<![\d:.,])(\d{3})(?![\d:])")
 
 #: CallState.memory in a URL: absent means off (so an old or hand-made URL never saves anything).
-_MEMORY_TO_QUERY = {MEMORY_NEW: "n", MEMORY_ON: "y"}
+_MEMORY_TO_QUERY = {MEMORY_NEW: "n", MEMORY_ON: "y", MEMORY_TOPIC: "t"}
 _MEMORY_FROM_QUERY = {code: memory for memory, code in _MEMORY_TO_QUERY.items()}
 
 

@@ -92,18 +92,26 @@ def test_a_person_from_every_menu(node_state: CallState, how: Heard) -> None:
 
 
 @pytest.mark.parametrize("how", [Heard(digits="*"), Heard(speech="Repeat."), Heard(speech="say that again")])
-def test_repeat_replays_the_current_part(how: Heard) -> None:
+def test_star_reads_every_choice_then_replays_the_current_part(how: Heard) -> None:
+    """Issue 14: after a part only what matters is read; * gives the rest, and * again the part itself."""
     state = CallState(node="section", section="treatment", part=1)
-    reply = step(state, how)
-    assert reply.lines[0].text == CONTENT.language("en").sections["treatment"].voice[1]
-    assert listening_state(reply).part == 1
+    choices = step(state, how)
+    assert listening_state(choices).node == "choices" and listening_state(choices).part == 1
+    heard = said(choices)
+    assert CONTENT.language("en").sections["treatment"].voice[1] not in heard
+    for prompt in ("section_again", "section_main", "menu_slower", "section_text"):
+        assert CONTENT.language("en").say(prompt) in heard, prompt
+    assert "Para español, oprima 9." in heard
+    again = step(listening_state(choices), how)
+    assert again.lines[0].text == CONTENT.language("en").sections["treatment"].voice[1]
+    assert listening_state(again).node == "section" and listening_state(again).part == 1
 
 
 @pytest.mark.parametrize("how", [Heard(digits="#"), Heard(speech="Main menu."), Heard(speech="start over")])
 def test_back_to_the_main_menu(how: Heard) -> None:
     reply = step(CallState(node="section", section="hospice"), how)
     assert listening_state(reply).node == "main"
-    assert "For hospice care, press 5." in [line.text for line in reply.lines]
+    assert "For hospice and end-of-life care, press 5." in [line.text for line in reply.lines]
 
 
 def test_more_walks_through_parts_then_says_that_was_all() -> None:
@@ -114,7 +122,7 @@ def test_more_walks_through_parts_then_says_that_was_all() -> None:
         state = listening_state(reply)
         assert reply.lines[0].text == parts[number]
     last = step(state, Heard(digits="1"))
-    assert "That is all we have on treatment choices." in said(last)
+    assert "That is all we have on treatment and clinical trials." in said(last)
     assert "press 1" not in said(last)  # "more" is no longer offered
 
 

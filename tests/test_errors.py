@@ -44,7 +44,7 @@ def test_when_even_the_menu_fails_the_call_goes_to_the_fallback(call: Call, monk
 def test_the_fallback_url_apologises_and_reads_the_menu(call: Call) -> None:
     call.post("/voice/fallback")
     assert call.heard[0] == "Sorry, something went wrong on our end."
-    assert "For hospice care, press 5." in call.heard
+    assert "For hospice and end-of-life care, press 5." in call.heard
 
 
 def test_http_errors_stay_http_errors(client: FlaskClient) -> None:

@@ -102,9 +102,9 @@ def test_greeting_section_by_key_repeat_and_main_menu(lines: Lines, mode: str) -
     result = call(lines.get(mode, "open"), "5 * #")
     greeting, hospice, repeated, menu = result.turns()
     assert greeting[0] == say("greeting")
-    assert say("menu_option", title="hospice care", key="5") in greeting
+    assert say("menu_option", title="hospice and end-of-life care", key="5") in greeting
     assert hospice[0] == section("hospice")
-    assert say("section_more", title="hospice care") in hospice
+    assert say("section_more", title="hospice and end-of-life care") in hospice
     # The first hearing also carries the one-time notice that the line remembers choices.
     assert repeated == [line for line in hospice if line != say("memory_notice")]
     assert say("memory_notice") in hospice
@@ -138,7 +138,7 @@ def test_zero_reaches_staff_who_hear_the_whisper_and_accept(lines: Lines, mode: 
     result = call(server, "5 0 dial:accept")
     _, _, connecting, back = result.turns()
     assert connecting == [say("staff_connecting")]
-    whisper = say("whisper_topic", title="hospice care")
+    whisper = say("whisper_topic", title="hospice and end-of-life care")
     assert result.transcript.said("STAFF HEARS") == [whisper, whisper]
     assert back[0] == say("after_staff_call")
     # The press is kept per staff leg (the Dial action's DialCallSid), so a later try in the call starts afresh.

@@ -93,7 +93,7 @@ def test_last_topic_is_offered_within_seven_days_with_its_own_menu_key(line: Fla
     line.config["NOW"] = MONDAY_EVENING + dt.timedelta(days=6, hours=23)
     second = new_call(line, 2)
     second.start()
-    offer = EN.say("last_topic", title="hospice care", key="5")
+    offer = EN.say("last_topic", title="hospice and end-of-life care", key="5")
     assert offer in second.heard
     assert NOTICE_EN not in second.heard
     second.press("5")
@@ -213,7 +213,7 @@ def _welcome(remembered: dialog.Remembered | None, can_remember: bool = True) ->
 
 def test_dialog_offers_the_last_topic_up_to_exactly_seven_days() -> None:
     week = dialog.OFFER_LAST_SECTION_WITHIN
-    offer = EN.say("last_topic", title="coping and support", key="6")
+    offer = EN.say("last_topic", title="coping, support and family", key="6")
     just_in = _welcome(dialog.Remembered("en", False, "coping", week))
     just_out = _welcome(dialog.Remembered("en", False, "coping", week + dt.timedelta(seconds=1)))
     assert offer in [line.text for line in just_in.lines]

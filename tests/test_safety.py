@@ -178,7 +178,7 @@ def test_end_of_life_wording_gets_the_crisis_answer_then_the_hospice_offer() -> 
     lines = [line.text for line in reply.lines]
     english = CONTENT.language("en")
     assert lines[0] == urgent_words("en").kinds["crisis"].say
-    assert english.say("urgent_topic", title="hospice care", key="5") in lines
+    assert english.say("urgent_topic", title="hospice and end-of-life care", key="5") in lines
     assert lines.index(english.say("urgent_connect_crisis")) < lines.index(english.say("urgent_message"))
     assert isinstance(reply.next, dialog.Listen)
     hospice = dialog.step(CONTENT, reply.next.state, dialog.Heard(digits="5"))

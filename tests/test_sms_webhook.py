@@ -45,12 +45,12 @@ def test_menu_lists_every_topic_with_its_number_and_keyword(phone: Phone) -> Non
     lines = menu.splitlines()
     assert lines[0] == "CareLine topics. Reply a number or word:"
     assert lines[1:7] == [
-        "1 RECUR: cancer that comes back",
-        "2 TREATMENT: treatment choices",
-        "3 PALLIATIVE: palliative care",
-        "4 DIRECTIVES: advance directives",
-        "5 HOSPICE: hospice care",
-        "6 COPING: coping and support",
+        "1 RECUR: cancer that came back or spread",
+        "2 TREATMENT: treatment and clinical trials",
+        "3 PALLIATIVE: palliative care for comfort",
+        "4 DIRECTIVES: advance directives and planning",
+        "5 HOSPICE: hospice and end-of-life care",
+        "6 COPING: coping, support and family",
     ]
     assert "CALL" in lines[7] and lines[8] == "ESPAÑOL: en español"
 
@@ -58,28 +58,28 @@ def test_menu_lists_every_topic_with_its_number_and_keyword(phone: Phone) -> Non
 @pytest.mark.parametrize(
     ("text", "first_words"),
     [
-        ("5", "HOSPICE CARE:"),
-        ("hospice", "HOSPICE CARE:"),
-        ("Info on HOSPISE pls 🙏", "HOSPICE CARE:"),
-        ("living will", "ADVANCE DIRECTIVES:"),
-        ("paliative", "PALLIATIVE CARE:"),
-        ("trials?", "TREATMENT CHOICES:"),
-        ("come back", "CANCER THAT COMES BACK:"),
-        ("hospicio", "CUIDADOS DE HOSPICIO:"),
-        ("tratamiento", "OPCIONES DE TRATAMIENTO:"),
+        ("5", "HOSPICE AND END-OF-LIFE CARE:"),
+        ("hospice", "HOSPICE AND END-OF-LIFE CARE:"),
+        ("Info on HOSPISE pls 🙏", "HOSPICE AND END-OF-LIFE CARE:"),
+        ("living will", "ADVANCE DIRECTIVES AND PLANNING:"),
+        ("paliative", "PALLIATIVE CARE FOR COMFORT:"),
+        ("trials?", "A clinical trial is a research study"),
+        ("come back", "CANCER THAT CAME BACK OR SPREAD:"),
+        ("hospicio", "HOSPICIO Y CUIDADOS AL FINAL DE LA VIDA:"),
+        ("tratamiento", "TRATAMIENTO Y ENSAYOS:"),
         ("paliativo!", "CUIDADOS PALIATIVOS:"),
     ],
 )
 def test_keywords_numbers_synonyms_and_typos_return_the_section(phone: Phone, text: str, first_words: str) -> None:
     (reply,) = phone.text(text)
     assert reply.startswith(first_words)
-    assert reply.endswith("Reply MORE for the rest.") or reply.endswith("Responda MAS para el resto.")
+    assert reply.endswith("Reply MORE for the rest.") or reply.endswith("Responda MÁS para el resto.")
 
 
 @pytest.mark.parametrize("text", ["", "hi", "HELLO", "🙂", "what is this"])
 def test_empty_greeting_or_unknown_text_gets_the_menu(phone: Phone, text: str) -> None:
     (reply,) = phone.text(text)
-    assert "5 HOSPICE: hospice care" in reply
+    assert "5 HOSPICE: hospice and end-of-life care" in reply
 
 
 def test_more_continues_where_the_number_left_off_and_survives_a_restart(tmp_path: Path) -> None:
@@ -88,24 +88,25 @@ def test_more_continues_where_the_number_left_off_and_survives_a_restart(tmp_pat
     other = Phone(first.client, number="+15551230002")
     parts = storage(first.client.application).content.language("en").sections["treatment"].sms
     assert first.text("treatment") == [f"{parts[0]}\nReply MORE for the rest."]
-    assert other.text("hospice")[0].startswith("HOSPICE CARE:")  # another number keeps its own place
+    assert other.text("hospice")[0].startswith("HOSPICE AND END-OF-LIFE CARE:")  # another number keeps its own place
     assert first.text("MORE") == [f"{parts[1]}\nReply MORE for the rest."]
 
     restarted = Phone(create_app(config).test_client(), sent=first.sent)
     assert restarted.text("more") == [f"{parts[2]}\nReply MORE for the rest."]
+    assert restarted.text("more") == [f"{parts[3]}\nReply MORE for the rest."]
     (last,) = restarted.text("more")
-    assert last.startswith(parts[3]) and "Reply MENU for other topics" in last
+    assert last.startswith(parts[4]) and "Reply MENU for other topics" in last
     (done,) = restarted.text("MORE")
-    assert done.startswith("That is all we have on treatment choices.")
-    assert other.text("more")[0].startswith("A hospice team")
+    assert done.startswith("That is all we have on treatment and clinical trials.")
+    assert other.text("more")[0].startswith("The hospice team")
 
 
 def test_spanish_conversation(phone: Phone) -> None:
     (menu,) = phone.text("ESPAÑOL")
-    assert menu.startswith("Bien, textos en español.")
-    assert "5 HOSPICIO: cuidados de hospicio" in menu and menu.splitlines()[-1] == "ENGLISH: en inglés"
+    assert menu.startswith("Bien, en español.")
+    assert "5 hospicio, final de vida" in menu and menu.splitlines()[-1] == "ENGLISH: en inglés"
     (section,) = phone.text("5")
-    assert section.startswith("CUIDADOS DE HOSPICIO:") and section.endswith("Responda MAS para el resto.")
+    assert section.startswith("HOSPICIO Y CUIDADOS AL FINAL DE LA VIDA:") and section.endswith("Responda MÁS para el resto.")
     (more,) = phone.text("mas")
     assert more.startswith("Un equipo le ayuda")
     (help_text,) = phone.text("AYUDA")
@@ -176,8 +177,8 @@ def test_stop_then_silence_then_start_on_a_real_database_file_across_a_restart(t
         assert phone.text(text) == [], text
     welcome, menu = phone.text("START")
     assert welcome.startswith("Welcome to CareLine texts") and "STOP" in welcome and "rates may apply" in welcome
-    assert "5 HOSPICE: hospice care" in menu
-    assert phone.text("5")[0].startswith("HOSPICE CARE:")
+    assert "5 HOSPICE: hospice and end-of-life care" in menu
+    assert phone.text("5")[0].startswith("HOSPICE AND END-OF-LIFE CARE:")
     assert phone.text("Stop") == []
     assert phone.text("unstop")[1] == menu
 
@@ -272,7 +273,7 @@ def test_a_retried_more_sends_the_same_part_not_the_next(app: Flask, phone: Phon
     second = phone.text("MORE")
     assert phone.text("MORE", sid=phone.last_sid) == second
     third = phone.text("MORE")
-    assert third != second and third[0].startswith("Radiation, chemo, or surgery")
+    assert third != second and third[0].startswith("A clinical trial is a research study")
     usage = storage(app).storage.usage(since=__import__("datetime").date(2000, 1, 1))
     assert [(u["channel"], u["section"], u["count"]) for u in usage] == [("sms", "treatment", 1)]
 
@@ -317,7 +318,7 @@ def test_a_retried_stop_and_start(phone: Phone) -> None:
     welcome = phone.text("START")
     # A late retry of the STOP must not opt the number out again after START.
     assert phone.text("STOP", sid=stop_sid) == []
-    assert phone.text("hospice")[0].startswith("HOSPICE CARE:")
+    assert phone.text("hospice")[0].startswith("HOSPICE AND END-OF-LIFE CARE:")
     assert phone.text("START", sid=phone.last_sid) != welcome  # a different message: answered on its own
 
 
@@ -344,7 +345,7 @@ def test_a_retry_that_arrives_after_stop_is_not_answered(phone: Phone) -> None:
 def test_texts_without_a_message_sid_are_still_answered(client: FlaskClient) -> None:
     form = {"From": CALLER, "To": LINE_NUMBER, "Body": "5"}
     response = twilio_post(client, "/sms", form)
-    assert messages(response.data)[0].startswith("HOSPICE CARE:")
+    assert messages(response.data)[0].startswith("HOSPICE AND END-OF-LIFE CARE:")
 
 
 # -- signatures, bad input, privacy --------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from ivr import dialog
 from ivr import textline as tl
 from ivr.content import load_content
 from ivr.matching import normalize, typos_allowed
@@ -54,9 +55,24 @@ def section_cases() -> list[tuple[str, str, str, str]]:
 @pytest.mark.parametrize(("lang", "section_id", "text", "how"), section_cases())
 def test_every_topic_word_finds_its_section(lang: str, section_id: str, text: str, how: str) -> None:
     decision = decide(text, lang)
-    assert decision.outcome == tl.Outcome(tl.SECTION, lang, section_id, 0), (text, how)
-    assert tl.SaveConversation(lang, section_id, 1) in decision.effects
+    # A misspelled title that holds a question ("treaxment and clinical trials") is heard as the question
+    # (its words are exact, the title's are not): the same section, at the message that answers it.
+    part = answer_part(lang, section_id, text) if how == "typo" else 0
+    assert decision.outcome == tl.Outcome(tl.SECTION, lang, section_id, part), (text, how)
+    assert tl.SaveConversation(lang, section_id, part + 1) in decision.effects
     assert tl.CountSectionText(section_id) in decision.effects
+
+
+def answer_part(lang: str, section_id: str, text: str) -> int:
+    """The text message of the longest question of `section_id` whose words are all in `text`, else 0."""
+    words = f" {' '.join(normalize(text).split())} "
+    found = [
+        (len(question), answer.sms)
+        for answer in CONTENT.language(lang).sections[section_id].answers
+        for question in answer.questions
+        if f" {normalize(question)} " in words
+    ]
+    return max(found)[1] if found else 0
 
 
 @pytest.mark.parametrize(
@@ -68,7 +84,6 @@ def test_every_topic_word_finds_its_section(lang: str, section_id: str, text: st
         ("living will", "directives"),
         ("comfort care", "palliative"),
         ("come back", "recurrence"),
-        ("trials", "treatment"),
         ("hospise", "hospice"),
         ("paliative", "palliative"),
         ("HOSPICE!!!", "hospice"),
@@ -78,6 +93,56 @@ def test_every_topic_word_finds_its_section(lang: str, section_id: str, text: st
 )
 def test_issue_examples(text: str, section_id: str) -> None:
     assert decide(text).outcome == tl.Outcome(tl.SECTION, "en", section_id, 0)
+
+
+@pytest.mark.parametrize(
+    ("lang", "text", "section_id", "voice", "sms"),
+    [
+        # Issue 14: questions people ask go straight to the part that answers them, by voice and by text.
+        ("en", "should I stop treatment?", "treatment", 4, 4),
+        ("en", "What is a clinical trial", "treatment", 2, 2),
+        ("en", "trials", "treatment", 2, 2),
+        ("en", "how do I talk to my family", "coping", 2, 2),
+        ("en", "my cancer has spread", "recurrence", 2, 2),
+        ("en", "it is metastatic", "recurrence", 2, 2),
+        ("en", "how much will it cost", "treatment", 1, 1),
+        ("en", "what is hospice", "hospice", 0, 0),
+        ("en", "is it my fault", "recurrence", 0, 0),
+        ("es", "¿debo dejar el tratamiento?", "treatment", 4, 4),
+        ("es", "qué es un ensayo clínico", "treatment", 2, 2),
+        ("es", "cómo hablo con mi familia", "coping", 2, 2),
+        ("es", "mi cáncer se extendió", "recurrence", 2, 3),
+        ("es", "cuanto cuesta", "treatment", 1, 1),
+        ("es", "cuidados al final de la vida", "hospice", 0, 0),
+    ],
+)
+def test_questions_go_straight_to_their_answer_by_text_and_by_voice(
+    lang: str, text: str, section_id: str, voice: int, sms: int
+) -> None:
+    decision = decide(text, lang)
+    assert decision.outcome == tl.Outcome(tl.SECTION, lang, section_id, sms)
+    assert tl.CountSectionText(section_id) in decision.effects
+    assert tl.SaveConversation(lang, section_id, sms + 1) in decision.effects  # MORE goes on from there
+    reply = dialog.step(CONTENT, dialog.CallState(lang=lang), dialog.Heard(speech=text))
+    state = reply.next.state  # type: ignore[union-attr]
+    assert (state.node, state.section, state.part) == ("section", section_id, voice)
+    spoken = [line.text for line in reply.lines]
+    language = CONTENT.language(lang)
+    assert spoken[0] == language.sections[section_id].voice[voice]
+    assert language.say("section_text") in spoken and language.say("section_choices") in spoken  # its usual choices
+    assert dialog.CountSectionPlay(section_id) in reply.effects
+
+
+def test_every_question_in_the_content_reaches_its_part_in_both_channels() -> None:
+    for lang, language in CONTENT.languages.items():
+        for section in language.sections.values():
+            for answer in section.answers:
+                for question in answer.questions:
+                    outcome = decide(question, lang).outcome
+                    assert (outcome.section, outcome.part) == (section.id, answer.sms), (lang, question)
+                    heard = dialog.Heard(speech=question)
+                    state = dialog.step(CONTENT, dialog.CallState(lang=lang), heard).next.state  # type: ignore[union-attr]
+                    assert (state.section, state.part) == (section.id, answer.voice), (lang, question)
 
 
 @pytest.mark.parametrize("lang", LANGS)
@@ -158,13 +223,37 @@ def test_an_empty_text_gets_the_menu(text: str) -> None:
     assert decide(text).outcome == tl.Outcome(tl.MENU, "en")
 
 
-@pytest.mark.parametrize("text", ["blah", "asdf qwer", "ok thanks", "Doing well thanks", "x" * 5000])
+@pytest.mark.parametrize("text", ["blah", "asdf qwer", "Doing well thanks", "is it ok to eat", "x" * 5000])
 def test_anything_else_gets_the_menu_with_a_kind_word(text: str) -> None:
     decision = decide(text)
     assert decision.outcome == tl.Outcome(tl.NOT_UNDERSTOOD, "en")
     (message,) = tl.render(CONTENT, decision.outcome, tl.Facts())
     assert message.startswith(CONTENT.language("en").text("not_understood"))
-    assert "5 HOSPICE: hospice care" in message
+    assert "5 HOSPICE: hospice and end-of-life care" in message
+
+
+@pytest.mark.parametrize(
+    ("lang", "text"),
+    [("en", "ok"), ("en", "Thanks!"), ("en", "ok thank you so much 🙏"), ("en", "THX"), ("es", "gracias"),
+     ("es", "Muchas gracias!"), ("en", "gracias"), ("es", "ok"), ("es", "está bien, gracias")],
+)
+def test_ok_and_thanks_get_a_short_kind_answer(lang: str, text: str) -> None:
+    """Issue 14: "ok", "thanks", "gracias" get a kind word in their own language, not "did not understand"."""
+    for conversation_lang in LANGS:
+        decision = tl.decide(CONTENT, tl.Conversation(conversation_lang), text)
+        expected = "es" if "gracias" in text.lower() else conversation_lang if text.lower() == "ok" else lang
+        assert decision.outcome == tl.Outcome(tl.THANKS, expected), (conversation_lang, text)
+        assert decision.effects == ()
+        (message,) = tl.render(CONTENT, decision.outcome, tl.Facts())
+        assert message == CONTENT.language(expected).text("thanks")
+        assert "MENU" in message or "MENÚ" in message
+    stopped = tl.decide(CONTENT, tl.Conversation("en", opted_out=True), text)
+    assert stopped.outcome.kind == tl.SILENT
+
+
+def test_thanks_with_a_topic_or_a_question_is_the_topic() -> None:
+    assert decide("thanks, what is a clinical trial?").outcome == tl.Outcome(tl.SECTION, "en", "treatment", 2)
+    assert decide("ok hospice").outcome.section == "hospice"
 
 
 @pytest.mark.parametrize("family", ["call", "staff"])
@@ -198,7 +287,7 @@ def test_more_pages_through_a_section_then_says_that_is_all() -> None:
     last = decide("more please", section="treatment", next_part=len(messages))
     assert last.outcome == tl.Outcome(tl.NO_MORE, "en", "treatment")
     (text,) = tl.render(CONTENT, last.outcome, tl.Facts())
-    assert "treatment choices" in text and "MENU" in text
+    assert "treatment and clinical trials" in text and "MENU" in text
 
 
 @pytest.mark.parametrize(("lang", "word"), family_cases("more"))
@@ -244,8 +333,9 @@ def test_menus_offer_the_other_language_in_that_language() -> None:
     english, spanish = tl.menu(CONTENT, "en"), tl.menu(CONTENT, "es")
     assert english.splitlines()[-1] == CONTENT.language("es").text("language_offer")
     assert spanish.splitlines()[-1] == CONTENT.language("es").text("language_back")
-    assert "1 RECUR: cancer that comes back" in english.splitlines()
-    assert "2 TRATAMIENTO: opciones de tratamiento" in spanish.splitlines()
+    assert "1 RECUR: cancer that came back or spread" in english.splitlines()
+    # Spanish menus leave the keyword out to fit 3 UCS-2 segments (the keyword still works).
+    assert "2 tratamiento y ensayos" in spanish.splitlines()
 
 
 def urgent_cases() -> list[tuple[str, str]]:
@@ -350,7 +440,9 @@ def test_menus_and_parts_are_each_their_own() -> None:
             for heading in ("menu_heading", "not_understood", "language_switched"):
                 menu = tl.menu(CONTENT, lang, heading)
                 assert menu.startswith(f"{language.text(heading)}\n")
-                assert all(f" {section.keyword}: " in menu for section in language.sections.values())
+                topics = language.texting.topics
+                assert all(language.text("menu_option", key=s.key, keyword=s.keyword, topic=topics[s.id]) in menu
+                           for s in language.sections.values())
             for section in language.sections.values():
                 last = len(section.sms) - 1
                 for part, message in enumerate(section.sms):
