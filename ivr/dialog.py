@@ -25,6 +25,7 @@ shared phone never greets anyone with "Last time, you listened to ..." that its 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -345,10 +346,19 @@ def whisper_text(content: Content, topic: str) -> str:
     return staff_language.say("whisper_no_topic")
 
 
-def opening(content: Content, lang: str) -> tuple[Line, ...]:
-    """The start of a call in `lang`: greeting, the other language's offer, the emergency line, the text line."""
+def first_turn(content: Content, lang: str) -> tuple[Line, ...]:
+    """Everything a new caller hears in `lang` before the line waits for them (the first menu included)."""
     talk = _Talk(content, sanitize(content, CallState(lang=lang)), Circumstances())
-    return tuple(talk.opening_lines())
+    return talk.welcome(CallStarted(can_remember=True)).lines
+
+
+def opening(content: Content, lang: str) -> tuple[Line, ...]:
+    """The start of a call in `lang` up to its first topic: greeting, the other language's offer, 911 and
+    988, and a person (0). It must take at most 15 seconds: the first topic starts right after it."""
+    lines = first_turn(content, lang)
+    language = content.language(lang)
+    first_topic = language.say("menu_option", title=next(iter(language.sections.values())).title, key="1")
+    return tuple(itertools.takewhile(lambda line: line.text != first_topic, lines))
 
 
 class _Talk:

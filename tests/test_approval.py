@@ -17,7 +17,7 @@ from flask import Flask
 from ivr import approval, create_app
 from ivr.content import APPROVALS_FILE, PROMPTS_DIR, ContentError, load_content, prompt_files
 from tests.conftest import app_config
-from tests.staff_support import create_staff, make_app, sign_in
+from tests.helpers.staff_support import create_staff, make_app, sign_in
 
 TODAY = dt.datetime(2026, 12, 8, 9, 0, tzinfo=dt.UTC)
 REVIEWER = "Ana Ruiz, RN, MSN"

@@ -73,7 +73,8 @@ def test_the_opening_offers_spanish_in_spanish_in_its_first_sentences() -> None:
     english_opening = report.opening_text(CONTENT, "en")
     sentences = [s for s in english_opening.replace(":", ".").split(". ") if s]
     assert any("Para español, oprima 9" in s for s in sentences[:3]), english_opening
-    assert "911" in english_opening and "MENU" in english_opening, "emergency and the text line, briefly"
+    assert "911" in english_opening and "988" in english_opening, "emergency and crisis, briefly"
+    assert "MENU" in report.first_turn_text(CONTENT, "en"), "the text line, once the topics are read"
     spanish_opening = report.opening_text(CONTENT, "es")
     assert "Para inglés, oprima 9" in spanish_opening and "911" in spanish_opening
 
