@@ -128,3 +128,31 @@ def test_ok_and_thanks_get_a_short_kind_answer_by_voice(lang: str, speech: str) 
         reply = dialog.step(CONTENT, node, Heard(speech=speech))
         assert texts(reply) == [CONTENT.language(lang).say("thanks")]
         assert state_of(reply).node == node.node and not reply.effects
+
+
+def test_last_topics_saved_before_consent_are_erased_by_the_migration(tmp_path: object) -> None:
+    """Migration 0004: topics kept before callers were asked are erased; language and speed stay."""
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    from ivr.storage import MIGRATIONS_DIR
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path}/old.sqlite3")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0003")
+        connection.execute(
+            sa.text(
+                "INSERT INTO preferences (phone_hash, lang, slow, last_section, last_heard_at, updated_at)"
+                " VALUES ('h', 'es', 1, 'hospice', '2026-12-01 10:00:00', '2026-12-01 10:00:00')"
+            )
+        )
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+        row = connection.execute(sa.text("SELECT lang, slow, last_section, last_heard_at FROM preferences")).one()
+    engine.dispose()
+    assert tuple(row) == ("es", 1, "", None)

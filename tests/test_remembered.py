@@ -88,7 +88,11 @@ def test_last_topic_is_offered_within_seven_days_with_its_own_menu_key(line: Fla
     assert NOTICE_EN in first.heard, "the first thing saved is also when the caller is told"
     assert first.heard.index(NOTICE_EN) > 0, "after the section's words, before its choices"
     row = saved_row(line)
-    assert row["last_section"] == "hospice" and row["lang"] == "en"
+    assert row["last_section"] == "" and row["lang"] == "en", "issue 14: no topic is kept without consent"
+    first.press("*")
+    first.press("3")  # "To have us offer this topic when you call again from this phone, press 3."
+    assert first.heard[0] == EN.say("topic_kept")
+    assert saved_row(line)["last_section"] == "hospice"
 
     line.config["NOW"] = MONDAY_EVENING + dt.timedelta(days=6, hours=23)
     second = new_call(line, 2)
@@ -104,6 +108,9 @@ def test_an_old_last_topic_is_not_offered_and_is_erased(line: Flask) -> None:
     first = new_call(line, 1)
     first.start()
     first.press("3")
+    first.press("*")
+    first.press("3")  # the caller agrees to have the topic kept
+    assert saved_row(line)["last_section"] == "palliative"
     line.config["NOW"] = MONDAY_EVENING + dt.timedelta(days=7, minutes=1)
     second = new_call(line, 2)
     second.start()
@@ -118,6 +125,8 @@ def test_seven_clears_everything_and_nothing_more_is_saved_on_that_call(line: Fl
     first.start()
     first.press("9")
     first.press("2")
+    first.press("*")
+    first.press("3")
     assert saved_row(line)["last_section"] == "treatment"
 
     second = new_call(line, 2)

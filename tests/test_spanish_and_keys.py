@@ -124,6 +124,9 @@ def test_spanish_call_through_every_node_never_speaks_english(tmp_path: Path) ->
     returning.start()
     returning.press("9")
     returning.press("5")
+    returning.press("*")
+    assert ES.say("section_keep_topic") in returning.heard  # in Spanish, under *
+    returning.press("3")  # agreed: the topic is kept (issue 14: never without consent)
     comeback = SpanishCall(app.test_client(), call_sid="CA3", caller="+15551230002")
     comeback.spanish = True
     comeback.start()  # greeted in Spanish from the first word, offered the last topic
