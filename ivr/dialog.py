@@ -604,8 +604,8 @@ class _Talk:
             # The emergency line again, now in words the caller understands.
             before = [self.line("language_switched"), self.line("greeting_emergency"), *notice]
             if node == MAIN:
-                # Everything said before was in the other language: the way back, the intro and every key again.
-                before += [*self.language_switch_lines(), self.line("intro")]
+                # Everything said before was in the other language: the way back and every key again.
+                before += self.language_switch_lines()
                 return self.main_menu(before, effects, first_time=True)
             return self.repeat(before, effects)
         if name == "forget" and node == MAIN and self.state.memory in MEMORY_SAVED:
