@@ -203,7 +203,7 @@ def broken_copy(tmp_path: Path, relative: str, old: str, new: str) -> Path:
         ("en/sms.yaml", "  more: [MORE,", "  more: [HOSPICE, MORE,", "already names the topic"),
         ("en/sms.yaml", "  more: [MORE,", "  more: [HELP, MORE,", "in both"),
         ("en/sms.yaml", "  language: [ENGLISH", "  languages: [ENGLISH", "`keywords` must list"),
-        ("en/sms.yaml", "  hospice: \"hospice and end-of-life care\"\n", "", "`topics` must name"),
+        ("en/sms.yaml", "  hospice: \"end-of-life care\"\n", "", "`topics` must name"),
         ("es/sms.yaml", "  clock: 24h", "  clock: 25h", "clock"),
         ("en/sms.yaml", "callback_saved:", "callback_saving:", "missing prompts"),
         ("en/sms.yaml", "Staff hours: {hours}. If", "Staff hours: {hours} {when}. If", "unknown placeholders"),

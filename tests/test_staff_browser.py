@@ -102,7 +102,7 @@ def run_staff_session(page: Page, base_url: str, standin: TwilioStandIn, tmp_pat
     # The caller's message is in the queue, with what they last heard.
     message = page.get_by_role("article").filter(has_text=CALLER)
     expect(message.get_by_role("heading", level=3)).to_contain_text(f"Voice message from {CALLER}")
-    expect(message).to_contain_text("Hospice care")
+    expect(message).to_contain_text("Hospice and end-of-life care")
     expect(message).to_contain_text("Voice message, 12 seconds")
 
     # Play it: the <audio> points at the app, which fetches the MP3 from "Twilio" with the account's credentials.
@@ -129,7 +129,7 @@ def run_staff_session(page: Page, base_url: str, standin: TwilioStandIn, tmp_pat
 
     # Text a topic, in Spanish, to the patient.
     page.get_by_label("Phone number").fill("(555) 123-0001")
-    page.get_by_label("Topic", exact=True).select_option(label="Hospice care")
+    page.get_by_label("Topic", exact=True).select_option(label="Hospice and end-of-life care")
     page.get_by_label("Language of the texts").select_option(label="Spanish")
     page.get_by_role("button", name="Send by text").click()
     expect(page.get_by_role("status")).to_contain_text("The topic was sent by text message.")

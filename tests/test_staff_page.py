@@ -176,7 +176,7 @@ def test_sending_a_section_by_text(app: Flask, staff: FlaskClient, standin: Twil
     with app.app_context():
         sms = textline.whole_section(services().content, "es", "hospice")
     assert [m["Body"] for m in standin.messages] == list(sms)
-    assert standin.messages[0]["Body"].startswith("CUIDADOS DE HOSPICIO")
+    assert standin.messages[0]["Body"].startswith("HOSPICIO Y CUIDADOS AL FINAL DE LA VIDA")
     assert {m["To"] for m in standin.messages} == {PATIENT}
     assert {m["From"] for m in standin.messages} == {LINE_NUMBER}
     assert "The topic was sent by text message." in page(staff)
@@ -254,7 +254,7 @@ def test_the_usage_panel_counts_calls_and_texts_per_topic_per_day_without_number
     cell = r'<td class="number">(\d+)</td>'
     rows = re.findall(rf'<tr><td>([^<]+)</td><th scope="row">([^<]+)</th>{cell}{cell}</tr>', usage)
     assert rows == [
-        (today.strftime("%a %b %-d"), "Hospice care", "3", "1"),
-        ((today - dt.timedelta(days=1)).strftime("%a %b %-d"), "Coping and support", "1", "0"),
+        (today.strftime("%a %b %-d"), "Hospice and end-of-life care", "3", "1"),
+        ((today - dt.timedelta(days=1)).strftime("%a %b %-d"), "Coping, support and family", "1", "0"),
     ]
     assert PATIENT not in usage

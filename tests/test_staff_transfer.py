@@ -107,13 +107,13 @@ def test_the_staff_member_hears_who_is_calling_and_pressing_1_connects(tmp_path:
     dial = dial_of(call)
     leg = call.staff_leg()
     call.whisper(leg, dial.find("Number").attrib["url"])
-    assert call.heard[0] == "CareLine caller. They last heard about hospice care. Press 1 to take the call."
+    assert call.heard[0] == "CareLine caller. They last heard about hospice and end-of-life care. Press 1 to take the call."
     assert call.last.find("Hangup") is not None, "no key at all must hang up the staff leg (voicemail)"
     call.staff_presses(leg, "1")
     assert call.heard == [] and len(call.last) == 0, "an empty document connects the two"
     heard = call.dial_ends(dial.attrib["action"], "completed", leg)
     assert heard[0] == "Thank you. You are back at CareLine."
-    assert "Here are the topics." in heard
+    assert "To talk with a person, press 0." in heard and "For hospice and end-of-life care, press 5." in heard
     assert requests_in(call.client.application) == []
 
 
@@ -438,9 +438,9 @@ def test_a_transfer_lands_in_the_section_with_the_911_line_then_the_options(tmp_
     call = new_call(make_app(tmp_path))
     heard = call.start("/voice/section/hospice")
     assert heard[0] == (
-        "Welcome to CareLine. If this is an emergency, hang up and call 911. Here is some information on hospice care."
+        "Welcome to CareLine. If this is an emergency, hang up and call 911. Here is some information on hospice and end-of-life care."
     )
-    assert heard[1].startswith("Hospice is care for people")
+    assert heard[1].startswith("If your time to live may be short")
     assert "To get this by text message, press 2." in heard
     assert "To talk with a person, press 0." in heard
     call.press("1")
@@ -460,7 +460,7 @@ def test_a_transfer_to_an_unknown_section_gets_the_greeting(tmp_path: Path) -> N
     call = new_call(make_app(tmp_path))
     heard = call.start("/voice/section/nonsense")
     assert heard[0].startswith("Welcome to CareLine")
-    assert "Here are the topics." in heard
+    assert "To talk with a person, press 0." in heard and "For hospice and end-of-life care, press 5." in heard
 
 
 def test_a_transfer_counts_as_hearing_the_section(tmp_path: Path) -> None:

@@ -89,7 +89,7 @@ def test_whisper_and_its_answer(tmp_path: Path) -> None:
     whisper = call.post("/voice/whisper?topic=hospice")
     gather = whisper.find("Gather")
     assert gather is not None and gather.attrib["numDigits"] == "1"
-    assert "hospice care" in " ".join(call.heard)
+    assert "hospice and end-of-life care" in " ".join(call.heard)
     assert whisper.find("Hangup") is not None, "no key: the staff leg hangs up, never a staff voicemail"
     check_document(app, whisper, caller_facing=False)
     # A wrong key hears the whisper once more (t=1); a second wrong key hangs up the staff leg.

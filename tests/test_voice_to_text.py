@@ -74,7 +74,7 @@ def test_pressing_2_texts_the_section_through_the_rest_api(line: Flask, received
     call.press("5")
     heard = call.press("2")
     assert heard[0] == "We sent this topic to your phone by text message."
-    assert "To hear this again, press star." in heard  # back at the section's choices
+    assert "For other choices, press star." in heard  # back at the section's choices
 
     content = line.extensions["careline"].content
     expected = tl.whole_section(content, "en", "hospice")
@@ -89,7 +89,7 @@ def test_pressing_2_texts_the_section_through_the_rest_api(line: Flask, received
 
     # The texted number is now in the conversation: MORE knows everything was sent.
     (reply,) = Phone(line.test_client()).text("more")
-    assert reply.startswith("That is all we have on hospice care.")
+    assert reply.startswith("That is all we have on end-of-life care.")
 
 
 def test_a_spanish_caller_gets_spanish_texts_and_replies(line: Flask, received: Callable[[], list]) -> None:
@@ -102,7 +102,7 @@ def test_a_spanish_caller_gets_spanish_texts_and_replies(line: Flask, received: 
     bodies = [r["form"]["Body"] for r in received()]
     assert bodies[0].startswith("DIRECTIVAS ANTICIPADAS:")
     (menu,) = Phone(line.test_client()).text("menu")
-    assert menu.startswith("Temas de CareLine.")
+    assert menu.startswith("Responda un número o un tema:")
 
 
 def test_nothing_is_sent_to_a_number_that_texted_stop(line: Flask, received: Callable[[], list]) -> None:
