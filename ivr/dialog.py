@@ -556,7 +556,8 @@ class _Talk:
             return f"command:{self.content.menu_keys[key]}"
         if self.state.node in SECTION_NODES and key in self.content.section_keys:
             command = self.content.section_keys[key]
-            if command == "keep_topic" and (self.state.node != CHOICES or self.state.memory not in (MEMORY_NEW, MEMORY_ON)):
+            can_keep = self.state.node == CHOICES and self.state.memory in (MEMORY_NEW, MEMORY_ON)
+            if command == "keep_topic" and not can_keep:
                 return None  # offered (under *) only to a caller whose last topic could be kept and is not yet
             return f"command:{command}"
         if self.state.node in (OFFER, RECORD, STAFF) and key in self.content.message_keys:

@@ -158,7 +158,7 @@ def build_report(content: Content, today: dt.date) -> Report:
         phrase_lists += _phrase_lists(code, language)
     problems = [f"{row.lang} {row.item}: {problem}" for row in rows for problem in row.problems]
     files = approval.file_states(content, today)
-    problems += [f"{state.path}: review was due on {state.next_review}" for state in files if state.next_review <= today]
+    problems += [f"{s.path}: review was due on {s.next_review}" for s in files if s.next_review <= today]
     problems += [f"coverage {problem}" for problem in coverage.coverage_problems(content, _coverage(content))]
     return Report(today, tuple(rows), tuple(files), tuple(problems), tuple(phrase_lists))
 

@@ -71,7 +71,8 @@ def test_a_carrier_that_lost_its_words_fails(prompts: Path) -> None:
 def test_a_point_without_a_carrier_fails(prompts: Path) -> None:
     path = prompts / "coverage.yaml"
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    data["points"]["clinical_trials"]["en"] = [c for c in data["points"]["clinical_trials"]["en"] if " sms " in c["part"]]
+    trials = data["points"]["clinical_trials"]
+    trials["en"] = [carrier for carrier in trials["en"] if " sms " in carrier["part"]]
     data["points"]["hospice_team"]["es"][0]["part"] = "hospice voice 9"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     problems = coverage_problems(load_content(prompts), load_coverage(prompts))

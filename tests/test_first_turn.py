@@ -9,7 +9,7 @@ import pytest
 
 from ivr import dialog, readability, report
 from ivr.content import load_content
-from ivr.dialog import CallStarted, CallState, Heard, Remembered, RememberChoices
+from ivr.dialog import CallStarted, CallState, Heard, RememberChoices, Remembered
 
 CONTENT = load_content()
 LANGS = tuple(CONTENT.languages)

@@ -198,7 +198,7 @@ def broken_copy(tmp_path: Path, relative: str, old: str, new: str) -> Path:
     [
         ("en/sms.yaml", "Reply MORE for the rest.", "Reply MORE for the rest — thanks.", "outside GSM-7"),
         ("en/sms.yaml", "Reply MORE for the rest.", "Reply MÁS for the rest.", "outside GSM-7"),
-        ("es/sms.yaml", "Responda MÁS para el resto.", "Responda MÁS para el resto, por favor, si quiere saber más.", "at most 3"),
+        ("es/sms.yaml", "Responda MÁS para el resto.", "Responda MÁS para el resto, si quiere saber más.", "at most 3"),
         ("en/sms.yaml", '  start: [START, UNSTOP, "YES"]', "  start: [START, UNSTOP, YES]", "quote YES"),
         ("en/sms.yaml", "  more: [MORE,", "  more: [HOSPICE, MORE,", "already names the topic"),
         ("en/sms.yaml", "  more: [MORE,", "  more: [HELP, MORE,", "in both"),
@@ -214,7 +214,7 @@ def broken_copy(tmp_path: Path, relative: str, old: str, new: str) -> Path:
             "Talk with your care team to learn if hospice is right for you. " + "More words here. " * 10,
             "at most 2 text segments",
         ),
-        ("es/sections/hospice.yaml", "con consejería de duelo.", "con consejería de duelo. Más palabras aquí." * 2, "at most 3"),
+        ("es/sections/hospice.yaml", "de duelo.", "de duelo. Más palabras aquí, muchas más." * 2, "at most 3"),
         ("en/sections/hospice.yaml", "is right for you.\"", "is right for you — or not.\"", "outside GSM-7"),
     ],
 )

@@ -106,7 +106,8 @@ def test_spanish_conversation(phone: Phone) -> None:
     assert menu.startswith("Bien, en español.")
     assert "5 hospicio, final de vida" in menu and menu.splitlines()[-1] == "ENGLISH: en inglés"
     (section,) = phone.text("5")
-    assert section.startswith("HOSPICIO Y CUIDADOS AL FINAL DE LA VIDA:") and section.endswith("Responda MÁS para el resto.")
+    assert section.startswith("HOSPICIO Y CUIDADOS AL FINAL DE LA VIDA:")
+    assert section.endswith("Responda MÁS para el resto.")
     (more,) = phone.text("mas")
     assert more.startswith("El equipo del hospicio")
     (help_text,) = phone.text("AYUDA")

@@ -107,7 +107,8 @@ def test_the_staff_member_hears_who_is_calling_and_pressing_1_connects(tmp_path:
     dial = dial_of(call)
     leg = call.staff_leg()
     call.whisper(leg, dial.find("Number").attrib["url"])
-    assert call.heard[0] == "CareLine caller. They last heard about hospice and end-of-life care. Press 1 to take the call."
+    whisper = "CareLine caller. They last heard about hospice and end-of-life care. Press 1 to take the call."
+    assert call.heard[0] == whisper
     assert call.last.find("Hangup") is not None, "no key at all must hang up the staff leg (voicemail)"
     call.staff_presses(leg, "1")
     assert call.heard == [] and len(call.last) == 0, "an empty document connects the two"
@@ -438,7 +439,8 @@ def test_a_transfer_lands_in_the_section_with_the_911_line_then_the_options(tmp_
     call = new_call(make_app(tmp_path))
     heard = call.start("/voice/section/hospice")
     assert heard[0] == (
-        "Welcome to CareLine. If this is an emergency, hang up and call 911. Here is some information on hospice and end-of-life care."
+        "Welcome to CareLine. If this is an emergency, hang up and call 911."
+        " Here is some information on hospice and end-of-life care."
     )
     assert heard[1].startswith("If your time to live may be short")
     assert "To get this by text message, press 2." in heard
