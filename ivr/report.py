@@ -173,6 +173,8 @@ def _phrase_lists(code: str, language: Language) -> list[tuple[str, str, int]]:
     lists = [(code, f"spoken command {name}", len(phrases)) for name, phrases in language.commands.items()]
     for section in language.sections.values():
         lists.append((code, f"topic {section.id} (title, keyword, synonyms)", 2 + len(section.synonyms)))
+        questions = sum(len(answer.questions) for answer in section.answers)
+        lists.append((code, f"questions {section.id} (answered by its parts)", questions))
     lists += [(code, f"text keywords {name}", len(words)) for name, words in language.texting.keywords.items()]
     urgent = language.urgent
     if urgent is not None:
