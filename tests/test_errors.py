@@ -25,7 +25,7 @@ def test_an_unexpected_error_is_answered_with_an_apology_and_the_menu(
     caplog.set_level(logging.INFO)
     call.post("/voice/step?n=staff&l=es", DialCallStatus="completed")
     assert call.heard[0] == "Lo sentimos, tuvimos un problema de nuestro lado."
-    assert "Para hablar con una persona, oprima 0." in call.heard  # the menu, a person first
+    assert "Para hablar con alguien, oprima 0." in call.heard  # the menu, a person first
     assert call.last is not None and call.last.find("Gather") is not None
     assert "RuntimeError" in caplog.text
     assert CALLER not in caplog.text and "database said no" not in caplog.text
