@@ -99,16 +99,18 @@ MODES = pytest.mark.parametrize("mode", ["local", "signed"])
 
 @MODES
 def test_greeting_section_by_key_repeat_and_main_menu(lines: Lines, mode: str) -> None:
-    result = call(lines.get(mode, "open"), "5 * #")
-    greeting, hospice, repeated, menu = result.turns()
+    result = call(lines.get(mode, "open"), "5 * * #")
+    greeting, hospice, choices, repeated, menu = result.turns()
     assert greeting[0] == say("greeting")
     assert say("menu_option", title="hospice and end-of-life care", key="5") in greeting
     assert hospice[0] == section("hospice")
     assert say("section_more", title="hospice and end-of-life care") in hospice
     # The first hearing also carries the one-time notice that the line remembers choices.
-    assert repeated == [line for line in hospice if line != say("memory_notice")]
     assert say("memory_notice") in hospice
-    assert menu[0] == say("menu_heading")
+    # * after a part: every choice there, without the part; * again: the part and its short list of choices.
+    assert section("hospice") not in choices and say("section_again") in choices and say("section_main") in choices
+    assert repeated == [line for line in hospice if line != say("memory_notice")]
+    assert menu[0] == say("menu_person")
     assert result.ended == "script-ended"
 
 
@@ -118,7 +120,7 @@ def test_section_by_speech_then_a_wrong_key(lines: Lines, mode: str) -> None:
     _, directives, wrong_key = result.turns()
     assert directives[0] == section("directives")
     assert wrong_key[0] == say("invalid_key")
-    assert say("section_again") in wrong_key, "after a wrong key the caller hears the section's choices again"
+    assert say("section_choices") in wrong_key, "after a wrong key the caller hears the section's choices again"
 
 
 @MODES
@@ -195,7 +197,7 @@ def test_closed_hours_offer_a_message_instead_of_ringing(lines: Lines, mode: str
     assert say("emergency_reminder") in closed
     assert closed[-1] == say("message_offer")
     assert not result.transcript.of("staff"), "no staff phone rang"
-    assert menu[0] == say("menu_heading")
+    assert menu[0] == say("menu_person")
 
 
 def test_a_phone_with_the_wrong_token_is_refused(lines: Lines) -> None:
