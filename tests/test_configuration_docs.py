@@ -34,7 +34,9 @@ def test_every_setting_is_documented_with_a_default(name: str) -> None:
 
 @pytest.mark.parametrize("name", [name for name, value in DEFAULTS.items() if isinstance(value, int)])
 def test_numeric_defaults_match_the_code(name: str) -> None:
-    assert documented()[name].split(" (")[0] == f"`{DEFAULTS[name]}`"
+    # An on/off setting (a bool, so also an int) is written as it is set: 0 or 1.
+    value = int(DEFAULTS[name]) if isinstance(DEFAULTS[name], bool) else DEFAULTS[name]
+    assert documented()[name].split(" (")[0] == f"`{value}`"
 
 
 def test_serving_defaults_match_the_code() -> None:
