@@ -134,7 +134,7 @@ def run_staff_session(page: Page, base_url: str, standin: TwilioStandIn, tmp_pat
     page.get_by_role("button", name="Send by text").click()
     expect(page.get_by_role("status")).to_contain_text("The topic was sent by text message.")
     assert standin.messages and {m["To"] for m in standin.messages} == {CALLER}
-    assert standin.messages[0]["Body"].startswith("CUIDADOS")
+    assert standin.messages[0]["Body"].startswith("HOSPICIO Y CUIDADOS AL FINAL DE LA VIDA")
 
     page.screenshot(path=str(tmp_path / "staff-page-after.png"), full_page=True)
     assert png_size(tmp_path / "staff-page-after.png")[0] == 1100
