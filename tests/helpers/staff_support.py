@@ -46,6 +46,8 @@ def staff_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
         NOW=OPEN_TIME,
     )
     config.update(overrides)
+    if config.get("PROMPTS_DIR"):  # as app_config: the app then reads those prompts, not the session's
+        config.pop("CONTENT", None)
     return config
 
 
