@@ -136,7 +136,7 @@ def test_last_topics_saved_before_consent_are_erased_by_the_migration(tmp_path: 
     from alembic import command
     from alembic.config import Config
 
-    from ivr.storage import MIGRATIONS_DIR
+    from ivr.storage.database import MIGRATIONS_DIR
 
     engine = sa.create_engine(f"sqlite:///{tmp_path}/old.sqlite3")
     config = Config()
