@@ -45,6 +45,9 @@ URGENT = "urgent"
 #: Ringing the crisis line (or staff, for an emergency) from that offer; whatever the outcome, back to it.
 URGENT_DIAL = "urgent_dial"
 URGENT_NODES = frozenset({URGENT, URGENT_DIAL})
+#: Where the urgent kind is kept in the state: at the urgent offer, and while leaving a message from it,
+#: so the caller comes back to that offer (with 988 and a person) after the beep.
+KEEPS_URGENT = URGENT_NODES | {RECORD}
 #: At a section, after * : every choice there (the part again is * once more).
 CHOICES = "choices"
 SECTION_NODES = frozenset({SECTION, CHOICES})
@@ -319,7 +322,7 @@ def sanitize(content: Content, state: CallState) -> CallState:
         node = MAIN
     parts = len(content.language(lang).sections[section].voice) if section else 1
     part = min(max(state.part, 0), parts - 1)
-    urgent = state.urgent if state.urgent in URGENT_KINDS and node in URGENT_NODES else ""
+    urgent = state.urgent if state.urgent in URGENT_KINDS and node in KEEPS_URGENT else ""
     if node in URGENT_NODES and not urgent:
         node = MAIN
     offer = state.offer if urgent and state.offer in content.section_ids else ""
@@ -446,9 +449,9 @@ class _Talk:
 
     def at(self, **changes: object) -> CallState:
         """The current state with `changes`, and the miss and silence counts reset (and, away from the
-        urgent offer, what was urgent: the state URL stays as small as before)."""
+        urgent offer and its message, what was urgent: the state URL stays as small as before)."""
         state = replace(self.state, misses=0, silences=0, **changes)  # type: ignore[arg-type]
-        if state.node not in URGENT_NODES:
+        if state.node not in KEEPS_URGENT:
             state = replace(state, urgent="", offer="")
         return state
 
@@ -766,6 +769,11 @@ class _Talk:
         return Reply((self.line("record_instructions"),), self.state.slow, RecordMessage(self.state), (effect,))
 
     def recorded(self, event: Recorded) -> Reply:
+        if self.state.urgent:
+            # After urgent words, saved or not, the caller is back at the urgent offer: never without 988.
+            self.state = self.at(node=URGENT)
+            said = self.line("record_saved" if event.has_audio else "record_empty")
+            return self.listen([said, *self.urgent_offer_lines()], self.state)
         if event.has_audio:
             return self.main_menu([self.line("record_saved")])
         self.state = self.at(node=OFFER)

@@ -195,6 +195,23 @@ def test_the_urgent_offer_never_hangs_up_whatever_the_caller_does() -> None:
             state = reply.next.state
 
 
+@pytest.mark.parametrize("has_audio", [True, False])
+@pytest.mark.parametrize("kind", URGENT_KINDS)
+def test_a_message_left_from_the_urgent_offer_comes_back_to_that_offer(kind: str, has_audio: bool) -> None:
+    """Leaving a message (or failing to) never drops a caller in crisis to an offer without 988 and a person."""
+    offer = dialog.step(CONTENT, dialog.CallState(), dialog.Heard(speech=urgent_words("en").kinds[kind].phrases[0]))
+    assert isinstance(offer.next, dialog.Listen)
+    recording = dialog.step(CONTENT, offer.next.state, dialog.Heard(digits="2"), STAFF_OPEN)
+    assert isinstance(recording.next, dialog.RecordMessage)
+    after = dialog.step(CONTENT, recording.next.state, dialog.Recorded(has_audio=has_audio), STAFF_OPEN)
+    assert isinstance(after.next, dialog.Listen)
+    assert after.next.state.node == dialog.URGENT and after.next.state.urgent == kind
+    assert after.lines[0].text == CONTENT.language("en").say("record_saved" if has_audio else "record_empty")
+    said = [line.text for line in after.lines]
+    expected = dialog.step(CONTENT, after.next.state, dialog.Heard(digits="*"), STAFF_OPEN)
+    assert said[1:] == [line.text for line in expected.lines if line.text in said[1:]] and len(said) > 2
+
+
 # -- through the webhooks --------------------------------------------------------------------------------
 
 
