@@ -417,7 +417,6 @@ def test_the_schema_is_migrated_to_the_newest_revision(app: Flask) -> None:
     assert columns == ["key", "created_at", "outcome"]
 
 
-
 def test_a_broken_database_still_answers_and_logs_no_number(
     app: Flask, phone: Phone, caplog: pytest.LogCaptureFixture
 ) -> None:

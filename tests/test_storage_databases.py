@@ -11,9 +11,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
 from sqlalchemy.engine import make_url
 
 from ivr.storage import CallbackAsk, Storage, TextChanges, TextSession, Use
+from ivr.storage.database import MIGRATIONS_DIR
+from ivr.storage.schema import callback_requests
 from tests.conftest import require_postgres
 from tests.helpers.databases import PostgresServer
 
@@ -255,3 +259,46 @@ def test_the_per_request_reads_leave_no_snapshot_open(storage: Storage, database
     finally:
         other.close()
     assert busy == 0, "a reader still holds a snapshot"
+
+
+@pytest.mark.parametrize("empty_database_url", ["sqlite", "postgresql"], indirect=True)
+def test_migration_0004_keeps_one_row_per_recording(empty_database_url: str) -> None:
+    """Messages listed twice before migration 0004 are listed once after it (done if either copy was)."""
+    storage = Storage(empty_database_url, "k")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    try:
+        with storage.durable() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0003")
+        at = dt.datetime(2026, 11, 25, 18, 0, tzinfo=dt.UTC)
+        row = {"created_at": at, "channel": "voice", "kind": "voicemail", "topic": "", "lang": "en", "note": ""}
+        copies = [
+            ("RE1", "open", None),
+            ("RE1", "open", None),
+            ("RE2", "open", None),
+            ("RE2", "done", "nurse.ana"),
+            ("RE3", "open", None),
+            (None, "open", None),
+            (None, "open", None),
+        ]
+        with storage.durable() as connection:
+            for number, (sid, status, by) in enumerate(copies):
+                values = {**row, "recording_sid": sid, "status": status, "done_by": by, "dedupe_key": f"k{number}"}
+                connection.execute(sa.insert(callback_requests).values(**values, urgent=False))
+        storage.migrate()
+        with storage.engine.connect() as connection:
+            kept = connection.execute(
+                sa.select(
+                    callback_requests.c.recording_sid, callback_requests.c.status, callback_requests.c.done_by
+                ).order_by(callback_requests.c.id)
+            ).all()
+        assert [tuple(r) for r in kept] == [
+            ("RE1", "open", None),
+            ("RE2", "done", "nurse.ana"),
+            ("RE3", "open", None),
+            (None, "open", None),
+            (None, "open", None),
+        ]
+    finally:
+        storage.dispose()

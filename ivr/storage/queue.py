@@ -80,7 +80,13 @@ def attach_recording_in(
     lang: str,
     at: dt.datetime,
 ) -> bool:
-    """`CallbackQueue.attach_recording` inside `connection`'s transaction (also for a record from the spool)."""
+    """`CallbackQueue.attach_recording` inside `connection`'s transaction (also for a record from the spool).
+
+    Twilio's two callbacks for one recording may run at the same moment on two workers: the unique
+    index on recording_sid (migration 0004) makes the second one's write change nothing. Each write
+    checks again, in the statement itself, what the reads before it saw: the call's waiting request
+    may have been given this recording since, and its insert gives way to a row that has it.
+    """
     values = {"recording_sid": recording_sid, "recording_url": url, "recording_seconds": seconds, "note": ""}
     known = sa.select(callback_requests.c.id).where(callback_requests.c.recording_sid == recording_sid)
     if connection.execute(known).first() is not None:
@@ -93,12 +99,17 @@ def attach_recording_in(
     if waiting is not None:
         updated = connection.execute(
             callback_requests.update()
-            .where(callback_requests.c.id == waiting.id, callback_requests.c.recording_sid.is_(None))
+            .where(
+                callback_requests.c.id == waiting.id,
+                callback_requests.c.recording_sid.is_(None),
+                ~known.exists(),
+            )
             .values(**values)
         )
         if updated.rowcount:
             return True
     row = {**_voice_message_row(phone, topic, lang, at), "dedupe_key": f"recording:{recording_sid}", **values}
+    # ON CONFLICT DO NOTHING: another callback kept this recording first (its unique key).
     connection.execute(NEW_REQUEST[connection.dialect.name], row)
     return True
 

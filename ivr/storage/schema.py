@@ -44,6 +44,9 @@ callback_requests = sa.Table(
     sa.Column("words", sa.Text, nullable=True),
 )
 
+#: One voice message per recording (migration 0004): Twilio reports each recording twice, maybe at once.
+sa.Index("ix_callback_requests_recording_sid", callback_requests.c.recording_sid, unique=True)
+
 #: Alerts to STAFF_ALERT_NUMBERS waiting to be sent (ivr/alerts.py): written in the same transaction as
 #: the urgent request, so no alert is lost to a failing API or a restart. They hold no patient data.
 staff_alerts = sa.Table(
