@@ -7,6 +7,7 @@ every prompt once, opens (and migrates) the database, and registers the webhooks
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     check_mode(app.config)  # before anything is written: a line that must not start leaves no trace
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     quiet_chatty_loggers()
-    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    # The instance folder may hold the SQLite database, the spool and the local secret: the line's alone.
+    Path(app.instance_path).mkdir(mode=0o700, parents=True, exist_ok=True)
 
     if not app.config["SECRET_KEY"]:  # local mode only (check_mode)
         app.config["SECRET_KEY"] = _local_secret(Path(app.instance_path))
@@ -141,7 +143,10 @@ def quiet_chatty_loggers() -> None:
 def _local_secret(instance: Path) -> str:
     """A secret kept in the instance folder, so local phone-number hashes survive a restart."""
     path = instance / "secret_key"
-    if not path.exists():
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
+    try:  # created 0600 from the start: never readable by others, not even for a moment
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(descriptor, "w") as file:
+        file.write(secrets.token_hex(32))
     return path.read_text().strip()

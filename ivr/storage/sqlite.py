@@ -11,21 +11,38 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 
-def prepare_file(url: str) -> None:
-    """Create the folder of a SQLite file named by `url` (":memory:" needs none)."""
+def database_path(url: str) -> Path | None:
+    """The file a SQLite `url` names; None for an in-memory database."""
     path = sa.engine.make_url(url).database or ""
-    if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return Path(path) if path and path != ":memory:" and not path.startswith("file::memory:") else None
+
+
+def prepare_file(url: str) -> None:
+    """Create the SQLite file named by `url`, and its folder, for the line's user alone.
+
+    The file holds phone numbers and recording links: created 0600 (SQLite would make it 0644 under
+    the usual umask, and gives its -wal and -shm files the database file's mode), and a folder the line
+    creates is 0700. An empty file is a valid, empty SQLite database. Existing files are left as they are.
+    """
+    path = database_path(url)
+    if path is None:
+        return
+    for folder in reversed([path.parent, *path.parent.parents]):
+        if not folder.exists():
+            folder.mkdir(mode=0o700, exist_ok=True)
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def configure(engine: sa.Engine) -> None:
