@@ -44,6 +44,18 @@ SPOOL_CHECK_SECONDS = 1.0
 #: Errors that mean "the database cannot be reached or used right now", not "this record is wrong".
 UNAVAILABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError, sa.exc.DisconnectionError)
 
+#: PostgreSQL's read_only_sql_transaction (a server in recovery, a read-only session): psycopg calls it
+#: an InternalError, but the record is fine; the database cannot take it now.
+READ_ONLY_SQLSTATE = "25006"
+
+
+def unavailable(error: BaseException) -> bool:
+    """Whether `error` means the database cannot be used right now (rather than that a record is wrong)."""
+    if isinstance(error, UNAVAILABLE):
+        return True
+    original = getattr(error, "orig", None)
+    return getattr(original, "sqlstate", None) == READ_ONLY_SQLSTATE
+
 
 class DatabaseGuard:
     """One per app: knows whether the database answers, and keeps records in the spool when it does not."""
@@ -56,6 +68,9 @@ class DatabaseGuard:
         self._down_until = 0.0
         self._next_spool_check = 0.0  # monotonic time; 0: look at the spool on the next request
         self._recovering = threading.Lock()
+        #: Set by a failure: the pool's connections may be stuck in the fault (opened read-only, to a
+        #: server that failed over), so they are closed before the database is tried again.
+        self._stale_pool = False
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -66,6 +81,7 @@ class DatabaseGuard:
     def failed(self, error: BaseException, doing: str) -> None:
         """Note a database failure: spool and use defaults until the retry time."""
         self._down_until = time.monotonic() + self.retry_seconds
+        self._stale_pool = True
         log.warning(
             "Database unavailable while %s (%s): answering without it, spooling what must be kept, "
             "retrying in %g s",
@@ -100,6 +116,11 @@ class DatabaseGuard:
             self._recovering.release()
 
     def _recover(self) -> None:
+        if self._stale_pool:
+            # Connections opened during the fault may keep it after the database is well (a SQLite
+            # file opened read-only stays read-only): every try starts from new connections.
+            self._stale_pool = False
+            self.storage.dispose()
         try:
             if not self.schema_ready:
                 self.storage.migrate()
@@ -108,11 +129,14 @@ class DatabaseGuard:
             if self._down_until:
                 log.warning("Database available again")
             self._down_until = 0.0
-        except UNAVAILABLE as error:
-            self.failed(error, "starting up" if not self.schema_ready else "moving the spool")
-        except Exception as error:  # a broken migration, say: still serve the menus
+        except Exception as error:
+            if unavailable(error):
+                self.failed(error, "starting up" if not self.schema_ready else "moving the spool")
+                return
+            # A broken migration, say: still serve the menus.
             log.error("Database set-up failed: %s", type(error).__name__)
             self._down_until = time.monotonic() + self.retry_seconds
+            self._stale_pool = True
 
     def drain(self) -> int:
         """Move every spooled record into the database (each exactly once); the number moved.
@@ -129,9 +153,9 @@ class DatabaseGuard:
             for record in records:
                 try:
                     moved += self.storage.apply_spooled(record)
-                except UNAVAILABLE:
-                    raise
                 except (sa.exc.SQLAlchemyError, KeyError, ValueError, TypeError) as error:
+                    if unavailable(error):
+                        raise
                     kind, name = record["kind"], type(error).__name__
                     log.error("A spooled %s record was refused: %s; kept in the spool", kind, name)
                     continue

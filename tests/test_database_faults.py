@@ -25,7 +25,7 @@ from ivr.resilience import DatabaseGuard
 from ivr.storage import Storage
 from tests.conftest import app_config
 from tests.helpers.databases import configured_postgres_url
-from tests.helpers.faults import Outage
+from tests.helpers.faults import Outage, ReadOnly
 from tests.helpers.staff_support import StaffCall, recording_sid
 from tests.helpers.support import CALLER, Phone, twilio_post
 
@@ -271,3 +271,35 @@ def test_the_first_texts_and_calls_of_an_outage_are_answered_and_retries_keep_th
     outage.end()
     wait_for_retry(app)
     assert phone.text("hospice", sid=ignored) == [], "and from the database once the spool moved in"
+
+
+def test_a_database_read_only_at_start_up_is_used_again_once_writable_without_a_restart(
+    tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 15, item 2: the guard disposes the pool before trying again, and SQLite refuses to pool a
+    read-only connection, so no connection opened during the fault outlives it."""
+    before = create_app(app_config(tmp_path, DATABASE_URL=database_url))
+    assert Phone(before.test_client(), number=OTHER).text("STOP") == []
+    before.extensions["careline"].storage.dispose()
+
+    fault = ReadOnly(database_url, admin_url=configured_postgres_url())
+    fault.begin()
+    try:
+        app = create_app(app_config(tmp_path, DATABASE_URL=database_url, DATABASE_RETRY_SECONDS=1))
+        texter = Phone(app.test_client())
+        (saved,) = texter.text("call me please")
+        assert saved.startswith("Thank you. We saved your request.")
+        assert [record["kind"] for record in spooled(app)] == ["text_turn"]
+    finally:
+        fault.end()
+
+    wait_for_retry(app)
+    assert Phone(app.test_client(), number=THIRD).text("hospice"), "the first request after the retry time"
+    assert not guard(app).spool.has_records(), "the spool drained"
+    assert [(r["channel"], r["kind"]) for r in rows(app, "callback_requests")] == [("sms", "callback")]
+    assert Phone(app.test_client(), number=OTHER).text("hospice") == [], "the opt-out is honoured"
+    (saved_again,) = texter.text("call me again")
+    assert saved_again.startswith("Thank you. We saved your request.")
+    assert not guard(app).spool.has_records(), "written straight to the database now"
+    assert len(rows(app, "callback_requests")) == 2
+    app.extensions["careline"].storage.dispose()

@@ -71,7 +71,7 @@ def make_engine(url: str) -> sa.Engine:
         except OSError as error:
             # The line still starts (menus need no database); storage is retried later.
             log.error("Cannot create the database folder: %s", type(error).__name__)
-        engine = sa.create_engine(url, **options)
+        engine = sa.create_engine(sqlite.read_write_url(url), **options)
         sqlite.configure(engine)
     else:
         # A server connection can die (restart, failover): tested when taken from the pool. A host

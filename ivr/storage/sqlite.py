@@ -18,14 +18,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 
 
 def database_path(url: str) -> Path | None:
     """The file a SQLite `url` names; None for an in-memory database."""
-    path = sa.engine.make_url(url).database or ""
-    return Path(path) if path and path != ":memory:" and not path.startswith("file::memory:") else None
+    parsed = sa.engine.make_url(url)
+    path = parsed.database or ""
+    if not path or path == ":memory:" or "uri" in parsed.query:  # an operator's own URI: left as given
+        return None
+    return Path(path)
 
 
 def prepare_file(url: str) -> None:
@@ -43,6 +47,17 @@ def prepare_file(url: str) -> None:
             folder.mkdir(mode=0o700, exist_ok=True)
     with suppress(FileExistsError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def read_write_url(url: str) -> sa.URL | str:
+    """`url` opening its file read-write only (`mode=rw`, after `prepare_file` made it): a connection
+    never creates a file of its own, so a database file deleted or moved away is an error the line
+    sees (and spools through), never a new empty database the pool quietly fills."""
+    path = database_path(url)
+    if path is None:
+        return url
+    parsed = sa.engine.make_url(url)
+    return parsed.set(database=f"file:{quote(str(path))}?mode=rw", query={**parsed.query, "uri": "true"})
 
 
 def configure(engine: sa.Engine) -> None:

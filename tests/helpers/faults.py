@@ -8,7 +8,9 @@ first, as a database restart closes them. PostgreSQL: the database stops accepti
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,4 +76,45 @@ class Outage:
         admin = sa.create_engine(self.admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
         with admin.connect() as connection:
             connection.exec_driver_sql(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+        admin.dispose()
+
+
+@dataclass
+class ReadOnly:
+    """Make a database readable but not writable (`begin`) and writable again (`end`), as a disk
+    remounted read-only, a file with the wrong owner or a server in recovery would.
+
+    SQLite: the file is made immutable for root (chattr +i: root ignores file modes), read-only
+    (0444) for anyone else; SQLite then opens it read-only without a word. PostgreSQL: new sessions
+    start read-only (default_transaction_read_only), every existing one is ended; once writable,
+    sessions opened meanwhile stay read-only (as after a failover), only new ones can write.
+    """
+
+    url: str
+    admin_url: str = ""
+
+    def begin(self) -> None:
+        self._set(True)
+
+    def end(self) -> None:
+        self._set(False)
+
+    def _set(self, read_only: bool) -> None:
+        if self.url.startswith("sqlite"):
+            path = Path(make_url(self.url).database or "")
+            if os.geteuid() == 0:
+                subprocess.run(["chattr", "+i" if read_only else "-i", str(path)], check=True)
+            else:
+                path.chmod(0o444 if read_only else 0o600)
+            return
+        name = make_url(self.url).database
+        setting = "SET default_transaction_read_only = on" if read_only else "RESET default_transaction_read_only"
+        admin = sa.create_engine(self.admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'ALTER DATABASE "{name}" {setting}')
+            if read_only:  # sessions that began read-only stay so: only a new connection is writable
+                connection.execute(
+                    sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"),
+                    {"name": name},
+                )
         admin.dispose()
