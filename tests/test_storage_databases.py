@@ -262,15 +262,15 @@ def test_the_per_request_reads_leave_no_snapshot_open(storage: Storage, database
 
 
 @pytest.mark.parametrize("empty_database_url", ["sqlite", "postgresql"], indirect=True)
-def test_migration_0004_keeps_one_row_per_recording(empty_database_url: str) -> None:
-    """Messages listed twice before migration 0004 are listed once after it (done if either copy was)."""
+def test_migration_0005_keeps_one_row_per_recording(empty_database_url: str) -> None:
+    """Messages listed twice before migration 0005 are listed once after it (done if either copy was)."""
     storage = Storage(empty_database_url, "k")
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     try:
         with storage.durable() as connection:
             config.attributes["connection"] = connection
-            command.upgrade(config, "0003")
+            command.upgrade(config, "0004")
         at = dt.datetime(2026, 11, 25, 18, 0, tzinfo=dt.UTC)
         row = {"created_at": at, "channel": "voice", "kind": "voicemail", "topic": "", "lang": "en", "note": ""}
         copies = [

@@ -83,7 +83,7 @@ def attach_recording_in(
     """`CallbackQueue.attach_recording` inside `connection`'s transaction (also for a record from the spool).
 
     Twilio's two callbacks for one recording may run at the same moment on two workers: the unique
-    index on recording_sid (migration 0004) makes the second one's write change nothing. Each write
+    index on recording_sid (migration 0005) makes the second one's write change nothing. Each write
     checks again, in the statement itself, what the reads before it saw: the call's waiting request
     may have been given this recording since, and its insert gives way to a row that has it.
     """

@@ -44,7 +44,7 @@ callback_requests = sa.Table(
     sa.Column("words", sa.Text, nullable=True),
 )
 
-#: One voice message per recording (migration 0004): Twilio reports each recording twice, maybe at once.
+#: One voice message per recording (migration 0005): Twilio reports each recording twice, maybe at once.
 sa.Index("ix_callback_requests_recording_sid", callback_requests.c.recording_sid, unique=True)
 
 #: Alerts to STAFF_ALERT_NUMBERS waiting to be sent (ivr/alerts.py): written in the same transaction as

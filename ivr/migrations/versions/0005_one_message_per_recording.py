@@ -4,15 +4,15 @@ Twilio's Record action and recordingStatusCallback could each add the same recor
 item 3). Duplicates already kept are removed first: of each recording's rows the oldest stays, marked
 done if staff marked any of its copies done (the same message, already dealt with).
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
