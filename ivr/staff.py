@@ -4,7 +4,8 @@ Server-rendered (templates/staff/), no JavaScript. Security, in short:
 - accounts are made with `flask --app ivr create-staff NAME`; passwords are hashed with scrypt
   (werkzeug.security) and never stored or logged in the clear;
 - the session cookie is HttpOnly, SameSite=Lax, and Secure outside local mode; it lasts 8 hours and
-  stops working when the account's password changes;
+  stops working when the account's password changes or the staff member signs out (on any device: the
+  account's session generation, in the database);
 - every form carries a CSRF token (Flask-WTF's CSRFProtect). The check runs for every POST in the
   app except views marked `@twilio_only`, which Twilio signs instead;
 - failed sign-ins are counted in the database (so every app process sees them): 5 per user name or
@@ -125,9 +126,11 @@ def _decoy_hash() -> str:
     return hash_password("decoy password that matches nothing")
 
 
-def _fingerprint(password_hash: str) -> str:
-    """Ties a session to the password it was opened with: a new password ends old sessions."""
-    return hashlib.sha256(password_hash.encode()).hexdigest()[:24]
+def _fingerprint(account: dict[str, Any]) -> str:
+    """Ties a session to the password it was opened with and the account's session generation: a new
+    password, or a sign-out (which adds one to the generation), ends the sessions opened before."""
+    tie = f"{account['password_hash']}\0{account['session_generation']}"
+    return hashlib.sha256(tie.encode()).hexdigest()[:24]
 
 
 def _signed_in_user() -> str | None:
@@ -135,7 +138,7 @@ def _signed_in_user() -> str | None:
     if not isinstance(username, str):
         return None
     account = services().storage.staff_user(username)
-    if account is None or session.get("staff_key") != _fingerprint(account["password_hash"]):
+    if account is None or session.get("staff_key") != _fingerprint(account):
         return None
     return username
 
@@ -222,14 +225,15 @@ def login() -> Any:
     session.clear()  # a fresh session at sign-in: nothing set before it carries over
     session.permanent = True
     session["staff_user"] = account["username"]
-    session["staff_key"] = _fingerprint(account["password_hash"])
+    session["staff_key"] = _fingerprint(account)
     log.info("Staff member %s signed in", account["username"])
     return redirect(next_page, code=303)
 
 
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
-    """Sign out: forget the session."""
+    """Sign out: end the session on the server too (a copy of its cookie no longer works), and forget it."""
+    services().storage.end_staff_sessions(g.staff_user)  # signed in: _require_sign_in let the request through
     session.clear()
     flash("signed_out")
     return redirect(url_for("staff.login"), code=303)

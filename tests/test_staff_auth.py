@@ -225,3 +225,28 @@ def test_a_new_password_ends_open_sessions(staff_app: Flask) -> None:
     assert result.exit_code == 0, result.output
     assert client.get("/staff/").status_code == 303
     assert sign_in(staff_app.test_client(), password=new_password).status_code == 303
+
+
+def test_a_session_cookie_captured_before_sign_out_no_longer_works_after_it(tmp_path: Path, database_url: str) -> None:
+    """Sign-out ends the session on the server (issue 15, item 9), not only in the browser that signed out."""
+    app = make_app(tmp_path, DATABASE_URL=database_url)
+    create_staff(app)
+    client = app.test_client()
+    sign_in(client)
+    page = client.get("/staff/")
+    assert page.status_code == 200
+    captured = client.get_cookie("careline_session")
+    assert captured is not None
+    thief = app.test_client()
+    thief.set_cookie("careline_session", captured.value)
+    assert thief.get("/staff/").status_code == 200, "the copy works while the session is open"
+
+    client.post("/staff/logout", data={"csrf_token": csrf_token(page.get_data(as_text=True))})
+    assert client.get("/staff/").status_code == 303
+    replayed = app.test_client()
+    replayed.set_cookie("careline_session", captured.value)
+    assert replayed.get("/staff/").status_code == 303, "the captured cookie is refused after sign-out"
+    assert thief.get("/staff/").status_code == 303
+
+    again = app.test_client()
+    assert sign_in(again).status_code == 303 and again.get("/staff/").status_code == 200, "signing in again works"

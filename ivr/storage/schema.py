@@ -96,6 +96,8 @@ staff_users = sa.Table(
     sa.Column("username", sa.String(64), nullable=False, unique=True),
     sa.Column("password_hash", sa.String(256), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # Migration 0006: one more at every sign-out, which ends the account's open sessions.
+    sa.Column("session_generation", sa.Integer, nullable=False, default=0, server_default="0"),
 )
 
 login_attempts = sa.Table(

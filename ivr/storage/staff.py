@@ -31,6 +31,16 @@ class StaffRecords(Database):
         with self.durable() as connection:
             return connection.execute(statement).rowcount == 1
 
+    def end_staff_sessions(self, username: str) -> bool:
+        """End every open session of `username` (sign-out): their cookies no longer sign anyone in."""
+        statement = (
+            staff_users.update()
+            .where(staff_users.c.username == username)
+            .values(session_generation=staff_users.c.session_generation + 1)
+        )
+        with self.durable() as connection:
+            return connection.execute(statement).rowcount == 1
+
     def staff_user(self, username: str) -> dict[str, Any] | None:
         """The staff account called `username`, or None."""
         query = sa.select(staff_users).where(staff_users.c.username == username)
