@@ -19,6 +19,8 @@ from __future__ import annotations
 import functools
 import hmac
 import ipaddress
+import logging
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
@@ -27,6 +29,8 @@ from flask import Flask, Request, abort, current_app, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from twilio.request_validator import RequestValidator
 from werkzeug.middleware.proxy_fix import ProxyFix
+
+log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -153,6 +157,22 @@ def trust_proxies(app: Flask, hops: int) -> None:
     """
     if hops > 0:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+        return
+    warned = threading.Event()
+
+    def warn_once_of_an_unbelieved_proxy() -> None:
+        # A proxy the line does not believe: every client has the proxy's address, so one attacker's
+        # failed sign-ins would limit everyone. Said once per process, where start-up is logged.
+        if warned.is_set() or "X-Forwarded-For" not in request.headers:
+            return
+        warned.set()
+        log.warning(
+            "Requests carry X-Forwarded-For but TRUSTED_PROXY_HOPS=0: every client looks like the proxy, "
+            "so staff sign-in limits count them all as one address. Set TRUSTED_PROXY_HOPS to the number "
+            "of proxies in front of the line."
+        )
+
+    app.before_request(warn_once_of_an_unbelieved_proxy)
 
 
 #: Where Twilio posts. A webhook never has a browser session: a call's state travels in its URLs.

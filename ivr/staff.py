@@ -8,8 +8,11 @@ Server-rendered (templates/staff/), no JavaScript. Security, in short:
   account's session generation, in the database);
 - every form carries a CSRF token (Flask-WTF's CSRFProtect). The check runs for every POST in the
   app except views marked `@twilio_only`, which Twilio signs instead;
-- failed sign-ins are counted in the database (so every app process sees them): 5 per user name or
-  20 per address in 15 minutes, and further tries wait;
+- failed sign-ins are counted in the database (so every app process sees them), never in memory.
+  They slow an attacker without locking the real staff member out: after 5 failures for one user name
+  from one address in 15 minutes, that name from that address waits 1 minute, doubling with each
+  further failure (up to 15); 20 failures from one address in 15 minutes stop every sign-in from it.
+  Nothing stops a user name alone: the right password from an address that is not limited works;
 - staff pages send a strict Content-Security-Policy and are never framed or cached.
 Voice messages are played through the app (`/staff/requests/<id>/recording`), which fetches the
 recording from Twilio with the account's credentials: Twilio's media URLs need HTTP auth, and staff
@@ -22,6 +25,7 @@ import datetime as dt
 import functools
 import hashlib
 import logging
+import math
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -60,8 +64,11 @@ log = logging.getLogger(__name__)
 bp = Blueprint("staff", __name__, url_prefix="/staff", static_folder="static", static_url_path="/static")
 csrf = CSRFProtect()
 
-#: Failed sign-ins allowed per user name, and per client address, within FAILURE_WINDOW.
-MAX_FAILURES_PER_USER = 5
+#: Failed sign-ins for one user name from one address, within FAILURE_WINDOW, before each further try
+#: waits: FIRST_WAIT, doubling with every failure, never more than FAILURE_WINDOW.
+FREE_FAILURES_PER_NAME_AND_ADDRESS = 5
+FIRST_WAIT = dt.timedelta(minutes=1)
+#: Failed sign-ins from one address, for any names, within FAILURE_WINDOW, that stop every sign-in from it.
 MAX_FAILURES_PER_ADDRESS = 20
 FAILURE_WINDOW = dt.timedelta(minutes=15)
 SESSION_HOURS = 8
@@ -189,6 +196,22 @@ def _safe_next(target: str | None) -> str:
     return url_for("staff.index")
 
 
+def _sign_in_wait(pair_key: str, address_key: str, moment: dt.datetime) -> int:
+    """Seconds before a sign-in from this name and address may be tried; 0 when it may be now."""
+    storage = services().storage
+    since = moment - FAILURE_WINDOW
+    failures, latest = storage.recent_login_failures(address_key, since)
+    if failures >= MAX_FAILURES_PER_ADDRESS and latest is not None:
+        until = latest + FAILURE_WINDOW
+    else:
+        failures, latest = storage.recent_login_failures(pair_key, since)
+        if failures < FREE_FAILURES_PER_NAME_AND_ADDRESS or latest is None:
+            return 0
+        doublings = failures - FREE_FAILURES_PER_NAME_AND_ADDRESS
+        until = latest + min(FIRST_WAIT * 2 ** min(doublings, 10), FAILURE_WINDOW)
+    return max(0, math.ceil((until - moment).total_seconds()))
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
     """The sign-in form; signs a staff member in after checking the rate limit and the password."""
@@ -202,26 +225,24 @@ def login() -> Any:
     username = request.form.get("username", "").strip()[:64]
     password = request.form.get("password", "")[:1024]
     moment = now()
-    user_key = storage.key_hash("login-user", username.lower())
-    address_key = storage.key_hash("login-address", request.remote_addr or "")
-    since = moment - FAILURE_WINDOW
-    if (
-        storage.login_failures(user_key, since) >= MAX_FAILURES_PER_USER
-        or storage.login_failures(address_key, since) >= MAX_FAILURES_PER_ADDRESS
-    ):
+    address = request.remote_addr or ""
+    pair_key = storage.key_hash("login-name-address", f"{username.lower()}\0{address}")
+    address_key = storage.key_hash("login-address", address)
+    wait = _sign_in_wait(pair_key, address_key, moment)
+    if wait:
         log.warning("Staff sign-in refused: too many failed attempts")
         page = render_template("staff/login.html", next_page=next_page, problem="too_many", username=username)
-        return page, 429, {"Retry-After": str(int(FAILURE_WINDOW.total_seconds()))}
+        return page, 429, {"Retry-After": str(wait)}
 
     account = storage.staff_user(username) if username else None
     password_ok = check_password_hash(account["password_hash"] if account else _decoy_hash(), password)
     if account is None or not password_ok:
-        storage.record_login_failure([user_key, address_key], moment)
+        storage.record_login_failure([pair_key, address_key], moment)
         log.info("Staff sign-in failed")
         page = render_template("staff/login.html", next_page=next_page, problem="wrong", username=username)
         return page, 401
 
-    storage.clear_login_failures(user_key)
+    storage.clear_login_failures(pair_key)
     session.clear()  # a fresh session at sign-in: nothing set before it carries over
     session.permanent = True
     session["staff_user"] = account["username"]

@@ -137,31 +137,75 @@ def test_twilio_webhooks_need_their_signature_not_a_csrf_token(staff_app: Flask)
     assert twilio_post(staff_app.test_client(), "/voice", params).status_code == 200
 
 
-def test_failed_sign_ins_are_rate_limited_per_user_name(staff_app: Flask, tmp_path: Path) -> None:
-    client = staff_app.test_client()
+ATTACKER = "203.0.113.66"
+NURSE_AT_WORK = "198.51.100.20"
+
+
+def client_at(app: Flask, address: str) -> FlaskClient:
+    """A browser at `address` (as the app sees it: REMOTE_ADDR, or the address a trusted proxy gives)."""
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def test_failed_sign_ins_slow_that_name_from_that_address_but_never_lock_the_real_user_out(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Issue 15, item 5: 5 wrong passwords no longer lock the account against its own, right password."""
+    staff_app = make_app(tmp_path, DATABASE_URL=database_url)
+    create_staff(staff_app)
+    attacker = client_at(staff_app, ATTACKER)
     for _ in range(5):
-        assert sign_in(client, password="wrong password!").status_code == 401
-    blocked = sign_in(client)  # even the right password waits now
+        assert sign_in(attacker, password="wrong password!").status_code == 401
+    blocked = sign_in(attacker)  # from the attacker's address, even the right password waits now
     assert blocked.status_code == 429
     assert "Too many tries" in blocked.get_data(as_text=True)
-    assert blocked.headers["Retry-After"] == "900"
+    assert blocked.headers["Retry-After"] == "60"
+    assert sign_in(client_at(staff_app, NURSE_AT_WORK)).status_code == 303, "the nurse signs in from work"
 
     # The count is in the database, so another app process sees it too.
-    other_process = make_app(tmp_path)
-    assert sign_in(other_process.test_client()).status_code == 429
+    other_process = make_app(tmp_path, DATABASE_URL=database_url)
+    assert sign_in(client_at(other_process, ATTACKER)).status_code == 429
     with staff_app.app_context():
         stored = services().storage.engine.connect().execute(sa.select(login_attempts.c.key_hash)).scalars().all()
-    assert stored and all("nurse" not in key for key in stored), "user names are kept only as keyed hashes"
+    assert stored and all("nurse" not in key and "203" not in key for key in stored), "kept only as keyed hashes"
 
-    later = make_app(tmp_path, NOW=OPEN_TIME + dt.timedelta(minutes=16))
-    assert sign_in(later.test_client()).status_code == 303
+    # The wait doubles with every further failure: 1 minute, then 2, then 4.
+    minute_later = make_app(tmp_path, DATABASE_URL=database_url, NOW=OPEN_TIME + dt.timedelta(seconds=60))
+    assert sign_in(client_at(minute_later, ATTACKER), password="still wrong!!").status_code == 401
+    assert sign_in(client_at(minute_later, ATTACKER)).headers["Retry-After"] == "120"
+    three_minutes_later = make_app(tmp_path, DATABASE_URL=database_url, NOW=OPEN_TIME + dt.timedelta(seconds=179))
+    assert sign_in(client_at(three_minutes_later, ATTACKER)).status_code == 429
+    at_last = make_app(tmp_path, DATABASE_URL=database_url, NOW=OPEN_TIME + dt.timedelta(seconds=180))
+    assert sign_in(client_at(at_last, ATTACKER)).status_code == 303
 
 
 def test_failed_sign_ins_are_rate_limited_per_address(staff_app: Flask) -> None:
-    client = staff_app.test_client()
+    client = client_at(staff_app, ATTACKER)
     for number in range(20):
         assert sign_in(client, username=f"guess{number}", password="wrong password!").status_code == 401
-    assert sign_in(client).status_code == 429
+    refused = sign_in(client)
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "900"
+    assert sign_in(client_at(staff_app, NURSE_AT_WORK)).status_code == 303, "only that address is stopped"
+
+
+def test_a_proxy_the_line_does_not_believe_is_warned_of_once(
+    staff_app: Flask, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With TRUSTED_PROXY_HOPS=0 every client behind a proxy has the proxy's address: say so, once."""
+    client = staff_app.test_client()
+    client.get("/staff/login")
+    assert "TRUSTED_PROXY_HOPS=0" not in caplog.text
+    for _ in range(3):
+        client.get("/staff/login", headers={"X-Forwarded-For": "203.0.113.5"})
+    warnings = [r for r in caplog.records if "TRUSTED_PROXY_HOPS=0" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
+    assert "203.0.113.5" not in caplog.text
+
+    caplog.clear()
+    behind_a_believed_proxy = make_app(tmp_path, TRUSTED_PROXY_HOPS=1)
+    behind_a_believed_proxy.test_client().get("/staff/login", headers={"X-Forwarded-For": "203.0.113.5"})
+    assert "TRUSTED_PROXY_HOPS" not in caplog.text
 
 
 def test_a_success_clears_the_user_names_failures(staff_app: Flask) -> None:

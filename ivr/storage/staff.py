@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ivr.storage.database import Database, for_each_database
-from ivr.storage.schema import as_utc, login_attempts, staff_acceptances, staff_users, utcnow
+from ivr.storage.schema import as_utc, from_db, login_attempts, staff_acceptances, staff_users, utcnow
 
 NEW_USER = for_each_database(lambda insert: insert(staff_users).on_conflict_do_nothing())
 NEW_ACCEPTANCE = for_each_database(lambda insert: insert(staff_acceptances).on_conflict_do_nothing())
@@ -66,6 +66,15 @@ class StaffRecords(Database):
         )
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
+
+    def recent_login_failures(self, key_hash: str, since: dt.datetime) -> tuple[int, dt.datetime | None]:
+        """Failed sign-ins against `key_hash` since `since`, and when the latest of them was."""
+        query = sa.select(sa.func.count(), sa.func.max(login_attempts.c.at)).where(
+            login_attempts.c.key_hash == key_hash, login_attempts.c.at >= as_utc(since)
+        )
+        with self.engine.connect() as connection:
+            count, latest = connection.execute(query).one()
+        return int(count), from_db(latest)
 
     def clear_login_failures(self, key_hash: str) -> None:
         """Forget the failed sign-ins against `key_hash` (after a successful one)."""
