@@ -276,10 +276,12 @@ def _render_index(send_form: dict[str, str] | None = None, send_problem: str | N
     staff_language = content.language(content.default_language)
     today = now().astimezone(svc.hours.timezone).date()
     open_requests = svc.storage.callback_requests("open")
+    cards = queue_cards(open_requests)
     page = render_template(
         "staff/index.html",
         user=g.staff_user,
-        queue=[_request_view(row) for row in open_requests[:QUEUE_SHOWN]],
+        queue=cards[:QUEUE_SHOWN],
+        card_count=len(cards),
         open_count=len(open_requests),
         done=[_request_view(row) for row in svc.storage.done_requests()],
         sections=[(sid, _sentence(staff_language.sections[sid].title)) for sid in content.section_ids],
@@ -294,6 +296,51 @@ def _render_index(send_form: dict[str, str] | None = None, send_problem: str | N
         content_files=len(content.reviews),
     )
     return page if status == 200 else (page, status)
+
+
+def queue_cards(open_requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The open requests as the queue shows them: one card per number, in the queue's order (urgent
+    first, then newest), so one number sending a thousand texts is one card, not a flood.
+
+    A card is its number's newest request, with: how many requests it stands for, every voice message,
+    the newest words and (if different) the newest urgent words, and urgent when any request is.
+    A request with no number is a card of its own. Nothing is merged in the database.
+    """
+    groups: dict[str, list[dict[str, Any]]] = {}
+    ordered: list[list[dict[str, Any]]] = []
+    for row in open_requests:
+        if not row["phone"]:
+            ordered.append([row])
+        elif row["phone"] in groups:
+            groups[row["phone"]].append(row)
+        else:
+            groups[row["phone"]] = [row]
+            ordered.append(groups[row["phone"]])
+    return [_card(group) for group in ordered]
+
+
+def _card(group: list[dict[str, Any]]) -> dict[str, Any]:
+    by_time = sorted(group, key=lambda row: (from_db(row["created_at"]), row["id"]))
+    card = _request_view(by_time[-1])
+    urgent = [row for row in reversed(by_time) if row["urgent"]]
+    worded = [row for row in reversed(by_time) if row.get("words")]
+    storage = services().storage
+    words = storage.unseal(worded[0]["words"]) if worded else ""
+    urgent_words = storage.unseal(urgent[0].get("words")) if urgent else ""
+    notes = [note for row in by_time for note in (row["note"] or "").split(",") if note]
+    card.update(
+        count=len(group),
+        through=max(row["id"] for row in group),
+        urgent=bool(urgent),
+        urgent_kind=(urgent[0].get("urgent_kind") or "") if urgent else "",
+        words=words,
+        urgent_words=urgent_words if urgent_words != words else "",
+        notes=list(dict.fromkeys(notes)),
+        recordings=[
+            {"id": row["id"], "seconds": row["recording_seconds"] or 0} for row in by_time if row["recording_sid"]
+        ],
+    )
+    return card
 
 
 def _request_view(row: dict[str, Any]) -> dict[str, Any]:
@@ -378,8 +425,14 @@ def _texting_ready() -> bool:
 
 @bp.post("/requests/<int:request_id>/done")
 def mark_done(request_id: int) -> ResponseReturnValue:
-    """Mark a call-back request done, noting who and when."""
-    changed = services().storage.mark_done(request_id, g.staff_user, now())
+    """Mark a call-back request done, noting who and when; with `through` (a card's newest request), every
+    open request of that number the card showed."""
+    through = request.form.get("through", "")
+    storage = services().storage
+    if through.isdigit() and len(through) < 12:
+        changed = storage.mark_number_done(request_id, int(through), g.staff_user, now()) > 0
+    else:
+        changed = storage.mark_done(request_id, g.staff_user, now())
     if changed:
         log.info("Staff member %s marked call-back request %d done", g.staff_user, request_id)
     flash("marked_done" if changed else "already_done")

@@ -246,6 +246,24 @@ class CallbackQueue(Database):
         with self.durable() as connection:
             return connection.execute(statement).rowcount == 1
 
+    def mark_number_done(self, request_id: int, through_id: int, by: str, at: dt.datetime | None = None) -> int:
+        """Staff member `by` dealt with a number's card: mark done request `request_id` and the other open
+        requests from its number up to `through_id` (the newest the card showed: one that came in after
+        the page was loaded stays open). The number of requests this call changed."""
+        phone = sa.select(callback_requests.c.phone).where(callback_requests.c.id == request_id).scalar_subquery()
+        statement = (
+            callback_requests.update()
+            .where(
+                callback_requests.c.status == "open",
+                callback_requests.c.id <= max(through_id, request_id),
+                # A request with no number is a card of its own (NULL equals nothing).
+                sa.or_(callback_requests.c.id == request_id, callback_requests.c.phone == phone),
+            )
+            .values(status="done", done_by=by[:64], done_at=as_utc(at))
+        )
+        with self.durable() as connection:
+            return int(connection.execute(statement).rowcount)
+
     def reopen(self, request_id: int) -> bool:
         """Put a request marked done back in the queue; True when this call changed it."""
         statement = (
