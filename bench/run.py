@@ -336,7 +336,9 @@ def main() -> int:
 
         # What the line offers, from the line itself: topic keys, text keywords, whether /sms exists,
         # and its real main menu for the ceiling to answer with.
-        probe_app = create_app({"DATABASE_URL": f"sqlite:///{work / 'probe.sqlite3'}", "SECRET_KEY": "probe"})
+        probe_app = create_app(
+            {"LOCAL_MODE": "1", "DATABASE_URL": f"sqlite:///{work / 'probe.sqlite3'}", "SECRET_KEY": "probe"}
+        )
         content = probe_app.extensions["careline"].content
         has_sms = any(rule.rule == "/sms" for rule in probe_app.url_map.iter_rules())
         maker = RequestMaker()
