@@ -45,7 +45,7 @@ from sqlalchemy.engine import make_url
 from twilio.request_validator import RequestValidator
 
 from ivr import create_app, phone
-from ivr.dialog import CallState
+from ivr.call_dialog import CallState
 from ivr.twiml import state_to_query
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from ivr import create_app
 from ivr.services import services
-from ivr.staff import hash_password
 from ivr.storage import Use, callback_requests
+from ivr.web.staff import hash_password
 
 PASSWORD = "benchmark password 1234"
 

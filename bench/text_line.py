@@ -13,7 +13,7 @@ import statistics
 import string
 import time
 
-from ivr import textline
+from ivr import text_dialog
 from ivr.content import load_content
 
 TEXTS = {
@@ -35,13 +35,13 @@ TEXTS["1600 characters, all new words"] = " ".join(
 def main(rounds: int = 200) -> None:
     """Print the median and worst time of `decide` for each kind of text."""
     content = load_content()
-    conversation = textline.Conversation(lang="en")
+    conversation = text_dialog.Conversation(lang="en")
     print(f"{'text':28} {'median ms':>10} {'worst ms':>10}")
     for name, text in TEXTS.items():
         times = []
         for _ in range(rounds):
             start = time.perf_counter()
-            textline.decide(content, conversation, text)
+            text_dialog.decide(content, conversation, text)
             times.append((time.perf_counter() - start) * 1000)
         print(f"{name:28} {statistics.median(times):10.3f} {max(times):10.3f}")
 

@@ -93,9 +93,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.before_request(refuse_unless_from_this_machine)
     app.cli.add_command(retention.purge_command)
 
-    from ivr import errors, voice
+    from ivr.web import calls, errors
 
-    app.register_blueprint(voice.bp)
+    app.register_blueprint(calls.bp)
     errors.init_app(app)
 
     from ivr import report
@@ -103,15 +103,16 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.cli.add_command(report.content_report_command)
     app.cli.add_command(approval.content_approve_command)
 
-    from ivr import sms
+    from ivr.web import texts
 
-    app.register_blueprint(sms.bp)
+    app.register_blueprint(texts.bp)
 
-    from ivr import staff
+    from ivr.web import staff
 
     staff.init_app(app)
 
-    from ivr import alerts, health
+    from ivr import alerts
+    from ivr.web import health
 
     alerts.init_app(app)
 

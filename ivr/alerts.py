@@ -24,7 +24,7 @@ import requests
 from flask import Flask
 from twilio.base.exceptions import TwilioException
 
-from ivr import resilience, texting
+from ivr import outbound_texts, resilience
 from ivr.services import app_services
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def send_waiting(app: Flask) -> int:
     sent = 0
     with app.app_context():
         from_ = app.config.get("LINE_NUMBER") or app.extensions.get("careline.alert_from", "")
-        client = texting.twilio_client() if numbers else None
+        client = outbound_texts.twilio_client() if numbers else None
         body = alert_text(app)
         for alert_id in claimed:
             ok = True

@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 import yaml
 
-from ivr import gsm
+from ivr import sms_segments
 from ivr.hours import (
     HOURS_CLOCKS,
     HOURS_DAY_LISTS,
@@ -213,21 +213,21 @@ class Answer:
 class TextLimit:
     """What a language's texts may use: an alphabet (GSM-7 only, or UCS-2 allowed) and a number of segments."""
 
-    alphabet: gsm.Encoding
+    alphabet: sms_segments.Encoding
     max_segments: int
 
     @property
     def max_characters(self) -> int:
         """How many characters always fit (UCS-2 counted at its smaller size when allowed)."""
-        part = gsm.PART_GSM7 if self.alphabet == "GSM-7" else gsm.PART_UCS2
+        part = sms_segments.PART_GSM7 if self.alphabet == "GSM-7" else sms_segments.PART_UCS2
         return part * self.max_segments
 
     def problem(self, text: str) -> str | None:
         """Why `text` may not be sent in this language, or None when it may."""
-        odd = gsm.non_gsm7(text)
+        odd = sms_segments.non_gsm7(text)
         if self.alphabet == "GSM-7" and odd:
             return f"has characters outside GSM-7 {odd}, which would make it UCS-2"
-        length = gsm.measure(text)
+        length = sms_segments.measure(text)
         if length.segments > self.max_segments:
             return (
                 f"is {length.units} characters ({length.encoding}), {length.segments} segments; "
@@ -776,7 +776,7 @@ def _check_texts(
     words += [getattr(texting.hours, name) for name in _HOUR_WORDS if name != "days"]
     if limit.alphabet == "GSM-7":
         for text in words:
-            odd = gsm.non_gsm7(text)
+            odd = sms_segments.non_gsm7(text)
             if odd:
                 _fail(path, f"{text!r} has characters outside GSM-7 {odd}, which would make the text UCS-2")
     for section in sections.values():

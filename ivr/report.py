@@ -18,7 +18,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from ivr import approval, coverage, dialog, gsm, readability
+from ivr import approval, call_dialog, coverage, readability, sms_segments
 from ivr.content import Content, Language, TextLimit
 
 #: Longest a spoken section part may take, and the opening (the greeting up to the first topic), in seconds.
@@ -65,12 +65,12 @@ class Report:
 
 def opening_text(content: Content, lang: str) -> str:
     """The opening a caller hears in `lang`, up to the first topic (greeting, other language, 911 and 988, 0)."""
-    return " ".join(line.text for line in dialog.opening(content, lang))
+    return " ".join(line.text for line in call_dialog.opening(content, lang))
 
 
 def first_turn_text(content: Content, lang: str) -> str:
     """Everything a new caller hears in `lang` before the line waits for them."""
-    return " ".join(line.text for line in dialog.first_turn(content, lang))
+    return " ".join(line.text for line in call_dialog.first_turn(content, lang))
 
 
 def sample_values(language: Language) -> dict[str, str]:
@@ -101,7 +101,7 @@ def _spoken_row(lang: str, kind: str, item: str, text: str, score_required: bool
 
 
 def _sms_row(lang: str, kind: str, item: str, text: str, score_required: bool, limit: TextLimit) -> Row:
-    length = gsm.measure(text)
+    length = sms_segments.measure(text)
     segments, encoding = length.segments, length.encoding
     score = readability.readability(text, lang)
     problems = []

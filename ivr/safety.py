@@ -1,7 +1,7 @@
 """Hear danger before anything else: is what a person said or texted an emergency, a crisis or distress?
 
-Pure (no Flask, no Twilio): the phone dialog (ivr/dialog.py) asks `classify` at every <Gather> and the
-text line (ivr/textline.py) for every text, BEFORE any topic or keyword, so a crisis phrase can never
+Pure (no Flask, no Twilio): the phone dialog (ivr/call_dialog.py) asks `classify` at every <Gather> and the
+text line (ivr/text_dialog.py) for every text, BEFORE any topic or keyword, so a crisis phrase can never
 land on a section. The phrases are data (prompts/<lang>/urgent.yaml). Every language's phrases are
 checked whatever the conversation's language: "quiero morir" in an English call is still heard.
 

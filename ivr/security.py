@@ -133,7 +133,7 @@ def twilio_only(view: F) -> F:
             abort(415)
         return view(*args, **kwargs)
 
-    # Signed by Twilio, so exempt from the CSRF token staff forms need (see ivr/staff.py).
+    # Signed by Twilio, so exempt from the CSRF token staff forms need (see ivr/web/staff.py).
     guarded.twilio_signed = True  # type: ignore[attr-defined]
     return guarded  # type: ignore[return-value]
 

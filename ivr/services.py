@@ -11,9 +11,9 @@ from typing import Any
 
 from flask import Flask, current_app
 
-from ivr import gsm, textline
+from ivr import sms_segments, text_dialog
+from ivr.call_dialog import Reply
 from ivr.content import Content
-from ivr.dialog import Reply
 from ivr.hours import StaffHours, describe
 from ivr.storage import Storage
 from ivr.twiml import Links, Renderer, StaffDial, messages
@@ -43,12 +43,13 @@ class LineCache:
         # `script_root` is only part of the key: the links build their URLs under the request's script root.
         return self.renderer.voice(reply, links, staff, max_message_seconds)
 
-    def _text_reply(self, outcome: textline.Outcome, staff_phone: str) -> str:
-        bodies = textline.render(self.content, outcome, textline.facts(self.content, self.hours, staff_phone))
+    def _text_reply(self, outcome: text_dialog.Outcome, staff_phone: str) -> str:
+        bodies = text_dialog.render(self.content, outcome, text_dialog.facts(self.content, self.hours, staff_phone))
         for body in bodies:
-            if not gsm.fits(body):
+            if not sms_segments.fits(body):
                 # Only STAFF_HOURS or STAFF_PHONE can make a checked prompt longer; say which kind, not the text.
-                log.warning("A %s reply takes %d text segments; shorten STAFF_HOURS", outcome.kind, gsm.segments(body))
+                taken = sms_segments.segments(body)
+                log.warning("A %s reply takes %d text segments; shorten STAFF_HOURS", outcome.kind, taken)
         return messages(bodies)
 
     def _staff_hours_text(self, lang: str, today: dt.date) -> str:

@@ -13,8 +13,7 @@ from typing import Any
 from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import Dial, Gather, Say, VoiceResponse
 
-from ivr.content import Content
-from ivr.dialog import (
+from ivr.call_dialog import (
     MEMORY_NEW,
     MEMORY_OFF,
     MEMORY_ON,
@@ -29,6 +28,7 @@ from ivr.dialog import (
     RecordMessage,
     Reply,
 )
+from ivr.content import Content
 
 #: Seconds a caller has to start speaking or pressing a key.
 DEFAULT_GATHER_TIMEOUT = 8

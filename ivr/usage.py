@@ -8,7 +8,7 @@ process's counts in memory and adds them in one transaction every USAGE_FLUSH_SE
 background thread), when it holds MAX_PENDING of them, and when the process exits.
 
 Nothing about a caller is kept: a count is a day, a channel and a section, and the step key of a
-call (a keyed hash, see ivr/voice.py `retry_key`) so that a step Twilio retried counts once even
+call (a keyed hash, see ivr/web/calls.py `retry_key`) so that a step Twilio retried counts once even
 when the retry reached another process: the keys are claimed in the same transaction as the counts.
 
 What this costs: a process killed outright (SIGKILL, power cut) loses the counts of its last

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ivr import create_app, gsm, readability, report
+from ivr import create_app, readability, report, sms_segments
 from ivr.content import ContentError, load_content
 from tests.conftest import app_config
 
@@ -106,7 +106,7 @@ def test_the_real_content_has_no_problems(measured: report.Report) -> None:
     ],
 )
 def test_the_report_counts_segments_as_a_phone_does(text: str, segments: int, encoding: str) -> None:
-    length = gsm.measure(text)
+    length = sms_segments.measure(text)
     assert (length.segments, length.encoding) == (segments, encoding)
 
 

@@ -8,7 +8,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from ivr import dialog
+from ivr import call_dialog
 from ivr.storage import TextChanges
 from tests.helpers.support import CALLER, Call
 
@@ -35,7 +35,7 @@ def test_when_even_the_menu_fails_the_call_goes_to_the_fallback(call: Call, monk
     def broken(*args: object, **kwargs: object) -> None:
         raise ValueError("boom")
 
-    monkeypatch.setattr(dialog, "step", broken)
+    monkeypatch.setattr(call_dialog, "step", broken)
     root = call.post("/voice/step?n=main&l=en", Digits="5")
     redirect = root.find("Redirect")
     assert redirect is not None and redirect.text == "/voice/fallback"
@@ -52,7 +52,7 @@ def test_http_errors_stay_http_errors(client: FlaskClient) -> None:
     assert client.get("/nowhere").status_code == 404
 
 
-# -- the text line (ivr/sms.py) -------------------------------------------------------------------------
+# -- the text line (ivr/web/texts.py) -------------------------------------------------------------------------
 
 
 def test_an_unexpected_error_on_a_text_gets_a_short_apology_with_the_staff_number(
@@ -69,7 +69,7 @@ def test_an_unexpected_error_on_a_text_gets_a_short_apology_with_the_staff_numbe
     monkeypatch.setattr(storage, "text_conversation", broken)
     (apology,) = Phone(app.test_client()).text("hospice")
     assert apology == app.extensions["careline"].content.language("en").text("error_apology", phone="555-987-0000")
-    assert "RuntimeError" in caplog.text and "sms.py" in caplog.text
+    assert "RuntimeError" in caplog.text and "texts.py" in caplog.text
     assert CALLER not in caplog.text and "something broke" not in caplog.text
     (spanish,) = Phone(app.test_client()).text("AYUDA")
     assert spanish.startswith("CareLine: Perdone")
@@ -86,6 +86,6 @@ def test_an_error_on_the_staff_members_leg_connects_them_rather_than_playing_the
     def broken(*args: object, **kwargs: object) -> str:
         raise ValueError("boom")
 
-    monkeypatch.setattr(dialog, "whisper_text", broken)
+    monkeypatch.setattr(call_dialog, "whisper_text", broken)
     root = call.client_post("/voice/whisper?topic=hospice", CallSid="CA" + "2" * 32, Direction="outbound-dial")
     assert list(root) == [], "an empty answer: Twilio connects the staff member to the caller"

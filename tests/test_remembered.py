@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from ivr import create_app, dialog
+from ivr import call_dialog, create_app
 from ivr.content import load_content
 from ivr.storage import Storage, preferences
 from tests.conftest import app_config
@@ -215,23 +215,23 @@ def test_a_database_failure_never_costs_the_caller_the_call(line: Flask) -> None
 # The dialog alone: the rules, without HTTP or a database.
 
 
-def _welcome(remembered: dialog.Remembered | None, can_remember: bool = True) -> dialog.Reply:
-    start = dialog.CallStarted(can_remember=can_remember, remembered=remembered)
-    return dialog.step(CONTENT, dialog.CallState(), start)
+def _welcome(remembered: call_dialog.Remembered | None, can_remember: bool = True) -> call_dialog.Reply:
+    start = call_dialog.CallStarted(can_remember=can_remember, remembered=remembered)
+    return call_dialog.step(CONTENT, call_dialog.CallState(), start)
 
 
 def test_dialog_offers_the_last_topic_up_to_exactly_seven_days() -> None:
-    week = dialog.OFFER_LAST_SECTION_WITHIN
+    week = call_dialog.OFFER_LAST_SECTION_WITHIN
     offer = EN.say("last_topic", title="coping, support and family", key="6")
-    just_in = _welcome(dialog.Remembered("en", False, "coping", week))
-    just_out = _welcome(dialog.Remembered("en", False, "coping", week + dt.timedelta(seconds=1)))
+    just_in = _welcome(call_dialog.Remembered("en", False, "coping", week))
+    just_out = _welcome(call_dialog.Remembered("en", False, "coping", week + dt.timedelta(seconds=1)))
     assert offer in [line.text for line in just_in.lines]
     assert offer not in [line.text for line in just_out.lines]
 
 
 def test_dialog_ignores_a_saved_language_or_section_the_line_no_longer_has() -> None:
-    reply = _welcome(dialog.Remembered("fr", True, "astrology", dt.timedelta(hours=1)))
-    assert isinstance(reply.next, dialog.Listen)
+    reply = _welcome(call_dialog.Remembered("fr", True, "astrology", dt.timedelta(hours=1)))
+    assert isinstance(reply.next, call_dialog.Listen)
     assert reply.next.state.lang == "en" and reply.slow
     assert not any(line.text.startswith("Last time") for line in reply.lines)
 
@@ -239,7 +239,7 @@ def test_dialog_ignores_a_saved_language_or_section_the_line_no_longer_has() -> 
 def test_dialog_memory_state_survives_the_url_round_trip() -> None:
     from ivr.twiml import state_from_query, state_to_query
 
-    for memory in (dialog.MEMORY_OFF, dialog.MEMORY_NEW, dialog.MEMORY_ON):
-        state = dialog.CallState(memory=memory)
+    for memory in (call_dialog.MEMORY_OFF, call_dialog.MEMORY_NEW, call_dialog.MEMORY_ON):
+        state = call_dialog.CallState(memory=memory)
         assert state_from_query(state_to_query(state)).memory == memory
-    assert state_from_query({"r": "x"}).memory == dialog.MEMORY_OFF, "an odd URL never turns saving on"
+    assert state_from_query({"r": "x"}).memory == call_dialog.MEMORY_OFF, "an odd URL never turns saving on"

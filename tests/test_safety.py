@@ -16,8 +16,8 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from ivr import alerts, create_app, dialog, safety
-from ivr import textline as tl
+from ivr import alerts, call_dialog, create_app, safety
+from ivr import text_dialog as tl
 from ivr.content import URGENT_KINDS, load_content
 from ivr.services import app_services
 from ivr.storage import callback_requests, staff_alerts
@@ -28,7 +28,7 @@ from tests.helpers.twilio_api_standin import TwilioStandIn, twilio_standin
 
 CONTENT = load_content()
 LANGS = tuple(CONTENT.languages)
-STAFF_OPEN = dialog.Circumstances(staff_open=True)
+STAFF_OPEN = call_dialog.Circumstances(staff_open=True)
 
 
 def urgent_words(lang: str):  # type: ignore[no-untyped-def]
@@ -56,18 +56,18 @@ def at_least_as_urgent(found: str, own: str) -> bool:
 
 
 #: Where a caller can speak, as the dialog state after getting there (each in the call's language).
-def places(lang: str) -> dict[str, Callable[[], dialog.CallState]]:
-    def after_a_miss() -> dialog.CallState:
-        reply = dialog.step(CONTENT, dialog.CallState(lang=lang), dialog.Heard(speech="blah blah blah"))
-        assert isinstance(reply.next, dialog.Listen)
+def places(lang: str) -> dict[str, Callable[[], call_dialog.CallState]]:
+    def after_a_miss() -> call_dialog.CallState:
+        reply = call_dialog.step(CONTENT, call_dialog.CallState(lang=lang), call_dialog.Heard(speech="blah blah blah"))
+        assert isinstance(reply.next, call_dialog.Listen)
         return reply.next.state
 
     return {
-        "main menu": lambda: dialog.CallState(lang=lang),
-        "in a section": lambda: dialog.CallState(node=dialog.SECTION, lang=lang, section="hospice", part=1),
+        "main menu": lambda: call_dialog.CallState(lang=lang),
+        "in a section": lambda: call_dialog.CallState(node=call_dialog.SECTION, lang=lang, section="hospice", part=1),
         "after a miss": after_a_miss,
-        "at the message offer": lambda: dialog.CallState(node=dialog.OFFER, lang=lang),
-        "at an urgent offer": lambda: dialog.CallState(node=dialog.URGENT, lang=lang, urgent="distress"),
+        "at the message offer": lambda: call_dialog.CallState(node=call_dialog.OFFER, lang=lang),
+        "at an urgent offer": lambda: call_dialog.CallState(node=call_dialog.URGENT, lang=lang, urgent="distress"),
     }
 
 
@@ -81,13 +81,13 @@ def test_every_urgent_phrase_said_anywhere_gets_its_answer_first(
     lang: str, kind: str, phrase: str, call_lang: str, place: str
 ) -> None:
     state = places(call_lang)[place]()
-    reply = dialog.step(CONTENT, state, dialog.Heard(speech=f"{phrase}."), STAFF_OPEN)
-    assert isinstance(reply.next, dialog.Listen)
+    reply = call_dialog.step(CONTENT, state, call_dialog.Heard(speech=f"{phrase}."), STAFF_OPEN)
+    assert isinstance(reply.next, call_dialog.Listen)
     heard = reply.next.state
-    assert heard.node == dialog.URGENT and at_least_as_urgent(heard.urgent, kind), (phrase, heard)
+    assert heard.node == call_dialog.URGENT and at_least_as_urgent(heard.urgent, kind), (phrase, heard)
     first = reply.lines[0]
     assert first.text == urgent_words(first.lang).kinds[heard.urgent].say
-    assert reply.effects == (dialog.FlagUrgent(heard.urgent, heard.lang),)
+    assert reply.effects == (call_dialog.FlagUrgent(heard.urgent, heard.lang),)
     said = " ".join(line.text for line in reply.lines)
     assert "did not understand" not in said and "no entendimos" not in said
     assert "911" in said if heard.urgent != safety.DISTRESS else "988" in said
@@ -128,9 +128,9 @@ def near_misses() -> list[tuple[str, str]]:
 def test_near_misses_get_their_usual_answer_never_the_urgent_one(lang: str, text: str) -> None:
     for call_lang in LANGS:
         assert safety.classify(CONTENT, text, call_lang, typos=True) is None
-        reply = dialog.step(CONTENT, dialog.CallState(lang=call_lang), dialog.Heard(speech=text))
-        assert isinstance(reply.next, dialog.Listen) and reply.next.state.node != dialog.URGENT
-        assert not any(isinstance(effect, dialog.FlagUrgent) for effect in reply.effects)
+        reply = call_dialog.step(CONTENT, call_dialog.CallState(lang=call_lang), call_dialog.Heard(speech=text))
+        assert isinstance(reply.next, call_dialog.Listen) and reply.next.state.node != call_dialog.URGENT
+        assert not any(isinstance(effect, call_dialog.FlagUrgent) for effect in reply.effects)
         decision = tl.decide(CONTENT, tl.Conversation(call_lang), text)
         assert decision.outcome.kind != tl.URGENT
         assert not any(getattr(effect, "urgent", False) for effect in decision.effects)
@@ -145,8 +145,8 @@ def test_near_misses_get_their_usual_answer_never_the_urgent_one(lang: str, text
     ],
 )
 def test_near_misses_that_name_a_topic_get_that_topic(lang: str, text: str, topic: str) -> None:
-    reply = dialog.step(CONTENT, dialog.CallState(lang=lang), dialog.Heard(speech=text))
-    assert isinstance(reply.next, dialog.Listen) and reply.next.state.section == topic
+    reply = call_dialog.step(CONTENT, call_dialog.CallState(lang=lang), call_dialog.Heard(speech=text))
+    assert isinstance(reply.next, call_dialog.Listen) and reply.next.state.section == topic
     assert tl.decide(CONTENT, tl.Conversation(lang), text).outcome.section == topic
 
 
@@ -174,23 +174,23 @@ def test_the_ways_people_say_it(text: str, kind: str) -> None:
 
 
 def test_end_of_life_wording_gets_the_crisis_answer_then_the_hospice_offer() -> None:
-    reply = dialog.step(CONTENT, dialog.CallState(), dialog.Heard(speech="I want to die at home"))
+    reply = call_dialog.step(CONTENT, call_dialog.CallState(), call_dialog.Heard(speech="I want to die at home"))
     lines = [line.text for line in reply.lines]
     english = CONTENT.language("en")
     assert lines[0] == urgent_words("en").kinds["crisis"].say
     assert english.say("urgent_topic", title="hospice and end-of-life care", key="5") in lines
     assert lines.index(english.say("urgent_connect_crisis")) < lines.index(english.say("urgent_message"))
-    assert isinstance(reply.next, dialog.Listen)
-    hospice = dialog.step(CONTENT, reply.next.state, dialog.Heard(digits="5"))
-    assert isinstance(hospice.next, dialog.Listen) and hospice.next.state.section == "hospice"
+    assert isinstance(reply.next, call_dialog.Listen)
+    hospice = call_dialog.step(CONTENT, reply.next.state, call_dialog.Heard(digits="5"))
+    assert isinstance(hospice.next, call_dialog.Listen) and hospice.next.state.section == "hospice"
 
 
 def test_the_urgent_offer_never_hangs_up_whatever_the_caller_does() -> None:
-    state = dialog.CallState(node=dialog.URGENT, urgent="crisis")
+    state = call_dialog.CallState(node=call_dialog.URGENT, urgent="crisis")
     for _ in range(6):
-        for event in (dialog.Heard(), dialog.Heard(digits="7"), dialog.Heard(speech="mumble")):
-            reply = dialog.step(CONTENT, state, event)
-            assert isinstance(reply.next, dialog.Listen) and reply.next.state.node == dialog.URGENT
+        for event in (call_dialog.Heard(), call_dialog.Heard(digits="7"), call_dialog.Heard(speech="mumble")):
+            reply = call_dialog.step(CONTENT, state, event)
+            assert isinstance(reply.next, call_dialog.Listen) and reply.next.state.node == call_dialog.URGENT
             assert "988" in " ".join(line.text for line in reply.lines)
             state = reply.next.state
 
@@ -199,16 +199,17 @@ def test_the_urgent_offer_never_hangs_up_whatever_the_caller_does() -> None:
 @pytest.mark.parametrize("kind", URGENT_KINDS)
 def test_a_message_left_from_the_urgent_offer_comes_back_to_that_offer(kind: str, has_audio: bool) -> None:
     """Leaving a message (or failing to) never drops a caller in crisis to an offer without 988 and a person."""
-    offer = dialog.step(CONTENT, dialog.CallState(), dialog.Heard(speech=urgent_words("en").kinds[kind].phrases[0]))
-    assert isinstance(offer.next, dialog.Listen)
-    recording = dialog.step(CONTENT, offer.next.state, dialog.Heard(digits="2"), STAFF_OPEN)
-    assert isinstance(recording.next, dialog.RecordMessage)
-    after = dialog.step(CONTENT, recording.next.state, dialog.Recorded(has_audio=has_audio), STAFF_OPEN)
-    assert isinstance(after.next, dialog.Listen)
-    assert after.next.state.node == dialog.URGENT and after.next.state.urgent == kind
+    words = urgent_words("en").kinds[kind].phrases[0]
+    offer = call_dialog.step(CONTENT, call_dialog.CallState(), call_dialog.Heard(speech=words))
+    assert isinstance(offer.next, call_dialog.Listen)
+    recording = call_dialog.step(CONTENT, offer.next.state, call_dialog.Heard(digits="2"), STAFF_OPEN)
+    assert isinstance(recording.next, call_dialog.RecordMessage)
+    after = call_dialog.step(CONTENT, recording.next.state, call_dialog.Recorded(has_audio=has_audio), STAFF_OPEN)
+    assert isinstance(after.next, call_dialog.Listen)
+    assert after.next.state.node == call_dialog.URGENT and after.next.state.urgent == kind
     assert after.lines[0].text == CONTENT.language("en").say("record_saved" if has_audio else "record_empty")
     said = [line.text for line in after.lines]
-    expected = dialog.step(CONTENT, after.next.state, dialog.Heard(digits="*"), STAFF_OPEN)
+    expected = call_dialog.step(CONTENT, after.next.state, call_dialog.Heard(digits="*"), STAFF_OPEN)
     assert said[1:] == [line.text for line in expected.lines if line.text in said[1:]] and len(said) > 2
 
 

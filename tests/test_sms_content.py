@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ivr import gsm
-from ivr import textline as tl
+from ivr import sms_segments
+from ivr import text_dialog as tl
 from ivr.content import PROMPTS_DIR, SMS_PROMPTS, URGENT_KINDS, ContentError, load_content
 from ivr.hours import HourWords, StaffHours, describe_hours
 
@@ -74,8 +74,8 @@ def test_every_message_keeps_to_its_languages_limit(label: str, text: str) -> No
     assert limit.problem(text) is None, f"{label}: {limit.problem(text)}"
     assert len(text) <= limit.max_characters
     if label.startswith("en:"):
-        assert gsm.non_gsm7(text) == [], f"{label}: English stays in GSM-7"
-        assert gsm.segments(text) <= 2
+        assert sms_segments.non_gsm7(text) == [], f"{label}: English stays in GSM-7"
+        assert sms_segments.segments(text) <= 2
 
 
 def test_the_limits_are_data_per_language() -> None:
@@ -119,7 +119,7 @@ UNACCENTED = (
 def test_spanish_texts_keep_their_accents() -> None:
     """Correct Spanish wins over the cheaper alphabet: no word loses its accent to stay in GSM-7."""
     spanish = [text for label, text in MESSAGES if label.startswith("es:")]
-    assert spanish and any(gsm.encoding(text) == "UCS-2" for text in spanish)
+    assert spanish and any(sms_segments.encoding(text) == "UCS-2" for text in spanish)
     for text in spanish:
         words = set(text.lower().replace("¿", " ").replace("¡", " ").split())
         words = {word.strip(".,:;!?()") for word in words}

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from ivr import textline
+from ivr import text_dialog
 from ivr.services import services
 from ivr.storage import CallbackAsk, TextChanges, Use, as_utc, callback_requests, opt_outs
 from tests.helpers.staff_support import (
@@ -174,7 +174,7 @@ def test_sending_a_section_by_text(app: Flask, staff: FlaskClient, standin: Twil
     )
     assert response.status_code == 303
     with app.app_context():
-        sms = textline.whole_section(services().content, "es", "hospice")
+        sms = text_dialog.whole_section(services().content, "es", "hospice")
     assert [m["Body"] for m in standin.messages] == list(sms)
     assert standin.messages[0]["Body"].startswith("HOSPICIO Y CUIDADOS AL FINAL DE LA VIDA")
     assert {m["To"] for m in standin.messages} == {PATIENT}

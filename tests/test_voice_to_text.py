@@ -17,7 +17,7 @@ import pytest
 from flask import Flask
 
 from ivr import create_app
-from ivr import textline as tl
+from ivr import text_dialog as tl
 from ivr.config import ConfigError, parse_settings
 from tests.conftest import app_config
 from tests.helpers.support import AUTH_TOKEN, CALLER, LINE_NUMBER, Call, Phone

@@ -11,11 +11,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TextIO
 
-from ivr import gsm
 from ivr.phone.transcript import Transcript
 from ivr.phone.transport import API_VERSION, PhoneSetup, Requester, new_sid, short_url
 from ivr.phone.twiml import TwimlError, check_attributes, parse_twiml
-from ivr.textline import CARRIER_OPT_OUT_WORDS
+from ivr.sms_segments import measure
+from ivr.text_dialog import CARRIER_OPT_OUT_WORDS
 
 #: Twilio's default opt-in words on a long-code number: they lift its block after an opt-out word.
 CARRIER_OPT_IN_WORDS = frozenset({"start", "yes", "unstop"})
@@ -36,8 +36,8 @@ class Segments:
 
 
 def sms_segments(body: str) -> Segments:
-    """Count the segments of `body` as a handset does, with the line's own GSM-7 table (ivr/gsm.py)."""
-    length = gsm.measure(body)
+    """Count the segments of `body` as a handset does, with the line's own GSM-7 table (ivr/sms_segments.py)."""
+    length = measure(body)
     return Segments(length.encoding, length.segments, length.units)
 
 

@@ -45,7 +45,7 @@ def noted_outcome(connection: sa.Connection, key: str) -> str:
 
 
 class CallSteps(Database):
-    """A call's steps: each answered once however often Twilio retries it (ivr/voice.py `retry_key`).
+    """A call's steps: each answered once however often Twilio retries it (ivr/web/calls.py `retry_key`).
     Their keys wait for the disk: a step (texting a section) must not be done twice."""
 
     def claim_step(self, key: str, at: dt.datetime | None = None) -> str | None:

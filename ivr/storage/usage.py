@@ -21,7 +21,7 @@ from ivr.storage.schema import as_utc, usage_daily
 @dataclass(frozen=True)
 class Use:
     """One section heard (channel "voice") or texted ("sms") on `day`, for the staff usage panel.
-    `once_key` (a call step's key, see ivr/voice.py `retry_key`) makes a retried step count once."""
+    `once_key` (a call step's key, see ivr/web/calls.py `retry_key`) makes a retried step count once."""
 
     day: dt.date
     channel: str

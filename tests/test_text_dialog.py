@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from ivr import dialog
-from ivr import textline as tl
+from ivr import call_dialog
+from ivr import text_dialog as tl
 from ivr.content import load_content
 from ivr.matching import normalize, typos_allowed
 
@@ -123,14 +123,14 @@ def test_questions_go_straight_to_their_answer_by_text_and_by_voice(
     assert decision.outcome == tl.Outcome(tl.SECTION, lang, section_id, sms)
     assert tl.CountSectionText(section_id) in decision.effects
     assert tl.SaveConversation(lang, section_id, sms + 1) in decision.effects  # MORE goes on from there
-    reply = dialog.step(CONTENT, dialog.CallState(lang=lang), dialog.Heard(speech=text))
+    reply = call_dialog.step(CONTENT, call_dialog.CallState(lang=lang), call_dialog.Heard(speech=text))
     state = reply.next.state  # type: ignore[union-attr]
     assert (state.node, state.section, state.part) == ("section", section_id, voice)
     spoken = [line.text for line in reply.lines]
     language = CONTENT.language(lang)
     assert spoken[0] == language.sections[section_id].voice[voice]
     assert language.say("section_text") in spoken and language.say("section_choices") in spoken  # its usual choices
-    assert dialog.CountSectionPlay(section_id) in reply.effects
+    assert call_dialog.CountSectionPlay(section_id) in reply.effects
 
 
 def test_every_question_in_the_content_reaches_its_part_in_both_channels() -> None:
@@ -140,8 +140,8 @@ def test_every_question_in_the_content_reaches_its_part_in_both_channels() -> No
                 for question in answer.questions:
                     outcome = decide(question, lang).outcome
                     assert (outcome.section, outcome.part) == (section.id, answer.sms), (lang, question)
-                    heard = dialog.Heard(speech=question)
-                    state = dialog.step(CONTENT, dialog.CallState(lang=lang), heard).next.state  # type: ignore[union-attr]
+                    heard = call_dialog.Heard(speech=question)
+                    state = call_dialog.step(CONTENT, call_dialog.CallState(lang=lang), heard).next.state  # type: ignore[union-attr]
                     assert (state.section, state.part) == (section.id, answer.voice), (lang, question)
 
 

@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 from flask import Blueprint, Response, current_app, request, url_for
 
-from ivr import alerts, dialog, resilience, spool, texting, usage
+from ivr import alerts, call_dialog, outbound_texts, resilience, spool, usage
+from ivr.call_dialog import CallState, Circumstances, Event, Reply
 from ivr.config import E164
-from ivr.dialog import CallState, Circumstances, Event, Reply
 from ivr.security import twilio_only
 from ivr.services import now, services, staff_hours_text
 from ivr.twiml import Links, StaffDial, state_from_query, state_to_query
@@ -83,8 +83,8 @@ def _answer(state: CallState, event: Event) -> Response:
     """Run one dialog step, carry out what it asks, and render the reply."""
     svc, config = services(), current_app.config
     world = _circumstances()
-    reply = dialog.step(svc.content, state, event, world)
-    if reply.effects or isinstance(reply.next, dialog.AwaitOutcome):
+    reply = call_dialog.step(svc.content, state, event, world)
+    if reply.effects or isinstance(reply.next, call_dialog.AwaitOutcome):
         reply = _perform(reply, world)
     # Only the line's own number is in the dial (its caller ID), never the caller's.
     staff = StaffDial(config["STAFF_NUMBERS"], _line_number(), config["STAFF_RING_SECONDS"])
@@ -100,21 +100,21 @@ def _perform(reply: Reply, world: Circumstances) -> Reply:
     outcome: Event | None = None
     database = resilience.guard()
     for effect in reply.effects:
-        if isinstance(effect, dialog.CountSectionPlay):
+        if isinstance(effect, call_dialog.CountSectionPlay):
             once = retry_key("count")
             usage.count(svc.usage, database, "voice", effect.section, once_key=once, at=now())
-        elif isinstance(effect, dialog.OpenVoicemail):
+        elif isinstance(effect, call_dialog.OpenVoicemail):
             _keep_voicemail(effect, call_sid, caller)
-        elif isinstance(effect, dialog.RememberChoices | dialog.ForgetChoices):
+        elif isinstance(effect, call_dialog.RememberChoices | call_dialog.ForgetChoices):
             _save_choices(effect, caller)
-        elif isinstance(effect, dialog.SendSectionText):
-            outcome = dialog.TextOutcome(_send_once(effect, caller))
-        elif isinstance(effect, dialog.FlagUrgent):
+        elif isinstance(effect, call_dialog.SendSectionText):
+            outcome = call_dialog.TextOutcome(_send_once(effect, caller))
+        elif isinstance(effect, call_dialog.FlagUrgent):
             _keep_urgent(effect, call_sid, caller)
-    if isinstance(reply.next, dialog.AwaitOutcome):
+    if isinstance(reply.next, call_dialog.AwaitOutcome):
         if outcome is None:  # pragma: no cover - every waiting reply carries the effect that answers it
-            outcome = dialog.TextOutcome("failed")
-        return _perform(dialog.step(svc.content, reply.next.state, outcome, world), world)
+            outcome = call_dialog.TextOutcome("failed")
+        return _perform(call_dialog.step(svc.content, reply.next.state, outcome, world), world)
     return reply
 
 
@@ -134,7 +134,7 @@ def retry_key(purpose: str) -> str:
 
 
 #: A step already answered, by what it came to ("": still sending); a failed one may be tried again.
-_ANSWERED: dict[str, texting.SendResult] = {
+_ANSWERED: dict[str, outbound_texts.SendResult] = {
     "": "sent",
     "sent": "sent",
     "opted_out": "opted_out",
@@ -142,7 +142,7 @@ _ANSWERED: dict[str, texting.SendResult] = {
 }
 
 
-def _send_once(effect: dialog.SendSectionText, caller: str) -> texting.SendResult:
+def _send_once(effect: call_dialog.SendSectionText, caller: str) -> outbound_texts.SendResult:
     """Text the section, unless this very request was already answered (Twilio retried it): then its answer."""
     svc = services()
     database = resilience.guard()
@@ -150,13 +150,13 @@ def _send_once(effect: dialog.SendSectionText, caller: str) -> texting.SendResul
     earlier = database.read(partial(svc.storage.claim_step, key, now()), None, "noting a call step") if key else None
     if earlier is not None and earlier in _ANSWERED:
         return _ANSWERED[earlier]
-    result = texting.send_section(svc, to=caller, from_=_line_number(), section=effect.section, lang=effect.lang)
+    result = outbound_texts.send_section(svc, to=caller, from_=_line_number(), section=effect.section, lang=effect.lang)
     if key:
         database.try_write(partial(svc.storage.settle_step, key, result), "noting a call step")
     return result
 
 
-def _keep_voicemail(effect: dialog.OpenVoicemail, call_sid: str, caller: str) -> None:
+def _keep_voicemail(effect: call_dialog.OpenVoicemail, call_sid: str, caller: str) -> None:
     """Keep the caller's message request before the beep: in the database, or in the spool while it is away."""
     storage = services().storage
     at = now()
@@ -167,7 +167,7 @@ def _keep_voicemail(effect: dialog.OpenVoicemail, call_sid: str, caller: str) ->
     resilience.guard().keep(record, live, "keeping a voice message")
 
 
-def _keep_urgent(effect: dialog.FlagUrgent, call_sid: str, caller: str) -> None:
+def _keep_urgent(effect: call_dialog.FlagUrgent, call_sid: str, caller: str) -> None:
     """Keep the call as urgent for staff (its kind, never the words said) and alert staff; never lost:
     in the database, or in the spool while it is away (its alert is queued when the spool is moved in)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
@@ -189,17 +189,17 @@ def can_remember(number: str) -> bool:
 
 
 #: The start of a call from a number the line cannot remember, and from one it has saved nothing for.
-_HIDDEN_CALLER = dialog.CallStarted()
-_NEW_CALLER = dialog.CallStarted(can_remember=True)
+_HIDDEN_CALLER = call_dialog.CallStarted()
+_NEW_CALLER = call_dialog.CallStarted(can_remember=True)
 
 
-def _recall(caller: str) -> dialog.CallStarted:
+def _recall(caller: str) -> call_dialog.CallStarted:
     """The call's start, with what the line saved about this caller (one read, no write in the usual case)."""
     if not can_remember(caller):
         return _HIDDEN_CALLER
     clock = now()
     # Remembered choices are a convenience: a database hiccup must not cost the caller the call.
-    recall = partial(services().storage.recall_choices, caller, clock, dialog.OFFER_LAST_SECTION_WITHIN)
+    recall = partial(services().storage.recall_choices, caller, clock, call_dialog.OFFER_LAST_SECTION_WITHIN)
     unreadable: dict[str, Any] | Literal[False] | None = False
     saved = resilience.guard().read(recall, unreadable, "reading choices")
     if saved is False:
@@ -207,21 +207,21 @@ def _recall(caller: str) -> dialog.CallStarted:
     if saved is None:
         return _NEW_CALLER
     heard_at = saved["last_heard_at"]
-    remembered = dialog.Remembered(
+    remembered = call_dialog.Remembered(
         lang=saved["lang"],
         slow=bool(saved["slow"]),
         last_section=saved["last_section"],
         last_heard_ago=clock - heard_at if heard_at else None,
     )
-    return dialog.CallStarted(can_remember=True, remembered=remembered)
+    return call_dialog.CallStarted(can_remember=True, remembered=remembered)
 
 
-def _save_choices(effect: dialog.RememberChoices | dialog.ForgetChoices, caller: str) -> None:
+def _save_choices(effect: call_dialog.RememberChoices | call_dialog.ForgetChoices, caller: str) -> None:
     """Save or erase the caller's choices; a failure is logged (without the number) and the call goes on."""
     if not can_remember(caller):
         return
     storage = services().storage
-    if isinstance(effect, dialog.ForgetChoices):
+    if isinstance(effect, call_dialog.ForgetChoices):
         resilience.guard().try_write(partial(storage.forget_choices, caller), "forgetting choices")
     else:
         save = partial(storage.remember_choices, caller, effect.lang, effect.slow, effect.section, now())
@@ -241,23 +241,23 @@ def incoming_call() -> Response:
 def step() -> Response:
     """Every later moment of a call: a key, speech, silence, the end of a staff dial or of a message."""
     svc = services()
-    state = dialog.sanitize(svc.content, state_from_query(request.args))
+    state = call_dialog.sanitize(svc.content, state_from_query(request.args))
     form = request.form
     event: Event
-    if state.node == dialog.STAFF:
+    if state.node == call_dialog.STAFF:
         # Acceptance is kept per staff leg (DialCallSid), so a second try in the same call starts afresh.
         # Unknown with the database away: then the caller is offered a message, the safe way on.
         staff_leg = form.get("DialCallSid", "")
         storage = svc.storage
         accepted = resilience.guard().read(partial(storage.staff_accepted, staff_leg), False, "reading a transfer")
-        event = dialog.DialEnded(status=form.get("DialCallStatus", "failed"), accepted=accepted)
-    elif state.node == dialog.URGENT_DIAL:
+        event = call_dialog.DialEnded(status=form.get("DialCallStatus", "failed"), accepted=accepted)
+    elif state.node == call_dialog.URGENT_DIAL:
         # The crisis line's (or staff's) call ended, however: the caller is back at the urgent offer.
-        event = dialog.DialEnded(status=form.get("DialCallStatus", "failed"), accepted=False)
-    elif state.node == dialog.RECORD:
-        event = dialog.Recorded(has_audio=_save_recording(state))
+        event = call_dialog.DialEnded(status=form.get("DialCallStatus", "failed"), accepted=False)
+    elif state.node == call_dialog.RECORD:
+        event = call_dialog.Recorded(has_audio=_save_recording(state))
     else:
-        event = dialog.Heard(digits=form.get("Digits", ""), speech=form.get("SpeechResult", ""))
+        event = call_dialog.Heard(digits=form.get("Digits", ""), speech=form.get("SpeechResult", ""))
     return _answer(state, event)
 
 
@@ -267,7 +267,7 @@ def section_entry(name: str) -> Response:
     """A staff member transferred the caller straight to a section (`?l=es` to land in Spanish)."""
     content = services().content
     lang = request.args.get("l", content.default_language)
-    return _answer(CallState(lang=lang), dialog.TransferredIn(name.strip().lower()))
+    return _answer(CallState(lang=lang), call_dialog.TransferredIn(name.strip().lower()))
 
 
 #: How many times a staff member may press a wrong key on the whisper before the leg is hung up.
@@ -280,7 +280,7 @@ def whisper() -> Response:
     """Heard by the staff member who answers: who is calling, and press 1 to take the call."""
     topic = request.args.get("topic", "")[:32]
     tries = _small_number(request.args.get("t", "0"))
-    text = dialog.whisper_text(services().content, topic)
+    text = call_dialog.whisper_text(services().content, topic)
     answer_url = url_for("voice.whisper_answer", topic=topic or None, t=tries)
     return twiml(services().renderer.whisper(text, answer_url))
 
@@ -307,7 +307,7 @@ def whisper_answer() -> Response:
 @twilio_only
 def recording_status() -> Response:
     """Twilio's word that a voice message's recording is ready (or absent)."""
-    state = dialog.sanitize(services().content, state_from_query(request.args))
+    state = call_dialog.sanitize(services().content, state_from_query(request.args))
     if request.form.get("RecordingStatus", "completed") == "completed":
         _save_recording(state)
     return twiml(services().renderer.empty())

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from ivr import gsm
+from ivr import sms_segments
 
 
 def test_the_alphabet_is_the_standard_one() -> None:
-    assert len(gsm.GSM7_BASIC) == 127  # 128 code points less the escape
-    assert len(gsm.GSM7_EXTENSION) == 10
-    assert not gsm.GSM7_BASIC & gsm.GSM7_EXTENSION
+    assert len(sms_segments.GSM7_BASIC) == 127  # 128 code points less the escape
+    assert len(sms_segments.GSM7_EXTENSION) == 10
+    assert not sms_segments.GSM7_BASIC & sms_segments.GSM7_EXTENSION
     for text in ("Hello, world!", "@£$¥èéùìòÇØøÅå", "ΔΦΓΛΩΠΨΣΘΞÆæßÉ", "¡¿ÄÖÑÜ§äöñüà", "Msg & data rates may apply."):
-        assert gsm.is_gsm7(text), text
+        assert sms_segments.is_gsm7(text), text
 
 
 @pytest.mark.parametrize("text", ["“quoted”", "it’s", "a – b", "a — b", "…", "á", "😊", "ç", "`"])
 def test_characters_that_force_ucs2(text: str) -> None:
-    assert gsm.encoding(text) == "UCS-2"
-    assert gsm.non_gsm7(text)
+    assert sms_segments.encoding(text) == "UCS-2"
+    assert sms_segments.non_gsm7(text)
 
 
 @pytest.mark.parametrize(
@@ -43,11 +43,11 @@ def test_characters_that_force_ucs2(text: str) -> None:
     ],
 )
 def test_segment_counts(text: str, units: int, segments: int) -> None:
-    length = gsm.measure(text)
+    length = sms_segments.measure(text)
     assert (length.units, length.segments) == (units, segments)
-    assert gsm.fits(text) == (segments <= 2)
+    assert sms_segments.fits(text) == (segments <= 2)
 
 
 def test_limits() -> None:
-    assert gsm.MAX_GSM7_CHARACTERS == 306
-    assert gsm.MAX_UCS2_CHARACTERS == 134
+    assert sms_segments.MAX_GSM7_CHARACTERS == 306
+    assert sms_segments.MAX_UCS2_CHARACTERS == 134

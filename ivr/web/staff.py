@@ -53,7 +53,7 @@ from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ivr import approval, texting
+from ivr import approval, outbound_texts
 from ivr.config import E164
 from ivr.security import local_mode
 from ivr.services import now, services
@@ -61,7 +61,8 @@ from ivr.storage import from_db
 
 log = logging.getLogger(__name__)
 
-bp = Blueprint("staff", __name__, url_prefix="/staff", static_folder="static", static_url_path="/static")
+# The staff page's stylesheet and icon are in ivr/static, beside ivr/templates.
+bp = Blueprint("staff", __name__, url_prefix="/staff", static_folder="../static", static_url_path="/static")
 csrf = CSRFProtect()
 
 #: Failed sign-ins for one user name from one address, within FAILURE_WINDOW, before each further try
@@ -477,7 +478,7 @@ def send_section() -> Any:
         return _render_index(form, "bad_number", 400)
     if not _texting_ready():
         return _render_index(form, "texting_off", 503)
-    result = texting.send_section(
+    result = outbound_texts.send_section(
         svc, to=number, from_=current_app.config["LINE_NUMBER"], section=form["section"], lang=form["lang"]
     )
     log.info("Staff member %s texted section %s: %s", g.staff_user, form["section"], result)
@@ -531,7 +532,7 @@ def _recording_media_url(row: dict[str, Any]) -> str:
         path = parts.path
     else:
         path = f"/2010-04-01/Accounts/{current_app.config['TWILIO_ACCOUNT_SID']}/Recordings/{row['recording_sid']}"
-    return texting.twilio_api_base().rstrip("/") + path + ".mp3"
+    return outbound_texts.twilio_api_base().rstrip("/") + path + ".mp3"
 
 
 # -- the create-staff command ---------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The text line's webhook: thin glue from Twilio's message form to the text line and back as TwiML.
 
-Twilio's console points "A message comes in" to POST /sms. The decisions are in ivr/textline.py
+Twilio's console points "A message comes in" to POST /sms. The decisions are in ivr/text_dialog.py
 (pure); this module reads what storage knows of the number, stores what the decision changes (all
 at once, once per MessageSid), and sends the answer. Phone numbers and message bodies are health
 data: nothing here logs them.
@@ -20,11 +20,11 @@ from functools import partial
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from ivr import alerts, resilience, spool, textline, twiml, usage
-from ivr.errors import where
+from ivr import alerts, resilience, spool, text_dialog, twiml, usage
 from ivr.security import request_is_from_twilio, twilio_only
 from ivr.services import Services, now, services
 from ivr.storage import CallbackAsk, TextChanges, TextSession
+from ivr.web.errors import where
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,9 @@ def _xml(document: str) -> Response:
     return Response(document, mimetype="text/xml")
 
 
-def facts(svc: Services, line_number: str) -> textline.Facts:
+def facts(svc: Services, line_number: str) -> text_dialog.Facts:
     """The staff phone (STAFF_PHONE, else the line's own number) and staff hours in each language's words."""
-    return textline.facts(svc.content, svc.hours, staff_phone(line_number))
+    return text_dialog.facts(svc.content, svc.hours, staff_phone(line_number))
 
 
 def staff_phone(line_number: str) -> str:
@@ -78,14 +78,14 @@ def _answer_text(use_database: bool) -> Response:
     stored, answered_before = known
     # An opt-out (or opt-in) still waiting in the spool wins over what the database says.
     stored = replace(stored, opted_out=pending.opt_outs.get(phone_hash, stored.opted_out))
-    conversation = textline.Conversation(
+    conversation = text_dialog.Conversation(
         lang=stored.lang or content.default_language,
         section=stored.section,
         next_part=stored.next_part,
         opted_out=stored.opted_out,
         lang_known=bool(stored.lang),
     )
-    decision = textline.decide(content, conversation, form.get("Body", ""))
+    decision = text_dialog.decide(content, conversation, form.get("Body", ""))
 
     changes = _changes(decision, stored, svc, form.get("Body", ""))
     token = decision.outcome.token()
@@ -107,15 +107,15 @@ def _answer_text(use_database: bool) -> Response:
     outcome = decision.outcome
     if first is not None:
         # Twilio sent this message before: answer as the first time, store nothing again ...
-        outcome = textline.Outcome.from_token(first) or textline.Outcome(textline.SILENT, conversation.lang)
-        if stored.opted_out and outcome.kind not in textline.RETRIED_ANSWERS_AFTER_STOP:
+        outcome = text_dialog.Outcome.from_token(first) or text_dialog.Outcome(text_dialog.SILENT, conversation.lang)
+        if stored.opted_out and outcome.kind not in text_dialog.RETRIED_ANSWERS_AFTER_STOP:
             # ... unless the number opted out since: then only the answers to STOP and HELP.
-            outcome = textline.Outcome(textline.SILENT, outcome.lang)
+            outcome = text_dialog.Outcome(text_dialog.SILENT, outcome.lang)
 
     return _reply(svc, outcome, form.get("To", ""))
 
 
-def _reply(svc: Services, outcome: textline.Outcome, line_number: str) -> Response:
+def _reply(svc: Services, outcome: text_dialog.Outcome, line_number: str) -> Response:
     """TwiML with the messages that answer `outcome` (none for a silent one)."""
     return _xml(svc.cache.text_reply(outcome, staff_phone(line_number)))
 
@@ -144,18 +144,18 @@ def _store_turn(
 
 
 def _changes(
-    decision: textline.Decision, stored: TextSession, svc: Services | None = None, words: str = ""
+    decision: text_dialog.Decision, stored: TextSession, svc: Services | None = None, words: str = ""
 ) -> TextChanges:
     """The storage changes a decision's effects ask for. A call-back or urgent request keeps the words
     texted (so a nurse can judge it), sealed (encrypted) before they go to the database or the spool."""
     changes = TextChanges()
     for effect in decision.effects:
-        if isinstance(effect, textline.OptOut | textline.OptIn):
-            changes = replace(changes, opted_out=isinstance(effect, textline.OptOut))
-        elif isinstance(effect, textline.SaveConversation):
+        if isinstance(effect, text_dialog.OptOut | text_dialog.OptIn):
+            changes = replace(changes, opted_out=isinstance(effect, text_dialog.OptOut))
+        elif isinstance(effect, text_dialog.SaveConversation):
             changes = replace(changes, session=TextSession(effect.lang, effect.section, effect.next_part))
-        elif isinstance(effect, textline.RequestCallback):
-            sealed = svc.storage.seal(words[: textline.MAX_TEXT_CHARACTERS]) if svc is not None and words else ""
+        elif isinstance(effect, text_dialog.RequestCallback):
+            sealed = svc.storage.seal(words[: text_dialog.MAX_TEXT_CHARACTERS]) if svc is not None and words else ""
             ask = CallbackAsk(
                 effect.topic, effect.lang, effect.urgent, opted_out=stored.opted_out, kind=effect.kind, words=sealed
             )
@@ -163,10 +163,10 @@ def _changes(
     return changes
 
 
-def _count_uses(svc: Services, decision: textline.Decision) -> None:
+def _count_uses(svc: Services, decision: text_dialog.Decision) -> None:
     """Count the section a decision texts, for the staff usage panel."""
     for effect in decision.effects:
-        if isinstance(effect, textline.CountSectionText):
+        if isinstance(effect, text_dialog.CountSectionText):
             usage.count(svc.usage, resilience.guard(), "sms", effect.section)
 
 
@@ -206,7 +206,8 @@ def _apology() -> tuple[str, ...]:
     )
     lang = content.default_language
     try:
-        decision = textline.decide(content, textline.Conversation(lang, opted_out=opted_out), form.get("Body", ""))
+        conversation = text_dialog.Conversation(lang, opted_out=opted_out)
+        decision = text_dialog.decide(content, conversation, form.get("Body", ""))
     except Exception as error:
         log.error("Could not read the text for the apology: %s", type(error).__name__)
         decision = None
@@ -218,7 +219,7 @@ def _apology() -> tuple[str, ...]:
             sid = (form.get("MessageSid") or form.get("SmsSid") or "")[:64]
             only_opt_out = TextChanges(opted_out=changes.opted_out)
             _store_turn(svc, f"sms:{sid}" if sid else "", phone, decision.outcome.token(), only_opt_out, True)
-            return textline.render(content, decision.outcome, facts(svc, form.get("To", "")))
+            return text_dialog.render(content, decision.outcome, facts(svc, form.get("To", "")))
     if opted_out:
         return ()
     staff = facts(svc, form.get("To", "")).staff_phone

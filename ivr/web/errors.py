@@ -4,7 +4,7 @@ Any unexpected failure inside a webhook is answered with valid TwiML: a short ap
 menu (where 0 reaches a person), which needs no database. The error is logged by type and place
 only: never the form, which holds phone numbers and words people said or typed, nor the error's
 message, which may quote them. `/voice/fallback` is for Twilio's "fallback URL" setting: it works
-with no database at all (the text line's is `/sms/fallback`, in ivr/sms.py).
+with no database at all (the text line's is `/sms/fallback`, in ivr/web/texts.py).
 
 The staff member's leg of a transfer is not a caller: a failure while whispering to them answers
 with an empty document, which connects them to the caller rather than playing them the menu.
@@ -20,11 +20,11 @@ from flask import Blueprint, Flask, Response, request, url_for
 from twilio.twiml.voice_response import VoiceResponse
 from werkzeug.exceptions import HTTPException
 
-from ivr import dialog
-from ivr.dialog import CallState, Line, Listen, Reply
+from ivr import call_dialog
+from ivr.call_dialog import CallState, Line, Listen, Reply
 from ivr.security import twilio_only
 from ivr.services import services
-from ivr.voice import links
+from ivr.web.calls import links
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def apology_menu(lang: str) -> str:
     svc = services()
     content = svc.content
     state = CallState(lang=lang if lang in content.languages else content.default_language)
-    menu = dialog.step(content, state, dialog.Heard(digits="#"))
+    menu = call_dialog.step(content, state, call_dialog.Heard(digits="#"))
     apology = Line(content.language(state.lang).say("error_apology"), state.lang)
     if not isinstance(menu.next, Listen):  # pragma: no cover - the main menu always listens
         raise TypeError("the main menu must listen")
@@ -94,8 +94,8 @@ def where(error: BaseException) -> str:
     return place(frames[-1])
 
 
-#: Frames in this folder are the line's own code.
-PACKAGE_DIR = str(Path(__file__).resolve().parent)
+#: Frames in the package folder (ivr/, above this one) are the line's own code.
+PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)
 
 
 def init_app(app: Flask) -> None:

@@ -21,7 +21,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from ivr import resilience, textline, usage
+from ivr import resilience, text_dialog, usage
 from ivr.services import Services
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def send_section(svc: Services, to: str, from_: str, section: str, lang: str) ->
     client = twilio_client()
     if client is None:
         return "failed"
-    bodies = textline.whole_section(svc.content, lang, section)
+    bodies = text_dialog.whole_section(svc.content, lang, section)
     try:
         for body in bodies:
             client.messages.create(to=to, from_=from_, body=body)

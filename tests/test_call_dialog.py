@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ivr import dialog
-from ivr.content import Content, load_content
-from ivr.dialog import (
+from ivr import call_dialog
+from ivr.call_dialog import (
     CallState,
     Circumstances,
     Connect,
@@ -20,6 +19,7 @@ from ivr.dialog import (
     RecordMessage,
     Reply,
 )
+from ivr.content import Content, load_content
 
 CONTENT: Content = load_content()
 OPEN = Circumstances(staff_open=True)
@@ -27,8 +27,8 @@ CLOSED = Circumstances(staff_open=False)
 KEYS = "0123456789*#"
 
 
-def step(state: CallState, event: dialog.Event, world: Circumstances = CLOSED) -> Reply:
-    return dialog.step(CONTENT, state, event, world)
+def step(state: CallState, event: call_dialog.Event, world: Circumstances = CLOSED) -> Reply:
+    return call_dialog.step(CONTENT, state, event, world)
 
 
 def said(reply: Reply) -> str:
@@ -41,7 +41,7 @@ def listening_state(reply: Reply) -> CallState:
 
 
 def test_dialog_imports_neither_flask_nor_twilio() -> None:
-    tree = ast.parse(Path(dialog.__file__).read_text())
+    tree = ast.parse(Path(call_dialog.__file__).read_text())
     imported = {
         (node.module or "") if isinstance(node, ast.ImportFrom) else alias.name
         for node in ast.walk(tree)
@@ -57,7 +57,7 @@ def test_each_topic_key_plays_its_section_and_counts_it(key: str, section: str) 
     state = listening_state(reply)
     assert (state.node, state.section, state.part) == ("section", section, 0)
     assert reply.lines[0].text == CONTENT.language("en").sections[section].voice[0]
-    assert dialog.CountSectionPlay(section) in reply.effects
+    assert call_dialog.CountSectionPlay(section) in reply.effects
 
 
 @pytest.mark.parametrize(
@@ -174,17 +174,17 @@ def test_a_good_answer_clears_the_misses() -> None:
     ],
 )
 def test_after_ringing_staff(status: str, accepted: bool, node: str) -> None:
-    reply = step(CallState(node="staff"), dialog.DialEnded(status, accepted), OPEN)
+    reply = step(CallState(node="staff"), call_dialog.DialEnded(status, accepted), OPEN)
     assert listening_state(reply).node == node
 
 
 def test_leaving_a_message_opens_the_request_before_the_beep() -> None:
     reply = step(CallState(node="offer", section="hospice"), Heard(digits="1"))
     assert isinstance(reply.next, RecordMessage)
-    assert dialog.OpenVoicemail(topic="hospice", lang="en") in reply.effects
-    saved = step(reply.next.state, dialog.Recorded(has_audio=True))
+    assert call_dialog.OpenVoicemail(topic="hospice", lang="en") in reply.effects
+    saved = step(reply.next.state, call_dialog.Recorded(has_audio=True))
     assert "Your message is saved" in said(saved)
-    empty = step(reply.next.state, dialog.Recorded(has_audio=False))
+    empty = step(reply.next.state, call_dialog.Recorded(has_audio=False))
     assert listening_state(empty).node == "offer"
 
 
@@ -200,9 +200,9 @@ def test_leaving_a_message_opens_the_request_before_the_beep() -> None:
 def test_text_me_asks_for_a_text_and_reports_the_outcome(result: str, words: str) -> None:
     state = CallState(node="section", section="hospice")
     asked = step(state, Heard(digits="2"))
-    assert isinstance(asked.next, dialog.AwaitOutcome)
-    assert asked.effects == (dialog.SendSectionText("hospice", "en"),)
-    told = step(asked.next.state, dialog.TextOutcome(result))  # type: ignore[arg-type]
+    assert isinstance(asked.next, call_dialog.AwaitOutcome)
+    assert asked.effects == (call_dialog.SendSectionText("hospice", "en"),)
+    told = step(asked.next.state, call_dialog.TextOutcome(result))  # type: ignore[arg-type]
     assert words in said(told)
     assert listening_state(told).section == "hospice"
 
@@ -235,15 +235,15 @@ def test_a_tampered_state_is_made_safe(tampered: CallState) -> None:
     reply = step(tampered, Heard(digits="*"))
     state = listening_state(reply)
     assert state.lang in CONTENT.languages
-    assert state.node in dialog.NODES
+    assert state.node in call_dialog.NODES
     assert state.section in ("", *CONTENT.section_ids)
 
 
 def test_transfer_in_plays_the_section_after_the_911_line() -> None:
-    reply = step(CallState(), dialog.TransferredIn("hospice"))
+    reply = step(CallState(), call_dialog.TransferredIn("hospice"))
     assert "911" in reply.lines[0].text
     assert reply.lines[1].text == CONTENT.language("en").sections["hospice"].voice[0]
-    unknown = step(CallState(), dialog.TransferredIn("nope"))
+    unknown = step(CallState(), call_dialog.TransferredIn("nope"))
     assert "Welcome to CareLine" in said(unknown)
 
 
@@ -255,10 +255,10 @@ def test_never_a_dead_end(world: Circumstances, lang: str) -> None:
     Every reply says something; the line only hangs up after silences; every listening state
     offers the way to a person.
     """
-    start = dialog.step(CONTENT, CallState(lang=lang), dialog.CallStarted(), world)
+    start = call_dialog.step(CONTENT, CallState(lang=lang), call_dialog.CallStarted(), world)
     queue: deque[tuple[Reply, int]] = deque([(start, 0)])
     seen: set[CallState] = set()
-    events: list[dialog.Event] = [Heard(digits=k) for k in KEYS]
+    events: list[call_dialog.Event] = [Heard(digits=k) for k in KEYS]
     events += [Heard(), Heard(speech="hospice"), Heard(speech="xyzzy"), Heard(speech="more")]
     while queue:
         reply, depth = queue.popleft()
@@ -272,17 +272,17 @@ def test_never_a_dead_end(world: Circumstances, lang: str) -> None:
             continue
         seen.add(state)
         if isinstance(nxt, Connect):
-            follow = [dialog.DialEnded("no-answer", False)]
+            follow = [call_dialog.DialEnded("no-answer", False)]
         elif isinstance(nxt, RecordMessage):
-            follow = [dialog.Recorded(True), dialog.Recorded(False)]
+            follow = [call_dialog.Recorded(True), call_dialog.Recorded(False)]
         else:
             follow = events
         for event in follow:
-            answer = dialog.step(CONTENT, state, event, world)
-            if isinstance(answer.next, dialog.AwaitOutcome):
-                answer = dialog.step(CONTENT, answer.next.state, dialog.TextOutcome("failed"), world)
+            answer = call_dialog.step(CONTENT, state, event, world)
+            if isinstance(answer.next, call_dialog.AwaitOutcome):
+                answer = call_dialog.step(CONTENT, answer.next.state, call_dialog.TextOutcome("failed"), world)
             if isinstance(answer.next, HangUp):
                 assert isinstance(event, Heard) and not event.digits and not event.speech
-                assert state.silences + 1 >= dialog.SILENCES_BEFORE_GOODBYE
+                assert state.silences + 1 >= call_dialog.SILENCES_BEFORE_GOODBYE
             queue.append((answer, depth + 1))
     assert len(seen) > 10

@@ -1,6 +1,6 @@
 """The text line's conversation, as pure functions: (what we know of a number, what they texted) -> answer.
 
-Nothing here imports Flask or Twilio, touches a database or reads a clock. The web layer (ivr/sms.py)
+Nothing here imports Flask or Twilio, touches a database or reads a clock. The web layer (ivr/web/texts.py)
 reads the number's Conversation from storage, asks `decide` for a Decision (an Outcome and the
 effects to store), stores them, and sends what `render` writes for the Outcome. An Outcome is small
 and can be written as a token, so a retried MessageSid gets the very same answer again, rendered
