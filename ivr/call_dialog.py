@@ -161,7 +161,7 @@ Event = CallStarted | Heard | TransferredIn | DialEnded | Recorded | TextOutcome
 
 @dataclass(frozen=True)
 class Circumstances:
-    """Facts from outside the call that the dialog needs, gathered by the web layer."""
+    """What the dialog needs to know from outside the call, gathered by the web layer."""
 
     staff_open: bool = False
     #: Spoken description of staff hours, per language ("Monday to Friday, ...").
@@ -180,10 +180,10 @@ class SendSectionText:
 
 
 @dataclass(frozen=True)
-class OpenVoicemail:
+class OpenVoiceMessage:
     """Record that the caller is leaving a message, before the beep, so a hang-up loses nothing."""
 
-    topic: str
+    section: str
     lang: str
 
 
@@ -216,7 +216,7 @@ class FlagUrgent:
     lang: str
 
 
-Effect = SendSectionText | OpenVoicemail | CountSectionPlay | RememberChoices | ForgetChoices | FlagUrgent
+Effect = SendSectionText | OpenVoiceMessage | CountSectionPlay | RememberChoices | ForgetChoices | FlagUrgent
 
 
 # What the line does next.
@@ -241,10 +241,10 @@ class Listen:
 
 @dataclass(frozen=True)
 class Connect:
-    """Ring staff; the outcome comes back as DialEnded in `state`; `topic` is the section last heard."""
+    """Ring staff; the outcome comes back as DialEnded in `state`; `section` is the one last heard."""
 
     state: CallState
-    topic: str
+    section: str
 
 
 @dataclass(frozen=True)
@@ -340,10 +340,10 @@ def sanitize(content: Content, state: CallState) -> CallState:
     )
 
 
-def whisper_text(content: Content, topic: str) -> str:
+def whisper_text(content: Content, section_id: str) -> str:
     """What a staff member hears before taking a call, in the line's default language."""
     staff_language = content.language(content.default_language)
-    section = staff_language.sections.get(topic)
+    section = staff_language.sections.get(section_id)
     if section:
         return staff_language.say("whisper_topic", title=section.title)
     return staff_language.say("whisper_no_topic")
@@ -765,7 +765,7 @@ class _Talk:
 
     def record(self) -> Reply:
         self.state = self.at(node=RECORD)
-        effect = OpenVoicemail(topic=self.state.section, lang=self.state.lang)
+        effect = OpenVoiceMessage(section=self.state.section, lang=self.state.lang)
         return Reply((self.line("record_instructions"),), self.state.slow, RecordMessage(self.state), (effect,))
 
     def recorded(self, event: Recorded) -> Reply:

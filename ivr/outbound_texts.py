@@ -106,5 +106,6 @@ def send_section(svc: Services, to: str, from_: str, section: str, lang: str) ->
     database = resilience.guard()
     usage.count(svc.usage, database, "sms", section)
     # Replies from this number then come in the caller's language, and MORE knows all was sent.
-    database.try_write(partial(svc.storage.save_text_session, to, lang, section, len(bodies)), "saving a session")
+    save = partial(svc.storage.save_text_conversation, to, lang, section, len(bodies))
+    database.try_write(save, "saving a conversation")
     return "sent"

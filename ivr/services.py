@@ -44,7 +44,8 @@ class LineCache:
         return self.renderer.voice(reply, links, staff, max_message_seconds)
 
     def _text_reply(self, outcome: text_dialog.Outcome, staff_phone: str) -> str:
-        bodies = text_dialog.render(self.content, outcome, text_dialog.facts(self.content, self.hours, staff_phone))
+        facts = text_dialog.text_facts(self.content, self.hours, staff_phone)
+        bodies = text_dialog.render(self.content, outcome, facts)
         for body in bodies:
             if not sms_segments.fits(body):
                 # Only STAFF_HOURS or STAFF_PHONE can make a checked prompt longer; say which kind, not the text.

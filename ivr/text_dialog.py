@@ -77,8 +77,8 @@ class Conversation:
 
 
 @dataclass(frozen=True)
-class Facts:
-    """Facts from outside the conversation that replies mention."""
+class TextFacts:
+    """What replies mention from outside the conversation: the staff phone number and staff hours."""
 
     #: The number people can call, written for reading.
     staff_phone: str = ""
@@ -93,10 +93,10 @@ def display_phone(number: str) -> str:
     return number
 
 
-def facts(content: Content, hours: StaffHours, staff_phone: str) -> Facts:
-    """The Facts replies mention: `staff_phone` as people read it, and staff hours in each language's words."""
+def text_facts(content: Content, hours: StaffHours, staff_phone: str) -> TextFacts:
+    """The facts replies mention: `staff_phone` as people read it, and staff hours in each language's words."""
     written = {code: describe_hours(hours, language.texting.hours) for code, language in content.languages.items()}
-    return Facts(staff_phone=display_phone(staff_phone), staff_hours=MappingProxyType(written))
+    return TextFacts(staff_phone=display_phone(staff_phone), staff_hours=MappingProxyType(written))
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ class SaveConversation:
 class RequestCallback:
     """Keep a call-back request for staff; `urgent` puts it first on their list."""
 
-    topic: str
+    section: str
     lang: str
     urgent: bool = False
     #: The urgent kind (emergency, crisis, distress) when `urgent`.
@@ -222,19 +222,19 @@ def decide(content: Content, conversation: Conversation, text: str) -> Decision:
 
     urgent = find.urgent()
     mentioned = find.section()
-    topic = mentioned[0] if mentioned else conv.section
+    section = mentioned[0] if mentioned else conv.section
 
     if urgent:
         # Before the opt-out rule: a person in danger gets the answer, even after STOP (see above).
         lang = conv.lang if conv.lang_known else urgent.lang
-        ask = RequestCallback(topic, lang, urgent=True, kind=urgent.kind)
+        ask = RequestCallback(section, lang, urgent=True, kind=urgent.kind)
         return Decision(Outcome(URGENT, lang, urgent.kind), (ask,))
 
     if conv.opted_out:
         # Only START and HELP get a reply. What someone asks of staff is still kept, never a text.
         asking = find.family("call") or (None if mentioned else find.family("staff"))
         if asking:
-            return Decision(Outcome(SILENT, asking), (RequestCallback(topic, asking),))
+            return Decision(Outcome(SILENT, asking), (RequestCallback(section, asking),))
         return Decision(Outcome(SILENT, conv.lang))
 
     chosen = find.family("language")
@@ -245,7 +245,7 @@ def decide(content: Content, conversation: Conversation, text: str) -> Decision:
 
     asking = find.family("call") or (None if mentioned else find.family("staff"))
     if asking:
-        return Decision(Outcome(CALLBACK, asking), (RequestCallback(topic, asking), *_switch(conv, asking)))
+        return Decision(Outcome(CALLBACK, asking), (RequestCallback(section, asking), *_switch(conv, asking)))
 
     key = find.topic_key()
     if key:
@@ -353,7 +353,7 @@ class _Finder:
 # -- writing the answer -----------------------------------------------------------------------------
 
 
-def render(content: Content, outcome: Outcome, facts: Facts) -> tuple[str, ...]:
+def render(content: Content, outcome: Outcome, facts: TextFacts) -> tuple[str, ...]:
     """The messages for `outcome`, each within 2 SMS segments (the content tests check every one)."""
     lang = outcome.lang if outcome.lang in content.languages else content.default_language
     language = content.language(lang)

@@ -175,7 +175,7 @@ class Renderer:
                 caller_id=staff.caller_id or None,
                 hangup_on_star=True,
             )
-            whisper_url = links.whisper(nxt.topic)
+            whisper_url = links.whisper(nxt.section)
             for number in staff.numbers:
                 if number.startswith("sip:"):
                     dial.sip(number, url=whisper_url, method="POST")

@@ -85,7 +85,7 @@ def test_speech_reaches_sections_from_any_node(speech: str, section: str) -> Non
 def test_a_person_from_every_menu(node_state: CallState, how: Heard) -> None:
     opened = step(node_state, how, OPEN)
     assert isinstance(opened.next, Connect)
-    assert opened.next.topic == node_state.section
+    assert opened.next.section == node_state.section
     closed = step(node_state, how, CLOSED)
     assert listening_state(closed).node == "offer"
     assert "911" in said(closed) and "988" in said(closed)
@@ -181,7 +181,7 @@ def test_after_ringing_staff(status: str, accepted: bool, node: str) -> None:
 def test_leaving_a_message_opens_the_request_before_the_beep() -> None:
     reply = step(CallState(node="offer", section="hospice"), Heard(digits="1"))
     assert isinstance(reply.next, RecordMessage)
-    assert call_dialog.OpenVoicemail(topic="hospice", lang="en") in reply.effects
+    assert call_dialog.OpenVoiceMessage(section="hospice", lang="en") in reply.effects
     saved = step(reply.next.state, call_dialog.Recorded(has_audio=True))
     assert "Your message is saved" in said(saved)
     empty = step(reply.next.state, call_dialog.Recorded(has_audio=False))

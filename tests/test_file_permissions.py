@@ -37,7 +37,7 @@ def test_a_new_sqlite_database_and_its_folder_are_the_lines_alone(tmp_path: Path
     app = create_app(app_config(tmp_path, DATABASE_URL=f"sqlite:///{folder / 'careline.sqlite3'}"))
     storage = app.extensions["careline"].storage
     try:
-        storage.open_voicemail("CA1", "+15551230001", "hospice", "en")  # the -wal and -shm files too
+        storage.open_voice_message("CA1", "+15551230001", "hospice", "en")  # the -wal and -shm files too
         files = sorted(folder.iterdir())
         assert [path.name for path in files][:1] == ["careline.sqlite3"]
         assert {path.name: mode(path) for path in files} == {path.name: 0o600 for path in files}

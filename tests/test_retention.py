@@ -64,7 +64,7 @@ def fill(storage: Storage) -> None:
         for table, values in rows.items():
             connection.execute(table.insert(), values)
     for name, created in (("old-done", OLD), ("recent-done", OLD), ("old-open", OLD)):
-        storage.open_voicemail(f"CA{name}", "+15551230001", "hospice", "en", at=created)
+        storage.open_voice_message(f"CA{name}", "+15551230001", "hospice", "en", at=created)
     storage.attach_recording("CAold-done", "RE1", "https://api.twilio.com/x/RE1", 30)
     requests = {row["dedupe_key"]: row["id"] for row in storage.callback_requests(status=None)}
     storage.mark_done(requests["voicemail:CAold-done"], "nurse.ana", at=OLD + dt.timedelta(days=1))

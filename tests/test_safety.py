@@ -104,7 +104,7 @@ def test_every_urgent_phrase_texted_gets_its_answer_first(
         outcome = decision.outcome
         assert outcome.kind == tl.URGENT and at_least_as_urgent(outcome.section, kind), (text, outcome)
         assert outcome.lang == conversation_lang  # the conversation's language
-        (message,) = tl.render(CONTENT, outcome, tl.Facts(staff_hours={"en": "Mon-Fri", "es": "lun-vie"}))
+        (message,) = tl.render(CONTENT, outcome, tl.TextFacts(staff_hours={"en": "Mon-Fri", "es": "lun-vie"}))
         assert message == urgent_words(outcome.lang).kinds[outcome.section].text.format(
             hours={"en": "Mon-Fri", "es": "lun-vie"}[outcome.lang]
         )
@@ -400,10 +400,10 @@ def test_alerts_are_claimed_once_settled_and_purged_with_the_words(storage) -> N
     it; a success settles it; purge removes the done request (words and all) and the sent alert."""
     import datetime as dt
 
-    from ivr.storage import CallbackAsk, TextChanges
+    from ivr.storage import CallbackRequest, TextChanges
 
     sealed = storage.seal("I feel hopeless")
-    ask = CallbackAsk("coping", "en", urgent=True, kind="distress", words=sealed)
+    ask = CallbackRequest("coping", "en", urgent=True, kind="distress", words=sealed)
     assert storage.record_text_turn("sms:SM1", CALLER, "", TextChanges(callback=ask)) is None  # stored
     assert storage.record_text_turn("sms:SM1", CALLER, "", TextChanges(callback=ask)) == ""  # a retry: nothing more
     assert storage.unsent_alerts() == 1

@@ -22,12 +22,12 @@ HOURS_SPECS = ("Mon-Fri 08:30-17:00", "Mon-Fri 07:30-19:30; Sat-Sun 10:00-14:00"
 STAFF_PHONES = ("555-987-0000", "+442079460000", "+4915123456789")
 
 
-def all_facts() -> list[tl.Facts]:
+def all_facts() -> list[tl.TextFacts]:
     facts = []
     for spec in HOURS_SPECS:
         hours = StaffHours.parse(spec, "America/Los_Angeles")
         described = {code: describe_hours(hours, lang.texting.hours) for code, lang in CONTENT.languages.items()}
-        facts += [tl.Facts(staff_phone=phone, staff_hours=described) for phone in STAFF_PHONES]
+        facts += [tl.TextFacts(staff_phone=phone, staff_hours=described) for phone in STAFF_PHONES]
     return facts
 
 

@@ -122,7 +122,7 @@ def test_a_post_without_a_csrf_token_fails(staff_app: Flask) -> None:
 
     sign_in(client)
     with staff_app.app_context():
-        services().storage.open_voicemail("CA1", "+15551230001", "hospice", "en")
+        services().storage.open_voice_message("CA1", "+15551230001", "hospice", "en")
         [request_id] = [row["id"] for row in services().storage.callback_requests()]
     refused = client.post(f"/staff/requests/{request_id}/done")
     assert refused.status_code == 400

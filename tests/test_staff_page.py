@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 
 from ivr import text_dialog
 from ivr.services import services
-from ivr.storage import CallbackAsk, TextChanges, Use, as_utc, callback_requests, opt_outs
+from ivr.storage import CallbackRequest, TextChanges, Use, as_utc, callback_requests, opt_outs
 from tests.helpers.staff_support import (
     ACCOUNT_SID,
     OPEN_TIME,
@@ -141,7 +141,7 @@ def test_a_message_without_a_recording_says_so(app: Flask, staff: FlaskClient) -
 
 def test_a_text_line_request_shows_its_notes_in_words(app: Flask, staff: FlaskClient) -> None:
     with app.app_context():
-        ask = CallbackAsk(topic="coping", lang="es", urgent=True, opted_out=True)
+        ask = CallbackRequest(section="coping", lang="es", urgent=True, opted_out=True)
         services().storage.record_text_turn("sms:SM-notes", PATIENT, "", TextChanges(callback=ask))
     html = page(staff)
     assert "Call-back request from" in html and "the text line" in html and "Spanish" in html

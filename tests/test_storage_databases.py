@@ -15,7 +15,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import make_url
 
-from ivr.storage import CallbackAsk, Storage, TextChanges, TextSession, Use
+from ivr.storage import CallbackRequest, Storage, StoredConversation, TextChanges, Use
 from ivr.storage.database import MIGRATIONS_DIR
 from ivr.storage.schema import callback_requests
 from tests.conftest import require_postgres
@@ -75,14 +75,14 @@ def test_processes_starting_together_migrate_once(empty_database_url: str) -> No
 
 
 def test_migrating_again_changes_nothing(storage: Storage) -> None:
-    storage.open_voicemail("CA1", "+15551230001", "hospice", "en")
+    storage.open_voice_message("CA1", "+15551230001", "hospice", "en")
     storage.migrate()
     assert len(storage.callback_requests()) == 1
 
 
 def test_a_voice_message_is_kept_with_its_recording(storage: Storage) -> None:
-    storage.open_voicemail("CA1", "+15551230001", "hospice", "es")
-    storage.open_voicemail("CA1", "+15551230001", "hospice", "es")  # Twilio retried the request
+    storage.open_voice_message("CA1", "+15551230001", "hospice", "es")
+    storage.open_voice_message("CA1", "+15551230001", "hospice", "es")  # Twilio retried the request
     assert storage.attach_recording("CA1", "RE1", "https://api.twilio.com/rec/RE1", 14)
     assert storage.attach_recording("CA1", "RE1", "https://api.twilio.com/rec/RE1", 14)  # and its callback
     (request,) = storage.callback_requests()
@@ -146,27 +146,29 @@ def test_only_durable_transactions_wait_for_the_disk(storage: Storage) -> None:
             assert connection.exec_driver_sql(setting).scalar() == relaxed
 
 
-def session_of(storage: Storage, phone: str) -> TextSession:
+def conversation_of(storage: Storage, phone: str) -> StoredConversation:
     """What the text line remembers of `phone`."""
     return storage.text_conversation(phone, "")[0]
 
 
-@pytest.mark.parametrize("with_session", [True, False])
-def test_a_conversation_move_is_stored_once_per_message(storage: Storage, with_session: bool) -> None:
+@pytest.mark.parametrize("with_conversation", [True, False])
+def test_a_conversation_move_is_stored_once_per_message(storage: Storage, with_conversation: bool) -> None:
     """MENU, a topic or MORE (one statement on PostgreSQL, one transaction on SQLite): a retry of the
     same MessageSid gets the first answer back and changes nothing, whatever it would change."""
     phone = "+15551230002"
-    first = TextChanges(session=TextSession(lang="es", section="hospice", next_part=1) if with_session else None)
+    conversation = StoredConversation(lang="es", section="hospice", next_part=1) if with_conversation else None
+    first = TextChanges(conversation=conversation)
     assert storage.record_text_turn("sms:SM-once", phone, "section:es:hospice:0", first) is None
-    retry = TextChanges(session=TextSession(lang="en", section="coping", next_part=2))
+    retry = TextChanges(conversation=StoredConversation(lang="en", section="coping", next_part=2))
     assert storage.record_text_turn("sms:SM-once", phone, "menu:en", retry) == "section:es:hospice:0"
     assert storage.record_text_turn("sms:SM-once", phone, "menu:en", first) == "section:es:hospice:0"
-    expected = TextSession(lang="es", section="hospice", next_part=1) if with_session else TextSession()
-    assert session_of(storage, phone) == expected
+    stored = StoredConversation(lang="es", section="hospice", next_part=1)
+    expected = stored if with_conversation else StoredConversation()
+    assert conversation_of(storage, phone) == expected
     # A message with no SID (never from Twilio, but possible by hand) is stored every time it comes.
     assert storage.record_text_turn("", phone, "menu:en", first) is None
     assert storage.record_text_turn("", phone, "menu:en", first) is None
-    assert session_of(storage, phone) == expected
+    assert conversation_of(storage, phone) == expected
 
 
 def test_connections_the_server_dropped_are_replaced_without_a_failed_request(
@@ -175,9 +177,9 @@ def test_connections_the_server_dropped_are_replaced_without_a_failed_request(
     """Pooled connections live on between requests: when the server ends one (a restart, a
     failover), the next request notices, opens a new one and succeeds."""
     phone = "+15551230004"
-    session = TextChanges(session=TextSession(lang="en", section="hospice", next_part=1))
+    session = TextChanges(conversation=StoredConversation(lang="en", section="hospice", next_part=1))
     assert storage.record_text_turn("sms:SM-before", phone, "", session) is None
-    assert session_of(storage, phone).section == "hospice"
+    assert conversation_of(storage, phone).section == "hospice"
     if postgres_server is not None and database_url.startswith("postgresql"):
         name = make_url(database_url).database
         admin = sa.create_engine(postgres_server.admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
@@ -190,25 +192,25 @@ def test_connections_the_server_dropped_are_replaced_without_a_failed_request(
         assert ended >= 1, "the pooled connection was open"
     else:
         storage.dispose()  # SQLite's connections cannot be ended from outside: retired instead
-    assert session_of(storage, phone).section == "hospice"
+    assert conversation_of(storage, phone).section == "hospice"
     assert storage.record_text_turn("sms:SM-after", phone, "", session) is None
     assert storage.record_text_turn("sms:SM-after", phone, "", session) == ""
 
 
 def test_a_conversation_is_read_with_the_answer_stored_for_its_message(storage: Storage) -> None:
     phone = "+15551230007"
-    session = TextSession(lang="es", section="hospice", next_part=2)
-    assert storage.text_conversation(phone, "sms:SM-new") == (TextSession(), None)
-    storage.record_text_turn("sms:SM-read", phone, "section|es|hospice|1", TextChanges(session=session))
-    storage.record_text_turn("sms:SM-blank", phone, "", TextChanges(session=session))
-    assert storage.text_conversation(phone, "sms:SM-read") == (session, "section|es|hospice|1")
-    assert storage.text_conversation(phone, "sms:SM-blank") == (session, "")  # stored, with no answer
-    assert storage.text_conversation(phone, "sms:SM-new") == (session, None)
-    assert storage.text_conversation(phone, "") == (session, None)
+    conversation = StoredConversation(lang="es", section="hospice", next_part=2)
+    assert storage.text_conversation(phone, "sms:SM-new") == (StoredConversation(), None)
+    storage.record_text_turn("sms:SM-read", phone, "section|es|hospice|1", TextChanges(conversation=conversation))
+    storage.record_text_turn("sms:SM-blank", phone, "", TextChanges(conversation=conversation))
+    assert storage.text_conversation(phone, "sms:SM-read") == (conversation, "section|es|hospice|1")
+    assert storage.text_conversation(phone, "sms:SM-blank") == (conversation, "")  # stored, with no answer
+    assert storage.text_conversation(phone, "sms:SM-new") == (conversation, None)
+    assert storage.text_conversation(phone, "") == (conversation, None)
 
 
 def test_a_stored_message_with_no_answer_gives_an_empty_one(storage: Storage) -> None:
-    session = TextChanges(session=TextSession(lang="en", section="hospice", next_part=1))
+    session = TextChanges(conversation=StoredConversation(lang="en", section="hospice", next_part=1))
     assert storage.record_text_turn("sms:SM-quiet", "+15551230003", "", session) is None
     assert storage.record_text_turn("sms:SM-quiet", "+15551230003", "menu:en", session) == ""
 
@@ -225,12 +227,12 @@ def test_a_text_that_leaves_something_waits_for_the_disk(storage: Storage) -> No
     sa.event.listen(storage.engine, "commit", on_commit)
     try:
         phone = "+15551230001"
-        session = TextSession(lang="en", section="hospice", next_part=1)
+        conversation = StoredConversation(lang="en", section="hospice", next_part=1)
         for sid, changes in (
-            ("SM-move", TextChanges(session=session)),
+            ("SM-move", TextChanges(conversation=conversation)),
             ("SM-stop", TextChanges(opted_out=True)),
-            ("SM-start", TextChanges(opted_out=False, session=session)),
-            ("SM-call", TextChanges(callback=CallbackAsk(topic="hospice", lang="en", urgent=False))),
+            ("SM-start", TextChanges(opted_out=False, conversation=conversation)),
+            ("SM-call", TextChanges(callback=CallbackRequest(section="hospice", lang="en", urgent=False))),
         ):
             storage.record_text_turn(sid, phone, "", changes)
             used.append("|")
@@ -238,7 +240,7 @@ def test_a_text_that_leaves_something_waits_for_the_disk(storage: Storage) -> No
         sa.event.remove(storage.engine, "commit", on_commit)
     turns = [set(turn.split()) for turn in " ".join(used).split("|")[:-1]]
     assert turns == [{"relaxed"}, {"durable"}, {"durable"}, {"durable"}]
-    assert session_of(storage, phone).section == "hospice"
+    assert conversation_of(storage, phone).section == "hospice"
     assert len(storage.callback_requests()) == 1
 
 
@@ -249,9 +251,9 @@ def test_the_per_request_reads_leave_no_snapshot_open(storage: Storage, database
     import sqlite3
 
     phone = "+15551230005"
-    storage.record_text_turn("sms:SM-ckpt", phone, "", TextChanges(session=TextSession("en", "hospice", 1)))
+    storage.record_text_turn("sms:SM-ckpt", phone, "", TextChanges(conversation=StoredConversation("en", "hospice", 1)))
     storage.remember_choices(phone, "en", False, "hospice", dt.datetime.now(dt.UTC))
-    assert session_of(storage, phone).section == "hospice"
+    assert conversation_of(storage, phone).section == "hospice"
     assert storage.recall_choices(phone, dt.datetime.now(dt.UTC), dt.timedelta(days=7)) is not None
     other = sqlite3.connect(database_url.split("///", 1)[1], timeout=0)
     try:

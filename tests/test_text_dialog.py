@@ -167,7 +167,7 @@ def test_stop_words_opt_out_from_any_language(session: str, lang: str, word: str
         carrier = text.strip().casefold() in tl.CARRIER_OPT_OUT_WORDS
         # Twilio confirms its own opt-out words; every other way of saying STOP gets our one confirmation.
         assert decision.outcome.kind == (tl.SILENT if carrier else tl.STOPPED), text
-        assert tl.render(CONTENT, decision.outcome, tl.Facts()) == (
+        assert tl.render(CONTENT, decision.outcome, tl.TextFacts()) == (
             () if carrier else (CONTENT.language(decision.outcome.lang).text("stopped"),)
         )
 
@@ -190,7 +190,7 @@ def test_start_words_opt_in_with_welcome_and_menu(opted_out: bool, session: str,
     decision = decide(word.upper(), session, opted_out=opted_out)
     assert decision.outcome.kind == tl.WELCOME
     assert tl.OptIn() in decision.effects
-    welcome, menu = tl.render(CONTENT, decision.outcome, tl.Facts())
+    welcome, menu = tl.render(CONTENT, decision.outcome, tl.TextFacts())
     language = CONTENT.language(decision.outcome.lang)
     assert welcome == language.text("welcome")
     assert menu == tl.menu(CONTENT, decision.outcome.lang)
@@ -227,7 +227,7 @@ def test_an_empty_text_gets_the_menu(text: str) -> None:
 def test_anything_else_gets_the_menu_with_a_kind_word(text: str) -> None:
     decision = decide(text)
     assert decision.outcome == tl.Outcome(tl.NOT_UNDERSTOOD, "en")
-    (message,) = tl.render(CONTENT, decision.outcome, tl.Facts())
+    (message,) = tl.render(CONTENT, decision.outcome, tl.TextFacts())
     assert message.startswith(CONTENT.language("en").text("not_understood"))
     assert "5 HOSPICE: end-of-life care" in message
 
@@ -244,7 +244,7 @@ def test_ok_and_thanks_get_a_short_kind_answer(lang: str, text: str) -> None:
         expected = "es" if "gracias" in text.lower() else conversation_lang if text.lower() == "ok" else lang
         assert decision.outcome == tl.Outcome(tl.THANKS, expected), (conversation_lang, text)
         assert decision.effects == ()
-        (message,) = tl.render(CONTENT, decision.outcome, tl.Facts())
+        (message,) = tl.render(CONTENT, decision.outcome, tl.TextFacts())
         assert message == CONTENT.language(expected).text("thanks")
         assert "MENU" in message or "MENÚ" in message
     stopped = tl.decide(CONTENT, tl.Conversation("en", opted_out=True), text)
@@ -286,7 +286,7 @@ def test_more_pages_through_a_section_then_says_that_is_all() -> None:
     assert seen == list(range(len(messages)))
     last = decide("more please", section="treatment", next_part=len(messages))
     assert last.outcome == tl.Outcome(tl.NO_MORE, "en", "treatment")
-    (text,) = tl.render(CONTENT, last.outcome, tl.Facts())
+    (text,) = tl.render(CONTENT, last.outcome, tl.TextFacts())
     assert "treatment and trials" in text and "MENU" in text
 
 
@@ -304,7 +304,7 @@ def test_section_messages_end_with_reply_more_until_the_last() -> None:
     for lang, language in CONTENT.languages.items():
         for section in language.sections.values():
             for part, body in enumerate(section.sms):
-                (message,) = tl.render(CONTENT, tl.Outcome(tl.SECTION, lang, section.id, part), tl.Facts())
+                (message,) = tl.render(CONTENT, tl.Outcome(tl.SECTION, lang, section.id, part), tl.TextFacts())
                 last = part + 1 == len(section.sms)
                 assert message == f"{body}\n{language.text('end_footer' if last else 'more_footer')}"
 
@@ -316,7 +316,7 @@ def test_language_words_switch_the_conversation(session: str, lang: str, word: s
     assert decision.outcome == tl.Outcome(tl.LANGUAGE, lang)
     if session != lang:
         assert decision.effects == (tl.SaveConversation(lang, "hospice", 2),)
-    (menu,) = tl.render(CONTENT, decision.outcome, tl.Facts())
+    (menu,) = tl.render(CONTENT, decision.outcome, tl.TextFacts())
     assert menu.startswith(CONTENT.language(lang).text("language_switched"))
 
 
@@ -358,7 +358,7 @@ def test_urgent_words_get_911_and_988_first_and_a_flag_for_staff(session: str, l
     ask = decision.effects[0]
     assert isinstance(ask, tl.RequestCallback) and ask.urgent and ask.kind == decision.outcome.section
     hours = {"en": "Mon-Fri 8:30am-5pm", "es": "lun-vie 8:30-17:00"}
-    (message,) = tl.render(CONTENT, decision.outcome, tl.Facts(staff_hours=hours))
+    (message,) = tl.render(CONTENT, decision.outcome, tl.TextFacts(staff_hours=hours))
     words = CONTENT.language(decision.outcome.lang).urgent
     assert words is not None
     assert message == words.kinds[decision.outcome.section].text.format(hours=hours[decision.outcome.lang])
@@ -392,7 +392,7 @@ def test_after_stop_only_start_help_and_urgent_words_get_a_reply_and_asks_for_st
         decision = decide(text, opted_out=True, section="hospice", next_part=1)
         assert decision.outcome.kind == tl.SILENT, text
         assert decision.effects == (), text
-        assert tl.render(CONTENT, decision.outcome, tl.Facts()) == ()
+        assert tl.render(CONTENT, decision.outcome, tl.TextFacts()) == ()
     call = decide("call me", opted_out=True)
     assert call.outcome.kind == tl.SILENT and call.effects == (tl.RequestCallback("", "en"),)
     # Safety before the opt-out rule (issue 13): urgent words get their answer, and staff a request.
@@ -419,7 +419,7 @@ def test_odd_stored_conversations_are_made_safe() -> None:
 def test_rendering_never_fails_on_a_stale_outcome() -> None:
     for kind in sorted(tl.KINDS):
         for outcome in (tl.Outcome(kind, "xx", "gone", 99), tl.Outcome(kind, "es", "hospice", 99)):
-            for message in tl.render(CONTENT, outcome, tl.Facts()):
+            for message in tl.render(CONTENT, outcome, tl.TextFacts()):
                 assert message.strip()
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 from ivr.storage.alerts import ALERT_CLAIM_SECONDS, StaffAlerts
 from ivr.storage.events import CallSteps
 from ivr.storage.preferences import Preferences
-from ivr.storage.queue import CallbackAsk, CallbackQueue
+from ivr.storage.queue import CallbackQueue, CallbackRequest
 from ivr.storage.replay import SpoolReplay
 from ivr.storage.retention import Retention
 from ivr.storage.schema import (
@@ -45,15 +45,15 @@ from ivr.storage.schema import (
     utcnow,
 )
 from ivr.storage.staff import StaffRecords
-from ivr.storage.texts import TextChanges, TextLine, TextSession
+from ivr.storage.texts import StoredConversation, TextChanges, TextLine
 from ivr.storage.usage import UsageCounts, Use
 
 __all__ = [
     "ALERT_CLAIM_SECONDS",
-    "CallbackAsk",
+    "CallbackRequest",
     "Storage",
+    "StoredConversation",
     "TextChanges",
-    "TextSession",
     "Use",
     "as_utc",
     "callback_requests",

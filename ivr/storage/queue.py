@@ -22,10 +22,10 @@ NEW_REQUEST = for_each_database(lambda insert: insert(callback_requests).on_conf
 
 
 @dataclass(frozen=True)
-class CallbackAsk:
-    """A call-back request from a text: the topic the person was reading, their language, urgency."""
+class CallbackRequest:
+    """A call-back request from a text: the section the person was reading, their language, urgency."""
 
-    topic: str
+    section: str
     lang: str
     urgent: bool = False
     opted_out: bool = False
@@ -35,14 +35,14 @@ class CallbackAsk:
     words: str = ""
 
 
-def _voice_message_row(phone: str, topic: str, lang: str, at: dt.datetime) -> dict[str, Any]:
+def _voice_message_row(phone: str, section: str, lang: str, at: dt.datetime) -> dict[str, Any]:
     """The columns every voice message's call-back request starts with."""
     return {
         "created_at": at,
         "channel": "voice",
         "kind": "voicemail",
         "phone": phone or None,
-        "topic": topic,
+        "topic": section,
         "lang": lang,
         "urgent": False,
         "status": "open",
@@ -55,15 +55,15 @@ def _voicemail_keys(call_sid: str) -> sa.ColumnElement[bool]:
     return sa.or_(callback_requests.c.dedupe_key == base, callback_requests.c.dedupe_key.startswith(f"{base}:"))
 
 
-def open_voicemail_in(
-    connection: sa.Connection, call_sid: str, phone: str, topic: str, lang: str, at: dt.datetime
+def open_voice_message_in(
+    connection: sa.Connection, call_sid: str, phone: str, section: str, lang: str, at: dt.datetime
 ) -> None:
-    """`CallbackQueue.open_voicemail` inside `connection`'s transaction (also for a record from the spool)."""
+    """`CallbackQueue.open_voice_message` inside `connection`'s transaction (also for a record from the spool)."""
     base = f"voicemail:{call_sid}"
     rows = connection.execute(sa.select(callback_requests.c.recording_sid).where(_voicemail_keys(call_sid))).all()
     if any(row.recording_sid is None for row in rows):
         return
-    values = _voice_message_row(phone, topic, lang, at)
+    values = _voice_message_row(phone, section, lang, at)
     values.update(note="no_recording", dedupe_key=base if not rows else f"{base}:{len(rows) + 1}")
     connection.execute(NEW_REQUEST[connection.dialect.name], values)
 
@@ -76,7 +76,7 @@ def attach_recording_in(
     seconds: int,
     *,
     phone: str,
-    topic: str,
+    section: str,
     lang: str,
     at: dt.datetime,
 ) -> bool:
@@ -108,7 +108,7 @@ def attach_recording_in(
         )
         if updated.rowcount:
             return True
-    row = {**_voice_message_row(phone, topic, lang, at), "dedupe_key": f"recording:{recording_sid}", **values}
+    row = {**_voice_message_row(phone, section, lang, at), "dedupe_key": f"recording:{recording_sid}", **values}
     # ON CONFLICT DO NOTHING: another callback kept this recording first (its unique key).
     connection.execute(NEW_REQUEST[connection.dialect.name], row)
     return True
@@ -117,7 +117,7 @@ def attach_recording_in(
 def request_callback_in(
     connection: sa.Connection,
     phone: str,
-    ask: CallbackAsk,
+    ask: CallbackRequest,
     channel: str,
     dedupe_key: str | None,
     at: dt.datetime,
@@ -131,7 +131,7 @@ def request_callback_in(
         "channel": channel,
         "kind": "callback",
         "phone": phone or None,
-        "topic": ask.topic,
+        "topic": ask.section,
         "lang": ask.lang,
         "urgent": ask.urgent,
         "note": ",".join(notes),
@@ -150,7 +150,7 @@ def record_urgent_call_in(
     connection: sa.Connection, call_sid: str, phone: str, kind: str, lang: str, at: dt.datetime
 ) -> bool:
     """`CallbackQueue.record_urgent_call` inside `connection`'s transaction (also for a record from the spool)."""
-    ask = CallbackAsk(topic="", lang=lang, urgent=True, kind=kind)
+    ask = CallbackRequest(section="", lang=lang, urgent=True, kind=kind)
     key = f"urgent:{call_sid}" if call_sid else None
     return request_callback_in(connection, phone, ask, "voice", key, at)
 
@@ -158,14 +158,16 @@ def record_urgent_call_in(
 class CallbackQueue(Database):
     """Voice messages and call-back requests, and staff working through them."""
 
-    def open_voicemail(self, call_sid: str, phone: str, topic: str, lang: str, at: dt.datetime | None = None) -> None:
+    def open_voice_message(
+        self, call_sid: str, phone: str, section: str, lang: str, at: dt.datetime | None = None
+    ) -> None:
         """A caller is about to leave a message: keep a call-back request now, so a hang-up loses nothing.
 
         A retry of the same request, or a second try after an empty recording, reuses the call's
         request that has no recording yet; a caller who leaves a second message gets a second request.
         """
         with self.durable() as connection:
-            open_voicemail_in(connection, call_sid, phone, topic, lang, as_utc(at))
+            open_voice_message_in(connection, call_sid, phone, section, lang, as_utc(at))
 
     def attach_recording(
         self,
@@ -175,7 +177,7 @@ class CallbackQueue(Database):
         seconds: int,
         *,
         phone: str = "",
-        topic: str = "",
+        section: str = "",
         lang: str = "en",
     ) -> bool:
         """Add a recording to the call's newest message that has none; True when it is now kept.
@@ -194,7 +196,7 @@ class CallbackQueue(Database):
                 url,
                 seconds,
                 phone=phone,
-                topic=topic,
+                section=section,
                 lang=lang,
                 at=utcnow(),
             )

@@ -7,7 +7,7 @@ from typing import Any
 
 from ivr.storage import events
 from ivr.storage.database import Database
-from ivr.storage.queue import attach_recording_in, open_voicemail_in, record_urgent_call_in
+from ivr.storage.queue import attach_recording_in, open_voice_message_in, record_urgent_call_in
 from ivr.storage.schema import from_db, utcnow
 from ivr.storage.texts import TextChanges, store_text_turn_in
 
@@ -46,7 +46,7 @@ class SpoolReplay(Database):
                     at,
                 )
             elif kind == "voicemail":
-                open_voicemail_in(
+                open_voice_message_in(
                     connection,
                     str(record["call_sid"]),
                     str(record.get("phone", "")),
@@ -71,7 +71,7 @@ class SpoolReplay(Database):
                     str(record["url"]),
                     int(record["seconds"]),
                     phone=str(record.get("phone", "")),
-                    topic=str(record.get("topic", "")),
+                    section=str(record.get("topic", "")),
                     lang=str(record.get("lang", "en")),
                     at=at,
                 )

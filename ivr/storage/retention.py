@@ -30,7 +30,7 @@ class Retention(Database):
         Call-back requests go once staff marked them done before `cutoff` (with them the reference to
         their recording); open ones stay, whatever their age. Opt-outs stay for good (a STOP is
         honoured for ever); an opt-in (START) older than `cutoff` is forgotten, since it changes
-        nothing. Usage counts, handled-message keys, text sessions, remembered choices, sign-in
+        nothing. Usage counts, handled-message keys, text conversations, remembered choices, sign-in
         failures and staff acceptances older than `cutoff` go.
         """
         cutoff = cutoff.astimezone(dt.UTC)

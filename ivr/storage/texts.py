@@ -17,12 +17,12 @@ import sqlalchemy as sa
 
 from ivr.storage import events
 from ivr.storage.database import Database, for_each_database, upsert
-from ivr.storage.queue import CallbackAsk, request_callback_in
+from ivr.storage.queue import CallbackRequest, request_callback_in
 from ivr.storage.schema import opt_outs, processed_events, sms_sessions, utcnow
 
 
 @dataclass(frozen=True)
-class TextSession:
+class StoredConversation:
     """What the text line remembers of one number: its language ("" before the first choice), the
     section and part that MORE continues with, and whether it opted out of texts."""
 
@@ -34,12 +34,12 @@ class TextSession:
 
 @dataclass(frozen=True)
 class TextChanges:
-    """What one incoming text changes: opt-out (True) or opt-in (False), the session, a call-back.
+    """What one incoming text changes: opt-out (True) or opt-in (False), the conversation, a call-back.
     (Its usage count goes through ivr/usage.py, once the turn is stored.)"""
 
     opted_out: bool | None = None
-    session: TextSession | None = None
-    callback: CallbackAsk | None = None
+    conversation: StoredConversation | None = None
+    callback: CallbackRequest | None = None
 
     @property
     def leaves_something(self) -> bool:
@@ -48,15 +48,16 @@ class TextChanges:
 
     def to_json(self) -> dict[str, Any]:
         """The changes as plain JSON values (for the spool, ivr/spool.py)."""
+        # "session" is the spool's word for the conversation: records already spooled must still replay.
         return {
             "opted_out": self.opted_out,
             "session": None
-            if self.session is None
-            else [self.session.lang, self.session.section, self.session.next_part],
+            if self.conversation is None
+            else [self.conversation.lang, self.conversation.section, self.conversation.next_part],
             "callback": None
             if self.callback is None
             else [
-                self.callback.topic,
+                self.callback.section,
                 self.callback.lang,
                 self.callback.urgent,
                 self.callback.opted_out,
@@ -71,10 +72,12 @@ class TextChanges:
         session, callback = data.get("session"), data.get("callback")
         return cls(
             opted_out=data.get("opted_out"),
-            session=None if session is None else TextSession(str(session[0]), str(session[1]), int(session[2])),
+            conversation=None
+            if session is None
+            else StoredConversation(str(session[0]), str(session[1]), int(session[2])),
             callback=None
             if callback is None
-            else CallbackAsk(
+            else CallbackRequest(
                 str(callback[0]),
                 str(callback[1]),
                 bool(callback[2]),
@@ -89,7 +92,7 @@ def _conversation_query() -> sa.Select[Any]:
     (bound as `event`), in one statement: each NULL when its row is missing; a stored message with
     no answer gives "". Subqueries rather than a join, since any of the rows may be missing."""
 
-    def session_value(column: sa.Column[Any]) -> Any:
+    def conversation_value(column: sa.Column[Any]) -> Any:
         return sa.select(column).where(sms_sessions.c.phone_hash == sa.bindparam("key")).scalar_subquery()
 
     opted = sa.select(opt_outs.c.opted_out).where(opt_outs.c.phone_hash == sa.bindparam("key"))
@@ -97,9 +100,9 @@ def _conversation_query() -> sa.Select[Any]:
         processed_events.c.key == sa.bindparam("event")
     )
     return sa.select(
-        session_value(sms_sessions.c.lang).label("lang"),
-        session_value(sms_sessions.c.section).label("section"),
-        session_value(sms_sessions.c.next_part).label("next_part"),
+        conversation_value(sms_sessions.c.lang).label("lang"),
+        conversation_value(sms_sessions.c.section).label("section"),
+        conversation_value(sms_sessions.c.next_part).label("next_part"),
         opted.scalar_subquery().label("opted_out"),
         answered.scalar_subquery().label("answered"),
     )
@@ -108,15 +111,18 @@ def _conversation_query() -> sa.Select[Any]:
 CONVERSATION = _conversation_query()
 OPTED_OUT = sa.select(opt_outs.c.opted_out).where(opt_outs.c.phone_hash == sa.bindparam("key"))
 SAVE_OPT_OUT = for_each_database(lambda insert: upsert(insert(opt_outs), ["phone_hash"], ("opted_out", "changed_at")))
-SAVE_SESSION = for_each_database(
+SAVE_CONVERSATION = for_each_database(
     lambda insert: upsert(insert(sms_sessions), ["phone_hash"], ("lang", "section", "next_part", "updated_at"))
 )
 
 
-def save_session_in(connection: sa.Connection, phone_hash: str, session: TextSession, at: dt.datetime) -> None:
+def save_conversation_in(
+    connection: sa.Connection, phone_hash: str, conversation: StoredConversation, at: dt.datetime
+) -> None:
     """Remember the number's language, and the section and part MORE continues with."""
-    row = {"lang": session.lang, "section": session.section, "next_part": session.next_part, "updated_at": at}
-    connection.execute(SAVE_SESSION[connection.dialect.name], {"phone_hash": phone_hash, **row})
+    c = conversation
+    row = {"lang": c.lang, "section": c.section, "next_part": c.next_part, "updated_at": at}
+    connection.execute(SAVE_CONVERSATION[connection.dialect.name], {"phone_hash": phone_hash, **row})
 
 
 def store_text_turn_in(
@@ -135,8 +141,8 @@ def store_text_turn_in(
     if changes.opted_out is not None:
         values = {"phone_hash": phone_hash, "opted_out": changes.opted_out, "changed_at": at}
         connection.execute(SAVE_OPT_OUT[connection.dialect.name], values)
-    if changes.session is not None:
-        save_session_in(connection, phone_hash, changes.session, at)
+    if changes.conversation is not None:
+        save_conversation_in(connection, phone_hash, changes.conversation, at)
     if changes.callback is not None:
         request_callback_in(connection, phone, changes.callback, "sms", event_key or None, at)
     return None
@@ -145,24 +151,25 @@ def store_text_turn_in(
 class TextLine(Database):
     """Conversations, opt-outs and answered messages of the text line."""
 
-    def text_conversation(self, phone: str, event_key: str) -> tuple[TextSession, str | None]:
+    def text_conversation(self, phone: str, event_key: str) -> tuple[StoredConversation, str | None]:
         """What the text line remembers of `phone`, and the answer token stored for the message
         `event_key` if it was handled before ("" if none was stored; None for a new message)."""
         values = {"key": self.phone_hash(phone), "event": event_key[: events.KEY_LENGTH]}
         with self.engine.connect() as connection:
             lang, section, next_part, opted_out, answered = connection.execute(CONVERSATION, values).one()
-        session = TextSession(lang or "", section or "", next_part or 0, opted_out=bool(opted_out))
-        return session, answered
+        conversation = StoredConversation(lang or "", section or "", next_part or 0, opted_out=bool(opted_out))
+        return conversation, answered
 
     def is_opted_out(self, phone: str) -> bool:
         """Whether `phone` asked (STOP) not to get texts, and has not opted back in."""
         with self.engine.connect() as connection:
             return bool(connection.execute(OPTED_OUT, {"key": self.phone_hash(phone)}).scalar())
 
-    def save_text_session(self, phone: str, lang: str, section: str = "", next_part: int = 0) -> None:
+    def save_text_conversation(self, phone: str, lang: str, section: str = "", next_part: int = 0) -> None:
         """Remember the language of `phone` and the section and part MORE continues with."""
         with self.engine.begin() as connection:
-            save_session_in(connection, self.phone_hash(phone), TextSession(lang, section, next_part), utcnow())
+            conversation = StoredConversation(lang, section, next_part)
+            save_conversation_in(connection, self.phone_hash(phone), conversation, utcnow())
 
     def record_text_turn(self, event_key: str, phone: str, outcome: str, changes: TextChanges) -> str | None:
         """Store everything one incoming text changes, all or nothing, once per `event_key` (the MessageSid).

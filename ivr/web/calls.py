@@ -42,7 +42,7 @@ def twiml(document: str) -> Response:
 #: rendered (url_for then runs in that request, under its script root); one object serves every request.
 _LINKS = Links(
     step=lambda state: url_for("voice.step", **state_to_query(state)),
-    whisper=lambda topic: url_for("voice.whisper", topic=topic) if topic else url_for("voice.whisper"),
+    whisper=lambda section: url_for("voice.whisper", topic=section) if section else url_for("voice.whisper"),
     recording_status=lambda state: url_for("voice.recording_status", **state_to_query(state)),
 )
 
@@ -103,8 +103,8 @@ def _perform(reply: Reply, world: Circumstances) -> Reply:
         if isinstance(effect, call_dialog.CountSectionPlay):
             once = retry_key("count")
             usage.count(svc.usage, database, "voice", effect.section, once_key=once, at=now())
-        elif isinstance(effect, call_dialog.OpenVoicemail):
-            _keep_voicemail(effect, call_sid, caller)
+        elif isinstance(effect, call_dialog.OpenVoiceMessage):
+            _keep_voice_message(effect, call_sid, caller)
         elif isinstance(effect, call_dialog.RememberChoices | call_dialog.ForgetChoices):
             _save_choices(effect, caller)
         elif isinstance(effect, call_dialog.SendSectionText):
@@ -156,14 +156,14 @@ def _send_once(effect: call_dialog.SendSectionText, caller: str) -> outbound_tex
     return result
 
 
-def _keep_voicemail(effect: call_dialog.OpenVoicemail, call_sid: str, caller: str) -> None:
+def _keep_voice_message(effect: call_dialog.OpenVoiceMessage, call_sid: str, caller: str) -> None:
     """Keep the caller's message request before the beep: in the database, or in the spool while it is away."""
     storage = services().storage
     at = now()
     record = spool.new_record(
-        spool.VOICEMAIL, at, call_sid=call_sid, phone=caller, topic=effect.topic, lang=effect.lang
+        spool.VOICEMAIL, at, call_sid=call_sid, phone=caller, topic=effect.section, lang=effect.lang
     )
-    live = partial(storage.open_voicemail, call_sid, caller, effect.topic, effect.lang, at)
+    live = partial(storage.open_voice_message, call_sid, caller, effect.section, effect.lang, at)
     resilience.guard().keep(record, live, "keeping a voice message")
 
 
@@ -278,10 +278,10 @@ WHISPER_RETRIES = 1
 @twilio_only
 def whisper() -> Response:
     """Heard by the staff member who answers: who is calling, and press 1 to take the call."""
-    topic = request.args.get("topic", "")[:32]
+    section = request.args.get("topic", "")[:32]
     tries = _small_number(request.args.get("t", "0"))
-    text = call_dialog.whisper_text(services().content, topic)
-    answer_url = url_for("voice.whisper_answer", topic=topic or None, t=tries)
+    text = call_dialog.whisper_text(services().content, section)
+    answer_url = url_for("voice.whisper_answer", topic=section or None, t=tries)
     return twiml(services().renderer.whisper(text, answer_url))
 
 
@@ -297,8 +297,8 @@ def whisper_answer() -> Response:
         return twiml(services().renderer.empty())
     tries = _small_number(request.args.get("t", "0"))
     if tries < WHISPER_RETRIES:
-        topic = request.args.get("topic", "")[:32]
-        again = url_for("voice.whisper", topic=topic or None, t=tries + 1)
+        section = request.args.get("topic", "")[:32]
+        again = url_for("voice.whisper", topic=section or None, t=tries + 1)
         return twiml(services().renderer.redirect(again))
     return twiml(services().renderer.hangup())
 
@@ -331,10 +331,20 @@ def _save_recording(state: CallState) -> bool:
         return False
     caller, _ = _caller_and_line()
     call_sid = form.get("CallSid", "")
-    details = {"phone": caller, "topic": state.section, "lang": state.lang}
+    # The spool record keeps the database's word for the section ("topic").
     record = spool.new_record(
-        spool.RECORDING, now(), call_sid=call_sid, recording_sid=recording_sid, url=url, seconds=seconds, **details
+        spool.RECORDING,
+        now(),
+        call_sid=call_sid,
+        recording_sid=recording_sid,
+        url=url,
+        seconds=seconds,
+        phone=caller,
+        topic=state.section,
+        lang=state.lang,
     )
-    live = partial(services().storage.attach_recording, call_sid, recording_sid, url, seconds, **details)
+    storage = services().storage
+    details = {"phone": caller, "section": state.section, "lang": state.lang}
+    live = partial(storage.attach_recording, call_sid, recording_sid, url, seconds, **details)
     resilience.guard().keep(record, live, "keeping a recording")
     return True

@@ -23,7 +23,7 @@ from werkzeug.exceptions import HTTPException
 from ivr import alerts, resilience, spool, text_dialog, twiml, usage
 from ivr.security import request_is_from_twilio, twilio_only
 from ivr.services import Services, now, services
-from ivr.storage import CallbackAsk, TextChanges, TextSession
+from ivr.storage import CallbackRequest, StoredConversation, TextChanges
 from ivr.web.errors import where
 
 log = logging.getLogger(__name__)
@@ -35,9 +35,9 @@ def _xml(document: str) -> Response:
     return Response(document, mimetype="text/xml")
 
 
-def facts(svc: Services, line_number: str) -> text_dialog.Facts:
+def text_facts(svc: Services, line_number: str) -> text_dialog.TextFacts:
     """The staff phone (STAFF_PHONE, else the line's own number) and staff hours in each language's words."""
-    return text_dialog.facts(svc.content, svc.hours, staff_phone(line_number))
+    return text_dialog.text_facts(svc.content, svc.hours, staff_phone(line_number))
 
 
 def staff_phone(line_number: str) -> str:
@@ -71,7 +71,7 @@ def _answer_text(use_database: bool) -> Response:
     phone_hash = svc.storage.phone_hash(phone)
 
     # What the database knows of the number (and of this message, if it came before); nothing without it.
-    known: tuple[TextSession, str | None] = (TextSession(), None)
+    known: tuple[StoredConversation, str | None] = (StoredConversation(), None)
     if use_database:
         read = partial(svc.storage.text_conversation, phone, event_key)
         known = database.read(read, known, "reading a text conversation")
@@ -126,7 +126,7 @@ def _store_turn(
     """Store one text's changes once per `event_key` (see Storage.record_text_turn): in the database,
     or in the spool while it is away (or always, for the fallback URL)."""
     record = None
-    if event_key or changes.opted_out is not None or changes.callback is not None or changes.session is not None:
+    if event_key or changes.opted_out is not None or changes.callback is not None or changes.conversation is not None:
         # Kept even when the text changes nothing, as in the database: a retry then finds its first answer
         # in the spool's view. Only a text without a MessageSid (never from Twilio) that changes nothing
         # needs no record.
@@ -144,7 +144,7 @@ def _store_turn(
 
 
 def _changes(
-    decision: text_dialog.Decision, stored: TextSession, svc: Services | None = None, words: str = ""
+    decision: text_dialog.Decision, stored: StoredConversation, svc: Services | None = None, words: str = ""
 ) -> TextChanges:
     """The storage changes a decision's effects ask for. A call-back or urgent request keeps the words
     texted (so a nurse can judge it), sealed (encrypted) before they go to the database or the spool."""
@@ -153,11 +153,11 @@ def _changes(
         if isinstance(effect, text_dialog.OptOut | text_dialog.OptIn):
             changes = replace(changes, opted_out=isinstance(effect, text_dialog.OptOut))
         elif isinstance(effect, text_dialog.SaveConversation):
-            changes = replace(changes, session=TextSession(effect.lang, effect.section, effect.next_part))
+            changes = replace(changes, conversation=StoredConversation(effect.lang, effect.section, effect.next_part))
         elif isinstance(effect, text_dialog.RequestCallback):
             sealed = svc.storage.seal(words[: text_dialog.MAX_TEXT_CHARACTERS]) if svc is not None and words else ""
-            ask = CallbackAsk(
-                effect.topic, effect.lang, effect.urgent, opted_out=stored.opted_out, kind=effect.kind, words=sealed
+            ask = CallbackRequest(
+                effect.section, effect.lang, effect.urgent, opted_out=stored.opted_out, kind=effect.kind, words=sealed
             )
             changes = replace(changes, callback=ask)
     return changes
@@ -213,14 +213,14 @@ def _apology() -> tuple[str, ...]:
         decision = None
     if decision is not None:
         lang = decision.outcome.lang if decision.outcome.lang in content.languages else lang
-        changes = _changes(decision, TextSession(opted_out=opted_out))
+        changes = _changes(decision, StoredConversation(opted_out=opted_out))
         if changes.opted_out is not None:
             # STOP or START must be kept even now (once per MessageSid, like any text).
             sid = (form.get("MessageSid") or form.get("SmsSid") or "")[:64]
             only_opt_out = TextChanges(opted_out=changes.opted_out)
             _store_turn(svc, f"sms:{sid}" if sid else "", phone, decision.outcome.token(), only_opt_out, True)
-            return text_dialog.render(content, decision.outcome, facts(svc, form.get("To", "")))
+            return text_dialog.render(content, decision.outcome, text_facts(svc, form.get("To", "")))
     if opted_out:
         return ()
-    staff = facts(svc, form.get("To", "")).staff_phone
+    staff = text_facts(svc, form.get("To", "")).staff_phone
     return (content.language(lang).text("error_apology", phone=staff),)
