@@ -48,7 +48,7 @@ def test_many_requests_from_one_number_are_one_card_with_a_count(tmp_path: Path,
         assert patient.text("call me please")
     assert patient.text("I want to die")
     for number in (1, 2):
-        storage.open_voicemail(f"CA{number:032x}", PATIENT, "hospice", "en")
+        storage.open_voice_message(f"CA{number:032x}", PATIENT, "hospice", "en")
         assert storage.attach_recording(f"CA{number:032x}", recording_sid(number), recording_url(number), 7 + number)
     assert patient.text("call me about the hospice papers")
     kept = open_requests(storage, PATIENT)
