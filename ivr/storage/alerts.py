@@ -36,13 +36,12 @@ class StaffAlerts(Database):
             staff_alerts.c.sent_at.is_(None),
             sa.or_(staff_alerts.c.claimed_at.is_(None), staff_alerts.c.claimed_at < stale),
         )
-        claimed = []
+        # One UPDATE ... RETURNING, so the transaction starts by writing: on SQLite a read first and a write
+        # after another connection's commit fails at once (busy_timeout cannot wait for a stale snapshot),
+        # which the guard took for an outage of the whole database.
+        claim = staff_alerts.update().where(waiting).values(claimed_at=at).returning(staff_alerts.c.id)
         with self.durable() as connection:
-            for row in connection.execute(sa.select(staff_alerts.c.id).where(waiting).order_by(staff_alerts.c.id)):
-                update = staff_alerts.update().where(staff_alerts.c.id == row.id, waiting).values(claimed_at=at)
-                if connection.execute(update).rowcount == 1:
-                    claimed.append(int(row.id))
-        return claimed
+            return sorted(int(row.id) for row in connection.execute(claim))
 
     def settle_alert(self, alert_id: int, sent: bool, at: dt.datetime | None = None) -> None:
         """Note an alert sent, or failed (released for the next try)."""
