@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from ivr import create_app
+from ivr.phone.twilio_standin import twilio_standin
 from tests.conftest import app_config
 from tests.helpers.faults import Outage
 from tests.helpers.servers import HttpClient, LineServer, line_environment
@@ -35,7 +36,6 @@ from tests.helpers.staff_support import (
     sign_in,
 )
 from tests.helpers.support import AUTH_TOKEN, CALLER, Phone
-from tests.helpers.twilio_api_standin import twilio_standin
 
 pytestmark = pytest.mark.slow
 

@@ -19,12 +19,12 @@ from flask import Flask
 from ivr import alerts, call_dialog, create_app, safety
 from ivr import text_dialog as tl
 from ivr.content import URGENT_KINDS, load_content
+from ivr.phone.twilio_standin import TwilioStandIn, twilio_standin
 from ivr.services import app_services
 from ivr.storage import callback_requests, staff_alerts
 from tests.conftest import app_config
 from tests.helpers.staff_support import ACCOUNT_SID, create_staff, sign_in
 from tests.helpers.support import AUTH_TOKEN, CALLER, LINE_NUMBER, Call, Phone, parse_twiml
-from tests.helpers.twilio_api_standin import TwilioStandIn, twilio_standin
 
 CONTENT = load_content()
 LANGS = tuple(CONTENT.languages)

@@ -16,9 +16,9 @@ import pytest
 from flask import Flask
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from ivr.phone.twilio_standin import TwilioStandIn, twilio_standin
 from tests.helpers.staff_support import ACCOUNT_SID, StaffCall, create_staff, live_server, make_app, recording_sid
 from tests.helpers.support import AUTH_TOKEN, CALLER, LINE_NUMBER
-from tests.helpers.twilio_api_standin import TwilioStandIn, twilio_standin
 
 pytestmark = pytest.mark.slow
 

@@ -17,6 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from ivr import text_dialog
+from ivr.phone.twilio_standin import TwilioStandIn, silent_mp3, twilio_standin
 from ivr.services import services
 from ivr.storage import CallbackRequest, TextChanges, Use, as_utc, callback_requests, opt_outs
 from tests.helpers.staff_support import (
@@ -30,7 +31,6 @@ from tests.helpers.staff_support import (
     sign_in,
 )
 from tests.helpers.support import AUTH_TOKEN, LINE_NUMBER
-from tests.helpers.twilio_api_standin import TwilioStandIn, silent_mp3, twilio_standin
 
 PATIENT = "+15551230001"
 

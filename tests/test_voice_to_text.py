@@ -1,5 +1,5 @@
 """Press 2 after a section: the line texts it through the real `twilio` REST client to a stand-in for
-Twilio's Messages API, a separate HTTP server process on 127.0.0.1 (tests/helpers/twilio_api_standin.py)."""
+Twilio's Messages API, a separate HTTP server process on 127.0.0.1 (ivr/phone/twilio_standin.py)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ from tests.helpers.support import AUTH_TOKEN, CALLER, LINE_NUMBER, Call, Phone
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 #: The stand-in refuses texts to this number with Twilio's error 21610 (recipient unsubscribed).
 REFUSED_NUMBER = "+15551239999"
-STANDIN = Path(__file__).parent / "helpers" / "twilio_api_standin.py"
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +32,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def standin_url() -> Iterator[str]:
     process = subprocess.Popen(
-        [sys.executable, str(STANDIN), ACCOUNT_SID, AUTH_TOKEN, REFUSED_NUMBER],
+        [sys.executable, "-m", "ivr.phone.twilio_standin", ACCOUNT_SID, AUTH_TOKEN, REFUSED_NUMBER],
+        cwd=Path(__file__).resolve().parent.parent,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -154,10 +154,20 @@ def test_without_an_account_nothing_is_sent(tmp_path: Path, received: Callable[[
 @pytest.mark.parametrize(
     "url",
     [
-        "https://api.twilio.com", "http://10.0.0.5:80", "http://example.org", "ftp://127.0.0.1",
+        "https://api.twilio.com",
+        "http://10.0.0.5:80",
+        "http://example.org",
+        "ftp://127.0.0.1",
         # Issue 15 item 11: names that only look local resolve wherever their owner likes.
-        "http://127.evil.example", "http://127.0.0.1.nip.io:8099", "http://localhost.evil", "http://localhost:8099",
-        "http://[::2]", "http://0x7f000001", "http://2130706433", "http://127.1", "http://user@127.0.0.1:8099",
+        "http://127.evil.example",
+        "http://127.0.0.1.nip.io:8099",
+        "http://localhost.evil",
+        "http://localhost:8099",
+        "http://[::2]",
+        "http://0x7f000001",
+        "http://2130706433",
+        "http://127.1",
+        "http://user@127.0.0.1:8099",
     ],
 )
 def test_the_api_base_url_may_only_point_at_this_machine(tmp_path: Path, url: str) -> None:

@@ -1,5 +1,5 @@
 """Helpers for the staff tests: a line with a frozen clock, Twilio's Dial and Record callbacks, a real HTTP
-server for the app, and signing in to the staff page (Twilio's REST API: tests/helpers/twilio_api_standin.py)."""
+server for the app, and signing in to the staff page (Twilio's REST API: ivr/phone/twilio_standin.py)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ Two ways to run it, one server:
 - in the test's process: `with twilio_standin(ACCOUNT_SID, AUTH_TOKEN) as standin:` and read
   `standin.messages`, `standin.requests`;
 - as its own process, for a line in another process:
-  `python tests/helpers/twilio_api_standin.py ACCOUNT_SID AUTH_TOKEN [UNREACHABLE_NUMBER ...]` prints
+  `python -m ivr.phone.twilio_standin ACCOUNT_SID AUTH_TOKEN [UNREACHABLE_NUMBER ...]` prints
   `PORT <n>`; GET /_standin/messages lists what it received, POST /_standin/reset forgets it.
 """
 
