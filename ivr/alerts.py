@@ -25,7 +25,7 @@ from flask import Flask
 from twilio.base.exceptions import TwilioException
 
 from ivr import outbound_texts, resilience
-from ivr.services import app_services
+from ivr.services import services
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ ALERT_RETRY_SECONDS = 30.0
 
 def alert_text(app: Flask) -> str:
     """The alert, in the staff's (default) language, with the staff page's address when one is known."""
-    content = app_services(app).content
+    content = services(app).content
     base = app.config.get("PUBLIC_BASE_URL", "")
     link = f"{base}/staff/" if base else ""
     return content.language(content.default_language).text("staff_alert", link=link).strip()
@@ -50,8 +50,8 @@ def note_line_number(app: Flask, line_number: str) -> None:
 def send_waiting(app: Flask) -> int:
     """Send every alert waiting (claimed first, so no two processes send one); the number sent."""
     numbers = app.config.get("STAFF_ALERT_NUMBERS") or ()
-    storage = app_services(app).storage
-    database = resilience.app_guard(app)
+    storage = services(app).storage
+    database = resilience.guard(app)
     empty: list[int] = []
     claimed = database.read(partial(storage.claim_alerts, None), empty, "claiming staff alerts")
     if not claimed:
@@ -90,8 +90,8 @@ def send_soon(app: Flask) -> threading.Thread:
 def _send_quietly(app: Flask) -> None:
     try:
         send_waiting(app)
-        storage = app_services(app).storage
-        unsent = resilience.app_guard(app).read(storage.unsent_alerts, 1, "counting staff alerts")
+        storage = services(app).storage
+        unsent = resilience.guard(app).read(storage.unsent_alerts, 1, "counting staff alerts")
         app.extensions["careline.alerts_waiting"] = bool(unsent)
     except Exception as error:  # a thread's error would otherwise only go to stderr
         log.error("Sending staff alerts failed: %s", type(error).__name__)
@@ -101,9 +101,9 @@ def init_app(app: Flask) -> None:
     """Send what waits now (an earlier run's failures, looked for with one count at start-up), and,
     while this process knows of alerts not yet sent, try again every ALERT_RETRY_SECONDS. A request
     pays nothing for this otherwise: no database work unless an alert is waiting."""
-    storage = app_services(app).storage
+    storage = services(app).storage
     # With the database away, assume something waits: the first retry finds out.
-    waiting = resilience.app_guard(app).read(storage.unsent_alerts, 1, "counting staff alerts")
+    waiting = resilience.guard(app).read(storage.unsent_alerts, 1, "counting staff alerts")
     app.extensions["careline.alerts_waiting"] = bool(waiting)
     app.extensions["careline.alerts_next"] = time.monotonic() + ALERT_RETRY_SECONDS
     if waiting:

@@ -207,14 +207,9 @@ class DatabaseGuard:
         return None
 
 
-def guard() -> DatabaseGuard:
-    """The running app's database guard."""
-    return app_guard(current_app)
-
-
-def app_guard(app: Flask) -> DatabaseGuard:
-    """`app`'s database guard (what `guard()` gives, without the context lookup)."""
-    return app.extensions["careline.guard"]
+def guard(app: Flask | None = None) -> DatabaseGuard:
+    """`app`'s database guard; without `app`, the running app's (in a request or app context)."""
+    return (current_app if app is None else app).extensions["careline.guard"]
 
 
 def init_app(app: Flask, storage: Storage) -> DatabaseGuard:

@@ -70,14 +70,9 @@ class Services:
     cache: LineCache
 
 
-def services() -> Services:
-    """The running app's services."""
-    return app_services(current_app)
-
-
-def app_services(app: Flask) -> Services:
-    """`app`'s services (what `services()` gives, for code that already holds the app: no context lookup)."""
-    return app.extensions["careline"]
+def services(app: Flask | None = None) -> Services:
+    """`app`'s services; without `app`, the running app's (in a request or app context)."""
+    return (current_app if app is None else app).extensions["careline"]
 
 
 def now(config: Mapping[str, Any] | None = None) -> dt.datetime:

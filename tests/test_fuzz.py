@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from werkzeug.datastructures import MultiDict
 
 from ivr import create_app, safety
-from ivr.services import app_services
+from ivr.services import services
 from tests.conftest import app_config
 from tests.helpers.staff_support import create_staff, sign_in
 from tests.helpers.support import AUTH_TOKEN, CALLER, LINE_NUMBER, PUBLIC_BASE_URL, sign
@@ -405,7 +405,7 @@ def test_text_conversations_keep_every_opt_out(line: Flask, texts: list[tuple[st
         check_answer(line, "/sms", response)
         answered = len(ET.fromstring(response.data)) > 0
         # Safety before the opt-out rule (issue 13): urgent words are answered even after STOP.
-        urgent = safety.classify(app_services(line).content, body, "en", typos=True) is not None
+        urgent = safety.classify(services(line).content, body, "en", typos=True) is not None
         if opted_out[number] and body not in START_WORDS + HELP_WORDS + STOP_WORDS and not urgent:
             assert not answered, (number, body)
         if retry:

@@ -20,7 +20,7 @@ from ivr import alerts, call_dialog, create_app, safety
 from ivr import text_dialog as tl
 from ivr.content import URGENT_KINDS, load_content
 from ivr.phone.twilio_standin import TwilioStandIn, twilio_standin
-from ivr.services import app_services
+from ivr.services import services
 from ivr.storage import callback_requests, staff_alerts
 from tests.conftest import app_config
 from tests.helpers.staff_support import ACCOUNT_SID, create_staff, sign_in
@@ -246,7 +246,7 @@ def alerts_received(standin: TwilioStandIn) -> list[dict[str, str]]:
 
 
 def requests_rows(app: Flask) -> list[dict[str, object]]:
-    with app_services(app).storage.engine.connect() as connection:
+    with services(app).storage.engine.connect() as connection:
         return [dict(row._mapping) for row in connection.execute(sa.select(callback_requests))]
 
 
@@ -305,7 +305,7 @@ def test_an_urgent_text_is_answered_kept_with_its_words_sealed_and_alerts_staff(
     assert answer.startswith("Sentimos mucho")  # no conversation yet: the language of the words
     with app.app_context():
         (row,) = requests_rows(app)
-        storage = app_services(app).storage
+        storage = services(app).storage
         assert row["urgent"] and row["urgent_kind"] == "distress" and row["channel"] == "sms"
         assert "aguanto" not in str(row["words"])  # sealed at rest
         assert storage.unseal(str(row["words"])) == "ya no aguanto más, no puedo más"
@@ -335,7 +335,7 @@ def test_a_failed_alert_is_retried_after_a_restart(tmp_path: Path, standin: Twil
     down = safety_app(tmp_path, TWILIO_API_BASE_URL="http://127.0.0.1:9")
     Phone(down.test_client()).text("I can't breathe")
     with down.app_context():
-        storage = app_services(down).storage
+        storage = services(down).storage
         assert wait_for(lambda: _attempts(storage) >= 1)
         assert storage.unsent_alerts() == 1
     assert alerts_received(standin) == []
@@ -343,7 +343,7 @@ def test_a_failed_alert_is_retried_after_a_restart(tmp_path: Path, standin: Twil
     up = safety_app(tmp_path, TWILIO_API_BASE_URL=standin.base_url)
     assert wait_for(lambda: len(alerts_received(standin)) == 2)
     with up.app_context():
-        assert wait_for(lambda: app_services(up).storage.unsent_alerts() == 0)
+        assert wait_for(lambda: services(up).storage.unsent_alerts() == 0)
     # Sent once: another start sends nothing more.
     safety_app(tmp_path, TWILIO_API_BASE_URL=standin.base_url)
     time.sleep(0.5)

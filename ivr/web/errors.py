@@ -17,13 +17,13 @@ import traceback
 from pathlib import Path
 
 from flask import Blueprint, Flask, Response, request, url_for
-from twilio.twiml.voice_response import VoiceResponse
 from werkzeug.exceptions import HTTPException
 
 from ivr import call_dialog
 from ivr.call_dialog import CallState, Line, Listen, Reply
 from ivr.security import twilio_only
 from ivr.services import services
+from ivr.twiml import Renderer
 from ivr.web.calls import links
 
 log = logging.getLogger(__name__)
@@ -57,15 +57,13 @@ def answer_unexpected_error(error: Exception) -> Response | HTTPException:
         return error
     log.error("Unexpected %s in %s at %s", type(error).__name__, request.endpoint, where(error))
     if request.endpoint in CONNECT_ON_ERROR:
-        return Response(str(VoiceResponse()), mimetype="text/xml")
+        return Response(Renderer.empty(), mimetype="text/xml")
     if request.path.startswith("/voice"):
         try:
             return Response(apology_menu(request.args.get("l", "")), mimetype="text/xml")
         except Exception:  # the menu itself failed: hand the call to the fallback URL
             log.error("The apology menu failed too")
-            response = VoiceResponse()
-            response.redirect(url_for("fallback.voice_fallback"), method="POST")
-            return Response(str(response), mimetype="text/xml")
+            return Response(Renderer.redirect(url_for("fallback.voice_fallback")), mimetype="text/xml")
     return Response("Internal error", status=500, mimetype="text/plain")
 
 
