@@ -103,6 +103,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.cli.add_command(report.content_report_command)
     app.cli.add_command(approval.content_approve_command)
 
+    from ivr import twilio_setup
+
+    app.cli.add_command(twilio_setup.twilio_setup_command)
+
     from ivr.web import texts
 
     app.register_blueprint(texts.bp)

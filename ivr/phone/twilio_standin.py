@@ -2,8 +2,10 @@
 
 It serves what the line uses: send a message (POST /2010-04-01/Accounts/<sid>/Messages.json, a
 Message resource with 201, or Twilio's error 21610 for a number given as unreachable) and fetch a
-recording's MP3 (GET .../Recordings/<sid>.mp3, byte ranges too; 404 once deleted). It checks HTTP
-basic auth like Twilio and binds to the loopback address only.
+recording's MP3 (GET .../Recordings/<sid>.mp3, byte ranges too; 404 once deleted). For
+`flask --app ivr twilio-setup` it also keeps the account's phone numbers (IncomingPhoneNumbers list,
+fetch and update) and Messaging Services (fetch, update, and their PhoneNumbers list and add): see
+PhoneConfig. It checks HTTP basic auth like Twilio and binds to the loopback address only.
 
 Two ways to run it, one server:
 - in the test's process: `with twilio_standin(ACCOUNT_SID, AUTH_TOKEN) as standin:` and read
@@ -72,6 +74,8 @@ class TwilioStandIn:
     deleted: set[str] = field(default_factory=set)
     base_url: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: The account's phone numbers and Messaging Services (twilio-setup; see PhoneConfig below).
+    phone_config: PhoneConfig = field(default_factory=lambda: PhoneConfig())
 
     @property
     def messages(self) -> list[dict[str, str]]:
@@ -84,6 +88,187 @@ class TwilioStandIn:
         """Whether the Authorization header holds this account's SID and auth token."""
         expected = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
         return header == f"Basic {expected}"
+
+
+# -- Phone numbers and Messaging Services: what `flask --app ivr twilio-setup` reads and changes ---------------
+
+NUMBERS_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>AC\w+)/IncomingPhoneNumbers\.json$")
+NUMBER_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>AC\w+)/IncomingPhoneNumbers/(?P<number>PN\w+)\.json$")
+SERVICE_PATH = re.compile(r"^/v1/Services/(?P<service>MG\w+)$")
+SERVICE_NUMBERS_PATH = re.compile(r"^/v1/Services/(?P<service>MG\w+)/PhoneNumbers$")
+
+#: The IncomingPhoneNumber fields an update may change, as Twilio names them (VoiceUrl is voice_url).
+NUMBER_FIELDS = (
+    "friendly_name",
+    "voice_url",
+    "voice_method",
+    "voice_fallback_url",
+    "voice_fallback_method",
+    "status_callback",
+    "status_callback_method",
+    "sms_url",
+    "sms_method",
+    "sms_fallback_url",
+    "sms_fallback_method",
+    "voice_application_sid",
+    "sms_application_sid",
+    "trunk_sid",
+)
+#: The Messaging Service fields an update may change.
+SERVICE_FIELDS = (
+    "friendly_name",
+    "inbound_request_url",
+    "inbound_method",
+    "fallback_url",
+    "fallback_method",
+    "status_callback",
+    "use_inbound_webhook_on_number",
+)
+_METHOD_FIELDS = {"voice_method", "voice_fallback_method", "status_callback_method", "sms_method"}
+_METHOD_FIELDS |= {"sms_fallback_method", "inbound_method", "fallback_method"}
+
+
+def form_name(field_name: str) -> str:
+    """Twilio's form parameter for a resource field: voice_fallback_url is VoiceFallbackUrl."""
+    return "".join(part.capitalize() for part in field_name.split("_"))
+
+
+@dataclass
+class PhoneConfig:
+    """The account's phone numbers and Messaging Services, as Twilio keeps them, and every change asked."""
+
+    #: IncomingPhoneNumber resources by SID (PN...).
+    numbers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Messaging Service resources by SID (MG...).
+    services: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The phone number SIDs in each Messaging Service.
+    service_numbers: dict[str, list[str]] = field(default_factory=dict)
+    #: Every update or create: (path, form).
+    changes: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+
+    def add_number(self, account_sid: str, phone_number: str, **fields: Any) -> str:
+        """A number on the account as Twilio gives a new one (methods POST, no URLs); its SID."""
+        sid = "PN" + uuid.uuid4().hex
+        resource: dict[str, Any] = {name: "" for name in NUMBER_FIELDS}
+        resource.update({name: "POST" for name in NUMBER_FIELDS if name in _METHOD_FIELDS})
+        resource.update(voice_application_sid=None, sms_application_sid=None, trunk_sid=None)
+        resource.update(
+            sid=sid,
+            account_sid=account_sid,
+            phone_number=phone_number,
+            friendly_name=phone_number,
+            api_version="2010-04-01",
+            uri=f"/2010-04-01/Accounts/{account_sid}/IncomingPhoneNumbers/{sid}.json",
+        )
+        resource.update(fields)
+        self.numbers[sid] = resource
+        return sid
+
+    def add_service(self, account_sid: str, *numbers: str, **fields: Any) -> str:
+        """A Messaging Service with the given number SIDs in it (inbound to the numbers' own URLs); its SID."""
+        sid = "MG" + uuid.uuid4().hex
+        resource: dict[str, Any] = {name: None for name in SERVICE_FIELDS}
+        resource.update(inbound_method="POST", fallback_method="POST", use_inbound_webhook_on_number=False)
+        resource.update(sid=sid, account_sid=account_sid, friendly_name="CareLine", url=f"/v1/Services/{sid}")
+        resource.update(fields)
+        self.services[sid] = resource
+        self.service_numbers[sid] = list(numbers)
+        return sid
+
+    def number(self, phone_number: str) -> dict[str, Any]:
+        """The resource of one number, by its E.164 form."""
+        return next(resource for resource in self.numbers.values() if resource["phone_number"] == phone_number)
+
+
+def _changed_fields(names: tuple[str, ...], form: dict[str, str]) -> dict[str, Any] | str:
+    """The fields an update form sets, or the reason Twilio would refuse it."""
+    changed: dict[str, Any] = {}
+    for name in names:
+        if form_name(name) not in form:
+            continue
+        value: Any = form[form_name(name)]
+        if name in _METHOD_FIELDS and value not in ("GET", "POST"):
+            return f"{form_name(name)} must be GET or POST"
+        if name == "use_inbound_webhook_on_number":
+            value = value == "true"
+        changed[name] = value
+    return changed
+
+
+def phone_config_request(
+    standin: TwilioStandIn, method: str, path: str, query: dict[str, str], form: dict[str, str]
+) -> tuple[int, object] | None:
+    """Twilio's answer (status, JSON) to a phone-number or Messaging Service request; None for other paths."""
+    config = standin.phone_config
+    not_found = (404, {"code": 20404, "message": "The requested resource was not found", "status": 404})
+    if match := NUMBERS_PATH.match(path):
+        if method != "GET" or match["sid"] != standin.account_sid:
+            return not_found
+        with standin.lock:
+            found = [dict(r) for r in config.numbers.values() if r["phone_number"] == query.get("PhoneNumber", "")]
+        if "PhoneNumber" not in query:
+            found = [dict(resource) for resource in config.numbers.values()]
+        page = {"page": 0, "page_size": int(query.get("PageSize", 50)), "next_page_uri": None, "uri": path}
+        return 200, {"incoming_phone_numbers": found, **page}
+    if match := NUMBER_PATH.match(path):
+        resource = config.numbers.get(match["number"])
+        if match["sid"] != standin.account_sid or resource is None:
+            return not_found
+        return _update(standin, resource, NUMBER_FIELDS, method, path, form)
+    if match := SERVICE_PATH.match(path):
+        service = config.services.get(match["service"])
+        if service is None or service["account_sid"] != standin.account_sid:
+            return not_found
+        return _update(standin, service, SERVICE_FIELDS, method, path, form)
+    if match := SERVICE_NUMBERS_PATH.match(path):
+        service = config.services.get(match["service"])
+        if service is None or service["account_sid"] != standin.account_sid:
+            return not_found
+        members = config.service_numbers[match["service"]]
+        if method == "POST":
+            number = config.numbers.get(form.get("PhoneNumberSid", ""))
+            if number is None:
+                return 400, {"code": 21450, "message": "Phone Number not found", "status": 400}
+            with standin.lock:
+                config.changes.append((path, form))
+                members.append(number["sid"])
+            return 201, _service_number(service, number)
+        listed = [_service_number(service, config.numbers[sid]) for sid in members]
+        meta = {"page": 0, "page_size": 50, "key": "phone_numbers", "next_page_url": None, "url": path}
+        return 200, {"phone_numbers": listed, "meta": meta}
+    return None
+
+
+def _update(
+    standin: TwilioStandIn,
+    resource: dict[str, Any],
+    names: tuple[str, ...],
+    method: str,
+    path: str,
+    form: dict[str, str],
+) -> tuple[int, object]:
+    """Fetch (GET) or update (POST) one resource."""
+    if method == "POST":
+        changed = _changed_fields(names, form)
+        if isinstance(changed, str):
+            return 400, {"code": 21403, "message": changed, "status": 400}
+        with standin.lock:
+            standin.phone_config.changes.append((path, form))
+            resource.update(changed)
+    with standin.lock:
+        return 200, dict(resource)
+
+
+def _service_number(service: dict[str, Any], number: dict[str, Any]) -> dict[str, Any]:
+    """A number as a Messaging Service's PhoneNumbers list gives it."""
+    return {
+        "sid": number["sid"],
+        "account_sid": number["account_sid"],
+        "service_sid": service["sid"],
+        "phone_number": number["phone_number"],
+        "country_code": "US",
+        "capabilities": ["SMS", "Voice"],
+    }
 
 
 class _Server(ThreadingHTTPServer):
@@ -127,6 +312,8 @@ class _Handler(BaseHTTPRequestHandler):
         standin.requests.append(("POST", path))
         if not standin.authorized(self.headers.get("Authorization")):
             return self._error(401, 20003, "Authenticate")
+        if self._phone_config_reply("POST", raw):
+            return
         match = MESSAGES_PATH.match(path)
         if not match or match["sid"] != standin.account_sid:
             return self._error(404, 20404, "Not found")
@@ -143,6 +330,18 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(400, 21610, "Attempt to send to unsubscribed recipient")
         self._json(201, message_resource(standin.account_sid, "SM" + uuid.uuid4().hex, form))
 
+    def _phone_config_reply(self, method: str, raw: str) -> bool:
+        """Answer a phone-number or Messaging Service request (twilio-setup); False for any other path."""
+        parts = urlsplit(self.path)
+        query = {key: values[0] for key, values in parse_qs(parts.query).items()}
+        form = {key: values[0] for key, values in parse_qs(raw, keep_blank_values=True).items()}
+        answer = phone_config_request(self.server.standin, method, parts.path, query, form)
+        if answer is None:
+            return False
+        status, payload = answer
+        self._json(status, payload)
+        return True
+
     def do_GET(self) -> None:
         standin = self.server.standin
         path = urlsplit(self.path).path
@@ -152,6 +351,8 @@ class _Handler(BaseHTTPRequestHandler):
         standin.requests.append(("GET", path))
         if not standin.authorized(self.headers.get("Authorization")):
             return self._error(401, 20003, "Authenticate")
+        if self._phone_config_reply("GET", ""):
+            return
         match = RECORDING_PATH.match(path)
         if not match or match["sid"] != standin.account_sid or match["recording"] in standin.deleted:
             return self._error(404, 20404, "The requested resource was not found")
