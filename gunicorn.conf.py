@@ -17,6 +17,8 @@ Decisions, and why:
 - Access log: time, method, path WITHOUT query string, status, bytes, milliseconds. Never the form
   body (phone numbers, texts, speech) and never headers. The query only carries menu state, but it
   is left out too: nothing there is needed to run the line.
+  LOG_FORMAT=json makes every log line (gunicorn's, the access log, the line's own) one JSON object
+  (ivr/logs.py), with the same fields and the same privacy.
 - SIGHUP reloads gracefully: gunicorn re-reads this file, the master builds the app again (so edited
   prompts/ files and new settings in this file take effect), and new workers replace old ones once
   their in-flight requests are done. If the new prompts fail their checks, the error is logged and
@@ -30,9 +32,11 @@ import gc
 import os
 from typing import Any
 
-from ivr.config import serving_settings
+from ivr.config import parse_settings, serving_settings
+from ivr.logs import gunicorn_logconfig
 
 _serving = serving_settings()
+_log_format = parse_settings({"LOG_FORMAT": os.environ.get("LOG_FORMAT") or "text"})["LOG_FORMAT"]
 
 wsgi_app = "ivr:create_app()"
 _host = f"[{_serving['host']}]" if ":" in _serving["host"] else _serving["host"]  # an IPv6 address needs brackets
@@ -53,6 +57,9 @@ accesslog = "-"
 errorlog = "-"
 loglevel = "info"
 access_log_format = "%(t)s %(m)s %(U)s %(s)s %(B)s %(M)sms"
+if _log_format == "json":  # LOG_FORMAT=json: every log one JSON object a line, the time in its own field
+    logconfig_dict = gunicorn_logconfig()
+    access_log_format = "%(m)s %(U)s %(s)s %(B)s %(M)sms"
 
 
 def pre_fork(server: Any, worker: Any) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Flask
 
-from ivr import approval, resilience, retention
+from ivr import approval, logs, resilience, retention
 from ivr.config import (
     DEFAULTS,
     ConfigError,
@@ -56,6 +56,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     check_mode(app.config)  # before anything is written: a line that must not start leaves no trace
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     quiet_chatty_loggers()
+    logs.configure(app.config["LOG_FORMAT"])
     # The instance folder may hold the SQLite database, the spool and the local secret: the line's alone.
     Path(app.instance_path).mkdir(mode=0o700, parents=True, exist_ok=True)
 

@@ -48,6 +48,7 @@ DEFAULTS: dict[str, Any] = {
     "STAFF_ALERT_NUMBERS": (),  # each gets a text (no patient words) when an urgent request comes in
     # 1 in production: refuse to start on prompt files that are draft, changed since approval, or due (docs/content.md).
     "CONTENT_MUST_BE_APPROVED": 0,
+    "LOG_FORMAT": "text",  # json: one JSON object a line, for log shipping (ivr/logs.py)
 }
 
 _RATE = re.compile(r"^(\d{2,3})%$")
@@ -150,6 +151,13 @@ def _switch(name: str, value: Any) -> int:
     return int(text)
 
 
+def _log_format(name: str, value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in ("text", "json"):
+        raise ConfigError(f"{name} must be text or json, not {value!r}")
+    return text
+
+
 def is_loopback_ip(host: str) -> bool:
     """Whether `host` is an IP literal on this machine (127.0.0.0/8 or ::1).
 
@@ -224,6 +232,7 @@ _PARSERS = {
     "DATABASE_RETRY_SECONDS": _whole_number(1, 300),
     "USAGE_FLUSH_SECONDS": _whole_number(0, 60),
     "CONTENT_MUST_BE_APPROVED": _switch,
+    "LOG_FORMAT": _log_format,
 }
 
 
