@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ivr.config import DEFAULTS, parse_settings, serving_settings
+from ivr.twilio_setup import number_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -152,3 +153,20 @@ def test_careline_flask_runs_a_command_with_the_env_files_settings(tmp_path: Pat
     assert result.returncode == 0, result.stderr
     assert "older than 30 days" in result.stdout  # RETENTION_DAYS from the file
     assert (tmp_path / "line.sqlite3").exists()  # DATABASE_URL from the file
+
+
+DEPLOYING = ROOT / "docs" / "deploying.md"
+
+
+def test_the_docs_sed_command_fills_every_placeholder_of_the_nginx_site() -> None:
+    site = (DEPLOY / "nginx" / "careline.conf").read_text(encoding="utf-8")
+    placeholders = set(re.findall(r"__[A-Z][A-Z_]*[A-Z]__", site))
+    filled = set(re.findall(r"-e 's[/#](__[A-Z_]+__)[/#]", DEPLOYING.read_text(encoding="utf-8")))
+    assert placeholders and filled == placeholders
+
+
+def test_the_docs_url_table_is_what_twilio_setup_sets() -> None:
+    base = "https://line.example.org"
+    rows = re.findall(r"^\| [^|]+ \| `(https://line\.example\.org/[a-z/]+)` \| POST \|$", DEPLOYING.read_text(), re.M)
+    urls = {setting.value for setting in number_settings(base, base, True) if str(setting.value).startswith(base)}
+    assert set(rows) == urls
