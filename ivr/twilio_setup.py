@@ -97,9 +97,19 @@ class Difference:
     where: str
     wanted: Wanted
     now: str | bool
+    #: Plain words for a difference that is not a value (a number missing from a Messaging Service).
+    said: str = ""
 
     def __str__(self) -> str:
+        if self.said:
+            return f"{self.where}: {self.said}"
         return f"{self.where}: {self.wanted.what} is {shown(self.now)}; the line needs {shown(self.wanted.value)}"
+
+    def change(self) -> str:
+        """The change that puts it right, in plain words."""
+        if self.said:
+            return str(self)
+        return f"{self.where}: {self.wanted.what}: {shown(self.now)} -> {shown(self.wanted.value)}"
 
 
 def shown(value: str | bool) -> str:
@@ -225,8 +235,9 @@ def _plan_service(
         result.changes.append((what, lambda: service.update(**changes)))
     members = _calling_twilio(f"the numbers of {what}", lambda: service.phone_numbers.list(limit=400))
     if not any(member.sid == number.sid for member in members):
-        membership = Wanted("phone_numbers", number.phone_number, "numbers in the service")
-        result.differences.append(Difference(what, membership, f"without {number.phone_number}"))
+        membership = Wanted("phone_numbers", number.phone_number, "its numbers")
+        said = f"the number {number.phone_number} is not in it; the line adds it (texts to it reach the service then)"
+        result.differences.append(Difference(what, membership, "", said))
         result.changes.append((what, lambda: service.phone_numbers.create(phone_number_sid=number.sid)))
 
 
@@ -284,6 +295,8 @@ def twilio_setup_command(
     settings_count = len(number_settings(base_url, fallback, service_sid is None))
     if service_sid:
         settings_count += len(service_settings(base_url, fallback)) + 1
+    options = f" --messaging-service {service_sid}" if service_sid else ""
+    options += f" --fallback-base-url {fallback}" if fallback != base_url else ""
     if not found.differences:
         click.echo(f"All {settings_count} settings already point at {base_url}: nothing to change.")
         return
@@ -291,19 +304,17 @@ def twilio_setup_command(
         click.echo(f"{len(found.differences)} of {settings_count} settings differ from what the line needs:")
         for difference in found.differences:
             click.echo(f"  - {difference}")
-        click.echo("Run `flask --app ivr twilio-setup` to set them.")
+        click.echo(f"Run `flask --app ivr twilio-setup{options}` to set them.")
         raise SystemExit(DIFFERENT)
     verb = "Would change" if dry_run else "Changing"
     for difference in found.differences:
-        click.echo(
-            f"{verb}: {difference.where}: {difference.wanted.what}: {shown(difference.now)} -> "
-            f"{shown(difference.wanted.value)}"
-        )
+        click.echo(f"{verb}: {difference.change()}")
     if dry_run:
         click.echo("Nothing changed (--dry-run).")
         return
     for where, change in found.changes:
         _calling_twilio(f"the change to {where}", change)
     click.echo(
-        f"Done: {len(found.differences)} settings changed. `flask --app ivr twilio-setup --check` reads them back."
+        f"Done: {len(found.differences)} settings changed. `flask --app ivr twilio-setup --check{options}` reads "
+        "them back."
     )

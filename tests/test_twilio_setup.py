@@ -155,7 +155,7 @@ def test_a_messaging_service_takes_the_texts(tmp_path: Path, standin: TwilioStan
         f"Messaging Service {service_sid}: incoming messages' request URL is https://old.example.org/sms; "
         "the line needs https://line.example.org/sms" in check.output
     )
-    assert f"Messaging Service {service_sid}: numbers in the service is without +15559870000" in check.output
+    assert f"Messaging Service {service_sid}: the number +15559870000 is not in it; the line adds it" in check.output
 
     assert setup(app, "--messaging-service", service_sid).exit_code == 0
     service = standin.phone_config.services[service_sid]
