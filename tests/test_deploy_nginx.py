@@ -174,8 +174,10 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
     raise AssertionError(f"nothing listens on {port} after {timeout} s")
 
 
-@pytest.fixture
-def proxied(tmp_path: Path) -> Iterator[Proxied]:
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
+    """One line and one nginx for the module's tests: each start costs seconds on a loaded machine."""
+    tmp_path = tmp_path_factory.mktemp("nginx-site")
     if NGINX is None:
         missing = "nginx is not installed (.ci/run installs Debian's nginx; apt-get install nginx)"
         if os.environ.get("CI"):
