@@ -114,8 +114,9 @@ def test_systemd_accepts_the_units(tmp_path: Path) -> None:
     assert "careline.service:" in again.stdout + again.stderr and "stric" in again.stdout + again.stderr
 
 
-def test_careline_flask_runs_a_command_with_the_env_files_settings(tmp_path: Path) -> None:
+def test_careline_flask_runs_a_command_with_the_env_files_settings(tmp_path: Path, sqlite_template: Path) -> None:
     """deploy/careline-flask reads the environment file as systemd does and runs the flask command."""
+    shutil.copyfile(sqlite_template, tmp_path / "line.sqlite3")  # migrated, as after `db upgrade`
     template = TEMPLATE.read_text(encoding="utf-8")
     env_file = tmp_path / "careline.env"
     env_file.write_text(
@@ -152,7 +153,7 @@ def test_careline_flask_runs_a_command_with_the_env_files_settings(tmp_path: Pat
     )
     assert result.returncode == 0, result.stderr
     assert "older than 30 days" in result.stdout  # RETENTION_DAYS from the file
-    assert (tmp_path / "line.sqlite3").exists()  # DATABASE_URL from the file
+    assert not (home / "instance" / "careline.sqlite3").exists()  # DATABASE_URL from the file, not the default
 
 
 DEPLOYING = ROOT / "docs" / "deploying.md"

@@ -175,9 +175,10 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
 
 
 @pytest.fixture(scope="module")
-def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
+def proxied(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Iterator[Proxied]:
     """One line and one nginx for the module's tests: each start costs seconds on a loaded machine."""
     tmp_path = tmp_path_factory.mktemp("nginx-site")
+    shutil.copyfile(sqlite_template, tmp_path / "line.sqlite3")  # migrated, as after `db upgrade`
     if NGINX is None:
         missing = "nginx is not installed (.ci/run installs Debian's nginx; apt-get install nginx)"
         if os.environ.get("CI"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -48,7 +49,8 @@ def test_log_format_is_text_or_json() -> None:
         parse_settings({"LOG_FORMAT": "xml"})
 
 
-def test_a_flask_command_logs_json(tmp_path: Path) -> None:
+def test_a_flask_command_logs_json(tmp_path: Path, sqlite_template: Path) -> None:
+    shutil.copyfile(sqlite_template, tmp_path / "line.sqlite3")  # migrated, as after `db upgrade`
     environ = line_environment(f"sqlite:///{tmp_path / 'line.sqlite3'}", LOG_FORMAT="json")
     result = subprocess.run(
         [sys.executable, "-m", "flask", "--app", "ivr", "purge", "--dry-run"],
@@ -66,7 +68,8 @@ def test_a_flask_command_logs_json(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_gunicorn_logs_json_without_personal_data(tmp_path: Path) -> None:
+def test_gunicorn_logs_json_without_personal_data(tmp_path: Path, sqlite_template: Path) -> None:
+    shutil.copyfile(sqlite_template, tmp_path / "line.sqlite3")
     environ = line_environment(f"sqlite:///{tmp_path / 'line.sqlite3'}", LOG_FORMAT="json")
     with LineServer(environ, tmp_path / "line.log") as server:
         server.wait_until_ready()

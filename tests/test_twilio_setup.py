@@ -7,6 +7,7 @@ does; each test reads back what the command left there, not what it printed.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -47,6 +48,13 @@ def standin() -> Iterator[TwilioStandIn]:
         server.phone_config.add_number(ACCOUNT_SID, "+15550001111")  # another number of the account: untouched
         server.phone_config.add_number(ACCOUNT_SID, LINE_NUMBER)
         yield server
+
+
+@pytest.fixture(autouse=True)
+def migrated_database(tmp_path: Path, sqlite_template: Path) -> None:
+    """The line's database where app_config puts it: a copy of the session's migrated SQLite file, as on a
+    server after the release step (`flask --app ivr db upgrade`)."""
+    shutil.copyfile(sqlite_template, tmp_path / "careline.sqlite3")
 
 
 def line_app(tmp_path: Path, standin: TwilioStandIn, **overrides: Any) -> Flask:
@@ -247,7 +255,7 @@ def test_as_an_operator_runs_it(tmp_path: Path, standin: TwilioStandIn) -> None:
         "PUBLIC_BASE_URL": BASE,
         "SECRET_KEY": "operator-secret",
         "LINE_NUMBER": LINE_NUMBER,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'line.sqlite3'}",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'careline.sqlite3'}",
         "TWILIO_API_BASE_URL": standin.base_url,
     }
 
