@@ -7,6 +7,11 @@ cost a section more than everything else the line does for it. A `UsageCounter` 
 process's counts in memory and adds them in one transaction every USAGE_FLUSH_SECONDS (from a
 background thread), when it holds MAX_PENDING of them, and when the process exits.
 
+The same batches carry each call's place in the menu after every step (`note_place`, for the staff
+page's picture of the line, ivr/storage/places.py): moving around the menus then costs a caller no
+database round trip, and a call's several steps in one batch are one row write. Places are batched
+even with USAGE_FLUSH_SECONDS=0: the call status callback (the end of a call) flushes them.
+
 Nothing about a caller is kept: a count is a day, a channel and a section, and the step key of a
 call (a keyed hash, see ivr/web/calls.py `retry_key`) so that a step Twilio retried counts once even
 when the retry reached another process: the keys are claimed in the same transaction as the counts.
@@ -27,7 +32,7 @@ import weakref
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ivr.storage import Storage, Use
+from ivr.storage import PlaceNote, Storage, Use
 
 if TYPE_CHECKING:
     from ivr.resilience import DatabaseGuard
@@ -47,6 +52,9 @@ class UsageCounter:
         self.storage = storage
         self.flush_seconds = flush_seconds
         self._pending: list[Use] = []
+        #: Each call's newest place in the menu (ivr/storage/places.py), by CallSid: a call's steps in one
+        #: batch are one row write.
+        self._places: dict[str, PlaceNote] = {}
         self._lock = threading.Lock()  # guards _pending
         self._flushing = threading.Lock()  # one batch at a time, so a batch that failed keeps its order
         self._timer_process = -1
@@ -63,13 +71,16 @@ class UsageCounter:
         """True when counts wait for the timer; False when each is written at once (USAGE_FLUSH_SECONDS=0)."""
         return self.flush_seconds > 0
 
-    def add(self, channel: str, section: str, once_key: str = "", at: dt.datetime | None = None) -> None:
-        """Count one use of `section` on `channel` today (UTC); `once_key` counts a retried step once.
+    def add(
+        self, channel: str, section: str, once_key: str = "", at: dt.datetime | None = None, zone: dt.tzinfo = dt.UTC
+    ) -> None:
+        """Count one use of `section` on `channel` today (in `zone`, default UTC); `once_key` counts a
+        retried step once.
 
         When batching this never touches the database, so it never keeps a caller waiting; written at
         once, a database error reaches the caller (see `count`).
         """
-        use = Use.when(channel, section, once_key, at)
+        use = Use.when(channel, section, once_key, at, zone)
         if not self.batching:
             self.storage.add_uses([use])
             return
@@ -80,31 +91,58 @@ class UsageCounter:
         if full:
             self._hurry.set()  # the timer thread writes them now; this request goes on
 
+    def note_place(self, note: PlaceNote) -> None:
+        """Note a call's place in the menu after a step. Never written during the request, so moving around
+        the menus costs the caller no database round trip: batched with the counts, and written at the
+        latest when the call ends (Twilio's status callback flushes) even when counts are written at once."""
+        with self._lock:
+            self._places[note.call_sid] = _newer(self._places.get(note.call_sid), note)
+            full = len(self._pending) + len(self._places) >= self.MAX_PENDING
+        if not self.batching:
+            if full:
+                self.flush()
+            return
+        self._ensure_timer()
+        if full:
+            self._hurry.set()
+
     def pending(self) -> int:
         """How many counts wait for the next flush."""
         with self._lock:
             return len(self._pending)
+
+    def pending_places(self) -> int:
+        """How many calls' places wait for the next flush."""
+        with self._lock:
+            return len(self._places)
 
     def flush(self) -> int:
         """Add every waiting count to the database now; how many were written (0 if it is away)."""
         with self._flushing:
             with self._lock:
                 batch, self._pending = self._pending, []
-            if not batch:
+                places, self._places = self._places, {}
+            if not batch and not places:
                 return 0
             written = False
             try:
-                written = self._write(batch)
+                written = self._write(batch, list(places.values()))
             finally:  # whatever stopped the write (even SystemExit), the batch goes back, oldest first
                 if not written:
-                    self._keep(batch)
-            return len(batch) if written else 0
+                    self._keep(batch, places)
+            return len(batch) + len(places) if written else 0
 
-    def _keep(self, batch: list[Use]) -> None:
+    def _keep(self, batch: list[Use], places: dict[str, PlaceNote]) -> None:
         with self._lock:
             kept = batch + self._pending
             dropped = max(0, len(kept) - self.MAX_KEPT)
             self._pending = kept[dropped:]
+            for call_sid, note in places.items():
+                self._places[call_sid] = _newer(self._places.get(call_sid), note)
+            if len(self._places) > self.MAX_KEPT:  # a long outage: the oldest calls' places go
+                newest = sorted(self._places.values(), key=lambda note: note.at)[-self.MAX_KEPT :]
+                dropped += len(self._places) - len(newest)
+                self._places = {note.call_sid: note for note in newest}
         if dropped:
             log.warning("Dropped %d usage counts kept while the database was away", dropped)
 
@@ -114,9 +152,9 @@ class UsageCounter:
         self._hurry.set()
         self.flush()
 
-    def _write(self, uses: list[Use]) -> bool:
+    def _write(self, uses: list[Use], places: list[PlaceNote]) -> bool:
         try:
-            self.storage.add_uses(uses)
+            self.storage.add_uses(uses, places)
         except Exception as error:  # the database is away or locked: kept, tried later
             # Counting is for the staff usage panel; nobody waits for it. Said once per outage, not
             # once a second, and by type only (a database error's text can quote a row).
@@ -172,6 +210,10 @@ def count(usage: UsageCounter, guard: DatabaseGuard, channel: str, section: str,
         usage.add(channel, section, **when)
     else:
         guard.try_write(partial(usage.add, channel, section, **when), "counting a use")
+
+
+def _newer(kept: PlaceNote | None, note: PlaceNote) -> PlaceNote:
+    return note if kept is None or note.at >= kept.at else kept
 
 
 def _close_if_alive(owner: weakref.ReferenceType[UsageCounter]) -> None:

@@ -411,7 +411,7 @@ def test_no_phone_number_or_message_in_logs_or_in_the_clear_outside_call_backs(
 
 
 def test_the_schema_is_migrated_to_the_newest_revision(app: Flask) -> None:
-    assert database_rows(app)["alembic_version"] == [("0006",)]
+    assert database_rows(app)["alembic_version"] == [("0007",)]
     with storage(app).storage.engine.connect() as connection:
         columns = [column["name"] for column in sa.inspect(connection).get_columns("processed_events")]
     assert columns == ["key", "created_at", "outcome"]

@@ -15,6 +15,7 @@ One module per concern, each a part of `Storage`:
     texts.py        the text line's conversations, opt-outs and answered messages
     preferences.py  a caller's remembered choices (language, speed, last section)
     usage.py        usage counts for the staff page (batched by ivr/usage.py)
+    places.py       where each call was when it ended, and the numbers of the picture of the line
     staff.py        staff accounts, failed sign-ins, transfers staff took
     replay.py       records from the spool (ivr/spool.py), applied exactly once
     retention.py    the purge of data older than the retention period
@@ -24,12 +25,14 @@ from __future__ import annotations
 
 from ivr.storage.alerts import ALERT_CLAIM_SECONDS, StaffAlerts
 from ivr.storage.events import CallSteps
+from ivr.storage.places import TEXTS_RECEIVED, CallPlaces, PlaceNote, RequestFact
 from ivr.storage.preferences import Preferences
 from ivr.storage.queue import CallbackQueue, CallbackRequest
 from ivr.storage.replay import SpoolReplay
 from ivr.storage.retention import Retention
 from ivr.storage.schema import (
     as_utc,
+    call_places,
     callback_requests,
     from_db,
     login_attempts,
@@ -50,12 +53,17 @@ from ivr.storage.usage import UsageCounts, Use
 
 __all__ = [
     "ALERT_CLAIM_SECONDS",
+    "TEXTS_RECEIVED",
+    "CallPlaces",
     "CallbackRequest",
+    "PlaceNote",
+    "RequestFact",
     "Storage",
     "StoredConversation",
     "TextChanges",
     "Use",
     "as_utc",
+    "call_places",
     "callback_requests",
     "from_db",
     "login_attempts",
@@ -73,7 +81,16 @@ __all__ = [
 
 
 class Storage(
-    CallbackQueue, StaffAlerts, TextLine, Preferences, UsageCounts, CallSteps, StaffRecords, SpoolReplay, Retention
+    CallbackQueue,
+    StaffAlerts,
+    TextLine,
+    Preferences,
+    UsageCounts,
+    CallSteps,
+    StaffRecords,
+    SpoolReplay,
+    Retention,
+    CallPlaces,
 ):
     """The line's database, opened once per process: one engine, and each concern's methods
     (see the modules above; they share `Database`'s engine and hashes)."""

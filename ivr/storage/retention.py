@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from ivr.storage.database import Database
 from ivr.storage.schema import (
+    call_places,
     callback_requests,
     login_attempts,
     opt_outs,
@@ -31,7 +32,7 @@ class Retention(Database):
         their recording); open ones stay, whatever their age. Opt-outs stay for good (a STOP is
         honoured for ever); an opt-in (START) older than `cutoff` is forgotten, since it changes
         nothing. Usage counts, handled-message keys, text conversations, remembered choices, sign-in
-        failures and staff acceptances older than `cutoff` go.
+        failures, staff acceptances and call places (by the call's start) older than `cutoff` go.
         """
         cutoff = cutoff.astimezone(dt.UTC)
         conditions: dict[str, tuple[sa.Table, Any]] = {
@@ -47,6 +48,7 @@ class Retention(Database):
             "login_attempts": (login_attempts, login_attempts.c.at < cutoff),
             "staff_acceptances": (staff_acceptances, staff_acceptances.c.accepted_at < cutoff),
             "staff_alerts": (staff_alerts, staff_alerts.c.sent_at < cutoff),
+            "call_places": (call_places, call_places.c.started_at < cutoff),
         }
         removed: dict[str, int] = {}
         with self.durable() as connection:

@@ -124,6 +124,23 @@ staff_acceptances = sa.Table(
     sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+#: One row per call (migration 0007), for the staff page's picture of the line: the last place in the
+#: menu the line answered (updated at every step), and how the call ended (Twilio's status callback).
+#: Keyed by a keyed hash of the CallSid; no phone number, nothing said.
+call_places = sa.Table(
+    "call_places",
+    metadata,
+    sa.Column("call_key", sa.String(64), primary_key=True),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("place", sa.String(16), nullable=False, default=""),  # a call_dialog node, "goodbye", "" (none)
+    sa.Column("section", sa.String(32), nullable=False, default=""),
+    sa.Column("lang", sa.String(8), nullable=False, default=""),
+    sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=True),  # Twilio's final CallStatus: completed, busy, ...
+    sa.Column("seconds", sa.Integer, nullable=True),
+)
+
 
 def utcnow() -> dt.datetime:
     """The current time in UTC, the only time zone the database sees."""

@@ -15,7 +15,11 @@ import sqlalchemy as sa
 
 from ivr.storage import events
 from ivr.storage.database import Database, for_each_database
+from ivr.storage.places import PlaceNote, note_places_in
 from ivr.storage.schema import as_utc, usage_daily
+
+#: The channels that count sections; usage_daily also counts texts received (ivr/storage/places.py).
+SECTION_CHANNELS = ("voice", "sms")
 
 
 @dataclass(frozen=True)
@@ -30,10 +34,12 @@ class Use:
     at: dt.datetime | None = None
 
     @classmethod
-    def when(cls, channel: str, section: str, once_key: str = "", at: dt.datetime | None = None) -> Use:
-        """A use at `at` (default now), counted on that moment's day in UTC."""
+    def when(
+        cls, channel: str, section: str, once_key: str = "", at: dt.datetime | None = None, zone: dt.tzinfo = dt.UTC
+    ) -> Use:
+        """A use at `at` (default now), counted on that moment's day in `zone` (default UTC)."""
         moment = as_utc(at)
-        return cls(moment.date(), channel, section, once_key, moment)
+        return cls(moment.astimezone(zone).date(), channel, section, once_key, moment)
 
 
 def _add_count(insert: Any) -> Any:
@@ -49,15 +55,18 @@ ADD_COUNT = for_each_database(_add_count)
 class UsageCounts(Database):
     """The usage_daily table."""
 
-    def add_uses(self, uses: Sequence[Use]) -> None:
-        """Add a batch of usage counts in one transaction.
+    def add_uses(self, uses: Sequence[Use], places: Sequence[PlaceNote] = ()) -> None:
+        """Add a batch of usage counts (and calls' places in the menu, see ivr/storage/places.py) in one
+        transaction.
 
         A use with a step key counts only if the key is new (Twilio retried the step, perhaps to
         another process): the keys are claimed in the same transaction, so each counts once.
         """
-        if not uses:
+        if not uses and not places:
             return
         with self.durable() as connection:
+            if places:
+                note_places_in(connection, self, list(places))
             totals: dict[tuple[dt.date, str, str], int] = {}
             for use in sorted(uses, key=lambda use: use.once_key):  # keys, too, claimed in one order
                 if use.once_key and not events.claim(connection, use.once_key, as_utc(use.at)):
@@ -71,10 +80,10 @@ class UsageCounts(Database):
                 connection.execute(ADD_COUNT[connection.dialect.name], values)
 
     def usage(self, since: dt.date) -> list[dict[str, Any]]:
-        """Uses per day, channel and section from `since` on, newest day first."""
+        """Sections heard ("voice") and texted ("sms") per day and section from `since` on, newest day first."""
         query = (
             sa.select(usage_daily)
-            .where(usage_daily.c.day >= since)
+            .where(usage_daily.c.day >= since, usage_daily.c.channel.in_(SECTION_CHANNELS))
             .order_by(usage_daily.c.day.desc(), usage_daily.c.channel, usage_daily.c.section)
         )
         with self.engine.connect() as connection:

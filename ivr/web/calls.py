@@ -19,6 +19,7 @@ from ivr.call_dialog import CallState, Circumstances, Event, Reply
 from ivr.config import E164
 from ivr.security import twilio_only
 from ivr.services import now, services, staff_hours_text
+from ivr.storage import PlaceNote
 from ivr.twiml import Links, StaffDial, state_from_query, state_to_query
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ def _answer(state: CallState, event: Event) -> Response:
     reply = call_dialog.step(svc.content, state, event, world)
     if reply.effects or isinstance(reply.next, call_dialog.AwaitOutcome):
         reply = _perform(reply, world)
+    _note_place(reply)
     # Only the line's own number is in the dial (its caller ID), never the caller's.
     staff = StaffDial(config["STAFF_NUMBERS"], _line_number(), config["STAFF_RING_SECONDS"])
     document = svc.cache.voice_document(reply, _LINKS, staff, config["VOICEMAIL_MAX_SECONDS"], request.script_root)
@@ -116,6 +118,30 @@ def _perform(reply: Reply, world: Circumstances) -> Reply:
             outcome = call_dialog.TextOutcome("failed")
         return _perform(call_dialog.step(svc.content, reply.next.state, outcome, world), world)
     return reply
+
+
+#: The place of a call the line ended itself (the goodbye after "thank you", or after long silence).
+GOODBYE = "goodbye"
+
+
+def place_after(reply: Reply) -> PlaceNote | None:
+    """Where this call is once the line has answered with `reply` (None without a CallSid): its menu
+    node, or "goodbye" when the line ends the call, and the section there; what the picture of the
+    line counts hang-ups by. No phone number."""
+    call_sid = request.form.get("CallSid", "")[:64]
+    if not call_sid:
+        return None
+    if isinstance(reply.next, call_dialog.HangUp):
+        return PlaceNote(call_sid, GOODBYE, "", "", now())
+    state = reply.next.state
+    return PlaceNote(call_sid, state.node, state.section, state.lang, now())
+
+
+def _note_place(reply: Reply) -> None:
+    """Note the call's place for the picture of the line: batched with the usage counts (ivr/usage.py)."""
+    note = place_after(reply)
+    if note is not None:
+        services().usage.note_place(note)
 
 
 #: Twilio sends this header with every webhook request, the same value again when it retries one.
@@ -311,6 +337,32 @@ def recording_status() -> Response:
     if request.form.get("RecordingStatus", "completed") == "completed":
         _save_recording(state)
     return twiml(services().renderer.empty())
+
+
+#: A call's final CallStatus values (Twilio's call status callback); the others say it is still going.
+FINAL_CALL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+
+
+@bp.post("/status")
+@twilio_only
+def call_status() -> Response:
+    """Twilio's call status callback ("Call status changes" in the console): when a call ends, note how
+    and how long, beside its last place in the menu. Always answered at once with an empty document
+    (Twilio reads nothing from it); a database that is away loses the note, never the answer."""
+    form = request.form
+    status, call_sid = form.get("CallStatus", ""), form.get("CallSid", "")[:64]
+    if status in FINAL_CALL_STATUSES and call_sid:
+        svc = services()
+        svc.usage.flush()  # this process's places in the menu first (kept for later if the database is away)
+        seconds = _whole_seconds(form.get("CallDuration", ""))
+        close = partial(svc.storage.close_call, call_sid, status, seconds, now())
+        resilience.guard().try_write(close, "noting how a call ended")
+    return twiml(services().renderer.empty())
+
+
+def _whole_seconds(text: str) -> int:
+    """Twilio's CallDuration (whole seconds); 0 when missing or odd; at most a day."""
+    return min(int(text), 86_400) if text.isdigit() and len(text) <= 6 else 0
 
 
 def _small_number(text: str) -> int:

@@ -23,7 +23,7 @@ from werkzeug.exceptions import HTTPException
 from ivr import alerts, resilience, spool, text_dialog, twiml, usage
 from ivr.security import request_is_from_twilio, twilio_only
 from ivr.services import Services, now, services
-from ivr.storage import CallbackRequest, StoredConversation, TextChanges
+from ivr.storage import TEXTS_RECEIVED, CallbackRequest, StoredConversation, TextChanges
 from ivr.web.errors import where
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,9 @@ def _changes(
 
 
 def _count_uses(svc: Services, decision: text_dialog.Decision) -> None:
-    """Count the section a decision texts, for the staff usage panel."""
+    """Count the text received (per day in the staff time zone, for the picture of the line) and the section
+    a decision texts (for the staff usage panel)."""
+    usage.count(svc.usage, resilience.guard(), TEXTS_RECEIVED, "", at=now(), zone=svc.hours.timezone)
     for effect in decision.effects:
         if isinstance(effect, text_dialog.CountSectionText):
             usage.count(svc.usage, resilience.guard(), "sms", effect.section)
