@@ -116,6 +116,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     staff.init_app(app)
 
+    from ivr.web import line
+
+    app.register_blueprint(line.bp)
+
     from ivr import alerts
     from ivr.web import health
 

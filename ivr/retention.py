@@ -1,7 +1,7 @@
 """`flask --app ivr purge --older-than 90d`: keep health data no longer than the line needs it.
 
 Removes call-back requests staff marked done (and with them the reference to their recording),
-usage counts, handled-message keys, text conversations, remembered choices, opt-ins, sign-in failures and
+usage counts, call places, handled-message keys, text conversations, remembered choices, opt-ins, sign-in failures and
 staff acceptances older than the retention period (RETENTION_DAYS, default 90; `--older-than`
 overrides it), then prints how many rows it removed from each table. Open call-back requests and
 opt-outs are never removed. Run it daily (cron, a systemd timer, a scheduled job).

@@ -19,6 +19,7 @@ from ivr.storage.schema import as_utc, call_places, callback_requests, from_db, 
 #: The usage_daily channel that counts texts received (section ""), per day in the staff time zone.
 TEXTS_RECEIVED = "text-in"
 
+
 def _place_upsert(insert: Any) -> Any:
     """A call's newest place: the call's start stays the first note's, and a note older than the row's
     (a batch from another process, written late) changes nothing."""

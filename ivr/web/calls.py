@@ -126,7 +126,7 @@ GOODBYE = "goodbye"
 
 def place_after(reply: Reply) -> PlaceNote | None:
     """Where this call is once the line has answered with `reply` (None without a CallSid): its menu
-    node, or "goodbye" when the line ends the call, and the section there; what the picture of the
+    node, or "goodbye" when the line ends the call, and the section being heard; what the picture of the
     line counts hang-ups by. No phone number."""
     call_sid = request.form.get("CallSid", "")[:64]
     if not call_sid:
@@ -134,7 +134,8 @@ def place_after(reply: Reply) -> PlaceNote | None:
     if isinstance(reply.next, call_dialog.HangUp):
         return PlaceNote(call_sid, GOODBYE, "", "", now())
     state = reply.next.state
-    return PlaceNote(call_sid, state.node, state.section, state.lang, now())
+    section = state.section if state.node in call_dialog.SECTION_NODES else ""  # elsewhere: the one heard last
+    return PlaceNote(call_sid, state.node, section, state.lang, now())
 
 
 def _note_place(reply: Reply) -> None:
