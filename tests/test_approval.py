@@ -17,7 +17,7 @@ from flask import Flask
 from ivr import approval, create_app
 from ivr.content import APPROVALS_FILE, PROMPTS_DIR, ContentError, load_content, prompt_files
 from tests.conftest import app_config
-from tests.helpers.staff_support import create_staff, make_app, sign_in
+from tests.helpers.staff_support import add_staff, make_app, sign_in
 
 TODAY = dt.datetime(2026, 12, 8, 9, 0, tzinfo=dt.UTC)
 REVIEWER = "Ana Ruiz, RN, MSN"
@@ -148,7 +148,7 @@ def test_a_file_missing_its_review_data_does_not_load(prompts: Path) -> None:
 
 def test_the_staff_page_shows_a_banner_while_content_is_unapproved(tmp_path: Path, prompts: Path) -> None:
     app = make_app(tmp_path, PROMPTS_DIR=str(prompts), NOW=TODAY)
-    create_staff(app)
+    add_staff(app)
     client = app.test_client()
     assert sign_in(client).status_code == 303
     html = client.get("/staff/").get_data(as_text=True)

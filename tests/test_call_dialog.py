@@ -19,9 +19,10 @@ from ivr.call_dialog import (
     RecordMessage,
     Reply,
 )
-from ivr.content import Content, load_content
+from ivr.content import Content
+from tests.conftest import loaded_content
 
-CONTENT: Content = load_content()
+CONTENT: Content = loaded_content()
 OPEN = Circumstances(staff_open=True)
 CLOSED = Circumstances(staff_open=False)
 KEYS = "0123456789*#"

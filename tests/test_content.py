@@ -11,9 +11,9 @@ import yaml
 
 from ivr import create_app
 from ivr.content import MAX_WORDS_PER_SPOKEN_PART, PROMPTS_DIR, ContentError, load_content
-from tests.conftest import app_config
+from tests.conftest import app_config, loaded_content
 
-CONTENT = load_content()
+CONTENT = loaded_content()
 
 
 def test_every_topic_is_reachable_by_key_and_by_name_in_every_language() -> None:

@@ -19,9 +19,9 @@ import yaml
 
 from ivr import create_app, readability, report, sms_segments
 from ivr.content import ContentError, load_content
-from tests.conftest import app_config
+from tests.conftest import app_config, loaded_content
 
-CONTENT = load_content()
+CONTENT = loaded_content()
 REPO = Path(__file__).resolve().parent.parent
 
 

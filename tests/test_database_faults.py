@@ -19,17 +19,16 @@ import sqlalchemy as sa
 from flask import Flask
 
 from ivr import create_app
-from ivr.content import load_content
 from ivr.phone import free_port
 from ivr.resilience import DatabaseGuard
 from ivr.storage import Storage
-from tests.conftest import app_config
+from tests.conftest import app_config, loaded_content
 from tests.helpers.databases import configured_postgres_url
 from tests.helpers.faults import Outage, ReadOnly
 from tests.helpers.staff_support import StaffCall, recording_sid
 from tests.helpers.support import CALLER, Phone, twilio_post
 
-EN = load_content().language("en")
+EN = loaded_content().language("en")
 OTHER = "+15551230002"
 THIRD = "+15551230003"
 

@@ -9,9 +9,9 @@ import pytest
 
 from ivr import call_dialog, readability, report
 from ivr.call_dialog import CallStarted, CallState, Heard, RememberChoices, Remembered
-from ivr.content import load_content
+from tests.conftest import loaded_content
 
-CONTENT = load_content()
+CONTENT = loaded_content()
 LANGS = tuple(CONTENT.languages)
 #: The first turn before issue 14: about 140 words (58 s in espeak-ng) before a caller could act.
 OLD_FIRST_TURN_WORDS = 140

@@ -14,12 +14,11 @@ import pytest
 from flask import Flask
 
 from ivr import create_app
-from ivr.content import load_content
-from tests.conftest import app_config
+from tests.conftest import app_config, loaded_content
 from tests.helpers.support import Call, twilio_post
 
 MONDAY_EVENING = dt.datetime(2026, 11, 30, 19, 0, tzinfo=dt.UTC)
-CONTENT = load_content()
+CONTENT = loaded_content()
 SECTION = sorted(CONTENT.section_ids)[0]
 OTHER_SECTION = sorted(CONTENT.section_ids)[1]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from ivr.content import Language, load_content
+from ivr.content import Language
 from ivr.phone import (
     CallResult,
     HttpTransport,
@@ -26,6 +26,7 @@ from ivr.phone import (
     place_call,
 )
 from ivr.storage import Storage, staff_acceptances
+from tests.conftest import loaded_content
 from tests.helpers.servers import LineServer, local_line, run_phone
 
 pytestmark = pytest.mark.slow
@@ -36,7 +37,7 @@ LOOPBACK_BASE_URL = "http://127.0.0.1:8080"  # plain http: allowed for an addres
 STAFF_NUMBER = "+15555550123"
 ALWAYS = "Mon-Sun 00:00-24:00"
 
-EN: Language = load_content().language("en")
+EN: Language = loaded_content().language("en")
 
 
 def say(prompt: str, **values: str) -> str:

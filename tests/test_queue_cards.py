@@ -15,7 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from ivr.storage import Storage
-from tests.helpers.staff_support import create_staff, csrf_token, make_app, recording_sid, recording_url, sign_in
+from tests.helpers.staff_support import add_staff, csrf_token, make_app, recording_sid, recording_url, sign_in
 from tests.helpers.support import Phone
 
 PATIENT = "+15551230001"
@@ -40,7 +40,7 @@ def cards(html: str) -> list[str]:
 
 def test_many_requests_from_one_number_are_one_card_with_a_count(tmp_path: Path, database_url: str) -> None:
     app: Flask = make_app(tmp_path, DATABASE_URL=database_url)
-    create_staff(app)
+    add_staff(app)
     storage: Storage = app.extensions["careline"].storage
     patient, other = Phone(app.test_client(), number=PATIENT), Phone(app.test_client(), number=OTHER)
     assert other.text("call me please")

@@ -15,13 +15,12 @@ import sqlalchemy as sa
 from flask import Flask
 
 from ivr import call_dialog, create_app
-from ivr.content import load_content
 from ivr.storage import Storage, preferences
-from tests.conftest import app_config
+from tests.conftest import app_config, loaded_content
 from tests.helpers.support import Call
 
 MONDAY_EVENING = dt.datetime(2026, 11, 30, 19, 0, tzinfo=dt.UTC)
-CONTENT = load_content()
+CONTENT = loaded_content()
 EN = CONTENT.language("en")
 ES = CONTENT.language("es")
 NOTICE_EN = EN.say("memory_notice")

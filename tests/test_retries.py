@@ -17,13 +17,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from ivr import create_app
-from ivr.content import load_content
 from ivr.phone.twilio_standin import twilio_standin
-from tests.conftest import app_config
+from tests.conftest import app_config, loaded_content
 from tests.helpers.staff_support import ACCOUNT_SID
 from tests.helpers.support import AUTH_TOKEN, CALLER, LINE_NUMBER, PUBLIC_BASE_URL, Call, parse_twiml, sign, spoken
 
-EN = load_content().language("en")
+EN = loaded_content().language("en")
 HOSPICE_TEXTS = len(EN.sections["hospice"].sms)
 
 

@@ -18,15 +18,16 @@ from flask import Flask
 
 from ivr import alerts, call_dialog, create_app, safety
 from ivr import text_dialog as tl
-from ivr.content import URGENT_KINDS, load_content
+from ivr.content import URGENT_KINDS
 from ivr.phone.twilio_standin import TwilioStandIn, twilio_standin
 from ivr.services import services
 from ivr.storage import callback_requests, staff_alerts
-from tests.conftest import app_config
-from tests.helpers.staff_support import ACCOUNT_SID, create_staff, sign_in
+from tests.conftest import app_config, loaded_content
+from tests.helpers.checks import failures, report
+from tests.helpers.staff_support import ACCOUNT_SID, add_staff, sign_in
 from tests.helpers.support import AUTH_TOKEN, CALLER, LINE_NUMBER, Call, Phone, parse_twiml
 
-CONTENT = load_content()
+CONTENT = loaded_content()
 LANGS = tuple(CONTENT.languages)
 STAFF_OPEN = call_dialog.Circumstances(staff_open=True)
 
@@ -74,12 +75,7 @@ def places(lang: str) -> dict[str, Callable[[], call_dialog.CallState]]:
 PLACES = ("main menu", "in a section", "after a miss", "at the message offer", "at an urgent offer")
 
 
-@pytest.mark.parametrize("place", PLACES)
-@pytest.mark.parametrize("call_lang", LANGS)
-@pytest.mark.parametrize(("lang", "kind", "phrase"), PHRASES)
-def test_every_urgent_phrase_said_anywhere_gets_its_answer_first(
-    lang: str, kind: str, phrase: str, call_lang: str, place: str
-) -> None:
+def said_anywhere_gets_its_answer_first(lang: str, kind: str, phrase: str, call_lang: str, place: str) -> None:
     state = places(call_lang)[place]()
     reply = call_dialog.step(CONTENT, state, call_dialog.Heard(speech=f"{phrase}."), STAFF_OPEN)
     assert isinstance(reply.next, call_dialog.Listen)
@@ -93,11 +89,16 @@ def test_every_urgent_phrase_said_anywhere_gets_its_answer_first(
     assert "911" in said if heard.urgent != safety.DISTRESS else "988" in said
 
 
-@pytest.mark.parametrize("conversation_lang", LANGS)
-@pytest.mark.parametrize(("lang", "kind", "phrase"), PHRASES)
-def test_every_urgent_phrase_texted_gets_its_answer_first(
-    lang: str, kind: str, phrase: str, conversation_lang: str
-) -> None:
+@pytest.mark.parametrize("place", PLACES)
+@pytest.mark.parametrize("call_lang", LANGS)
+def test_every_urgent_phrase_said_anywhere_gets_its_answer_first(call_lang: str, place: str) -> None:
+    """Every phrase of every kind in every language, said in this place of a call in `call_lang`."""
+    cases = [(lang, kind, phrase, call_lang, place) for lang, kind, phrase in PHRASES]
+    found = failures(cases, said_anywhere_gets_its_answer_first)
+    assert not found, report(found)
+
+
+def texted_gets_its_answer_first(lang: str, kind: str, phrase: str, conversation_lang: str) -> None:
     for text in (phrase, phrase.upper() + "!!", f"please, {phrase} 😢"):
         conversation = tl.Conversation(conversation_lang, section="coping", next_part=1)
         decision = tl.decide(CONTENT, conversation, text)
@@ -112,12 +113,25 @@ def test_every_urgent_phrase_texted_gets_its_answer_first(
         assert (ask.lang, ask.urgent, ask.kind) == (conversation_lang, True, outcome.section)  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize(("lang", "kind", "phrase"), PHRASES)
-def test_a_first_text_is_answered_in_the_language_of_its_urgent_words(lang: str, kind: str, phrase: str) -> None:
+@pytest.mark.parametrize("conversation_lang", LANGS)
+def test_every_urgent_phrase_texted_gets_its_answer_first(conversation_lang: str) -> None:
+    """Every phrase of every kind in every language, texted in a conversation in `conversation_lang`."""
+    found = failures([(*case, conversation_lang) for case in PHRASES], texted_gets_its_answer_first)
+    assert not found, report(found)
+
+
+def first_text_answered_in_its_language(lang: str, kind: str, phrase: str) -> None:
     decision = tl.decide(CONTENT, tl.Conversation("en", lang_known=False), phrase)
     shared = all(safety.classify(CONTENT, phrase, other) is not None for other in LANGS if other != lang)
     assert decision.outcome.kind == tl.URGENT
     assert decision.outcome.lang == lang or shared
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_a_first_text_is_answered_in_the_language_of_its_urgent_words(lang: str) -> None:
+    """Every phrase of every kind in `lang`, as the first text from a number."""
+    found = failures([case for case in PHRASES if case[0] == lang], first_text_answered_in_its_language)
+    assert not found, report(found)
 
 
 def near_misses() -> list[tuple[str, str]]:
@@ -357,7 +371,7 @@ def _attempts(storage) -> int:  # type: ignore[no-untyped-def]
 
 def test_the_staff_page_puts_urgent_first_with_kind_and_words_and_refreshes(tmp_path: Path) -> None:
     app = safety_app(tmp_path, STAFF_ALERT_NUMBERS="")
-    create_staff(app)
+    add_staff(app)
     phone = Phone(app.test_client())
     phone.text("CALL me please")
     Phone(app.test_client(), number="+15551239999").text("I feel hopeless, nobody would care")

@@ -12,8 +12,10 @@ from ivr import sms_segments
 from ivr import text_dialog as tl
 from ivr.content import PROMPTS_DIR, SMS_PROMPTS, URGENT_KINDS, ContentError, load_content
 from ivr.hours import HourWords, StaffHours, describe_hours
+from tests.conftest import loaded_content
+from tests.helpers.checks import failures, report
 
-CONTENT = load_content()
+CONTENT = loaded_content()
 LANGS = tuple(CONTENT.languages)
 
 #: STAFF_HOURS a clinic might set; the two-rule one is the longest the prompts are written for.
@@ -68,14 +70,19 @@ def every_message() -> list[tuple[str, str]]:
 MESSAGES = every_message()
 
 
-@pytest.mark.parametrize(("label", "text"), MESSAGES, ids=[label for label, _ in MESSAGES])
-def test_every_message_keeps_to_its_languages_limit(label: str, text: str) -> None:
+def keeps_to_its_languages_limit(label: str, text: str) -> None:
     limit = CONTENT.language(label.split(":")[0]).text_limit
     assert limit.problem(text) is None, f"{label}: {limit.problem(text)}"
     assert len(text) <= limit.max_characters
     if label.startswith("en:"):
         assert sms_segments.non_gsm7(text) == [], f"{label}: English stays in GSM-7"
         assert sms_segments.segments(text) <= 2
+
+
+def test_every_message_keeps_to_its_languages_limit() -> None:
+    """Every text the line can send, by label ("en:prompt:menu", "es:hospice:2"...): each one that is too long named."""
+    found = failures(MESSAGES, keeps_to_its_languages_limit)
+    assert not found, report(found)
 
 
 def test_the_limits_are_data_per_language() -> None:

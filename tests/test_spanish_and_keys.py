@@ -16,11 +16,10 @@ from flask import Flask
 
 from ivr import create_app
 from ivr.config import ConfigError, settings_from_environment
-from ivr.content import load_content
-from tests.conftest import app_config
+from tests.conftest import app_config, loaded_content
 from tests.helpers.support import Call
 
-CONTENT = load_content()
+CONTENT = loaded_content()
 EN = CONTENT.language("en")
 ES = CONTENT.language("es")
 #: Monday 10:00 in Los Angeles (staff in) and Monday 20:00 there (staff out).

@@ -12,7 +12,15 @@ from flask.testing import FlaskClient
 
 from ivr.services import services
 from ivr.storage import login_attempts
-from tests.helpers.staff_support import OPEN_TIME, STAFF_PASSWORD, create_staff, csrf_token, make_app, sign_in
+from tests.helpers.staff_support import (
+    OPEN_TIME,
+    STAFF_PASSWORD,
+    add_staff,
+    create_staff,
+    csrf_token,
+    make_app,
+    sign_in,
+)
 from tests.helpers.support import twilio_post
 
 GET_URLS = ["/staff", "/staff/", "/staff/requests/1/recording"]
@@ -22,7 +30,7 @@ POST_URLS = ["/staff/requests/1/done", "/staff/requests/1/reopen", "/staff/send"
 @pytest.fixture
 def staff_app(tmp_path: Path) -> Flask:
     app = make_app(tmp_path)
-    create_staff(app)
+    add_staff(app)
     return app
 
 
@@ -153,7 +161,7 @@ def test_failed_sign_ins_slow_that_name_from_that_address_but_never_lock_the_rea
 ) -> None:
     """Issue 15, item 5: 5 wrong passwords no longer lock the account against its own, right password."""
     staff_app = make_app(tmp_path, DATABASE_URL=database_url)
-    create_staff(staff_app)
+    add_staff(staff_app)
     attacker = client_at(staff_app, ATTACKER)
     for _ in range(5):
         assert sign_in(attacker, password="wrong password!").status_code == 401
@@ -274,7 +282,7 @@ def test_a_new_password_ends_open_sessions(staff_app: Flask) -> None:
 def test_a_session_cookie_captured_before_sign_out_no_longer_works_after_it(tmp_path: Path, database_url: str) -> None:
     """Sign-out ends the session on the server (issue 15, item 9), not only in the browser that signed out."""
     app = make_app(tmp_path, DATABASE_URL=database_url)
-    create_staff(app)
+    add_staff(app)
     client = app.test_client()
     sign_in(client)
     page = client.get("/staff/")

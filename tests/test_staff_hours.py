@@ -11,9 +11,10 @@ import pytest
 from ivr.content import PROMPTS_DIR, ContentError, load_content
 from ivr.hours import StaffHours, describe
 from ivr.services import staff_hours_text
+from tests.conftest import loaded_content
 from tests.helpers.staff_support import EVENING, make_app
 
-CONTENT = load_content()
+CONTENT = loaded_content()
 TODAY = dt.date(2026, 11, 1)
 
 

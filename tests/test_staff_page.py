@@ -23,7 +23,7 @@ from ivr.storage import CallbackRequest, TextChanges, Use, as_utc, callback_requ
 from tests.helpers.staff_support import (
     ACCOUNT_SID,
     OPEN_TIME,
-    create_staff,
+    add_staff,
     csrf_token,
     make_app,
     recording_sid,
@@ -44,7 +44,7 @@ def standin() -> Iterator[TwilioStandIn]:
 @pytest.fixture
 def app(tmp_path: Path, standin: TwilioStandIn) -> Flask:
     app = make_app(tmp_path, LINE_NUMBER=LINE_NUMBER, TWILIO_API_BASE_URL=standin.base_url)
-    create_staff(app)
+    add_staff(app)
     return app
 
 
@@ -213,7 +213,7 @@ def test_twilio_refusing_the_credentials_is_a_failed_send(tmp_path: Path, standi
     app = make_app(
         tmp_path, LINE_NUMBER=LINE_NUMBER, TWILIO_API_BASE_URL=standin.base_url, TWILIO_ACCOUNT_SID="AC" + "7" * 32
     )
-    create_staff(app)
+    add_staff(app)
     client = app.test_client()
     sign_in(client)
     token = csrf_token(page(client))
@@ -226,7 +226,7 @@ def test_twilio_refusing_the_credentials_is_a_failed_send(tmp_path: Path, standi
 
 def test_texting_without_a_line_number_is_explained(tmp_path: Path) -> None:
     app = make_app(tmp_path)
-    create_staff(app)
+    add_staff(app)
     client = app.test_client()
     sign_in(client)
     html = page(client)

@@ -15,9 +15,9 @@ import sqlalchemy as sa
 from flask import Flask
 
 from ivr.config import ConfigError
-from ivr.content import load_content
 from ivr.services import services
 from ivr.storage import callback_requests
+from tests.conftest import loaded_content
 from tests.helpers.staff_support import (
     EVENING,
     HOLIDAY,
@@ -33,7 +33,7 @@ from tests.helpers.staff_support import (
 from tests.helpers.support import CALLER, LINE_NUMBER, twilio_post
 
 NOT_ANSWERED = ["busy", "no-answer", "failed", "canceled"]
-CONTENT = load_content()
+CONTENT = loaded_content()
 HOURS_EN = "Monday to Friday, 8:30 in the morning to 5 in the evening, except on holidays"
 HOURS_ES = "de lunes a viernes, de 8:30 de la mañana a 5 de la tarde, menos los días festivos"
 

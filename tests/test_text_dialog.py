@@ -7,10 +7,11 @@ import pytest
 
 from ivr import call_dialog
 from ivr import text_dialog as tl
-from ivr.content import load_content
 from ivr.matching import normalize, typos_allowed
+from tests.conftest import loaded_content
+from tests.helpers.checks import failures, report
 
-CONTENT = load_content()
+CONTENT = loaded_content()
 LANGS = tuple(CONTENT.languages)
 SENTENCE = {"en": "info on {} please", "es": "quiero saber de {} por favor"}
 
@@ -52,8 +53,10 @@ def section_cases() -> list[tuple[str, str, str, str]]:
     return cases
 
 
-@pytest.mark.parametrize(("lang", "section_id", "text", "how"), section_cases())
-def test_every_topic_word_finds_its_section(lang: str, section_id: str, text: str, how: str) -> None:
+SECTION_CASES = section_cases()
+
+
+def topic_word_finds_its_section(lang: str, section_id: str, text: str, how: str) -> None:
     decision = decide(text, lang)
     # A misspelled title that holds a question ("treaxment and clinical trials") is heard as the question
     # (its words are exact, the title's are not): the same section, at the message that answers it.
@@ -61,6 +64,13 @@ def test_every_topic_word_finds_its_section(lang: str, section_id: str, text: st
     assert decision.outcome == tl.Outcome(tl.SECTION, lang, section_id, part), (text, how)
     assert tl.SaveConversation(lang, section_id, part + 1) in decision.effects
     assert tl.CountSectionText(section_id) in decision.effects
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_every_topic_word_finds_its_section(lang: str) -> None:
+    """Every section's keyword, title, topic word and synonym in `lang`, written every way people write."""
+    found = failures([case for case in SECTION_CASES if case[0] == lang], topic_word_finds_its_section)
+    assert not found, report(found)
 
 
 def answer_part(lang: str, section_id: str, text: str) -> int:
@@ -350,9 +360,10 @@ def urgent_cases() -> list[tuple[str, str]]:
     return cases
 
 
-@pytest.mark.parametrize("session", LANGS)
-@pytest.mark.parametrize(("lang", "text"), urgent_cases())
-def test_urgent_words_get_911_and_988_first_and_a_flag_for_staff(session: str, lang: str, text: str) -> None:
+URGENT_CASES = urgent_cases()
+
+
+def urgent_words_get_911_and_988_first(session: str, lang: str, text: str) -> None:
     decision = decide(text, session, section="coping", next_part=1)
     assert decision.outcome.kind == tl.URGENT, text
     ask = decision.effects[0]
@@ -363,6 +374,14 @@ def test_urgent_words_get_911_and_988_first_and_a_flag_for_staff(session: str, l
     assert words is not None
     assert message == words.kinds[decision.outcome.section].text.format(hours=hours[decision.outcome.lang])
     assert "911" in message and "988" in message
+
+
+@pytest.mark.parametrize("session", LANGS)
+def test_urgent_words_get_911_and_988_first_and_a_flag_for_staff(session: str) -> None:
+    """Every urgent phrase of every language, as written, shouted, in a sentence and misspelled, texted
+    in a conversation in `session`'s language."""
+    found = failures([(session, lang, text) for lang, text in URGENT_CASES], urgent_words_get_911_and_988_first)
+    assert not found, report(found)
 
 
 @pytest.mark.parametrize(

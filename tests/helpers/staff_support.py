@@ -4,6 +4,7 @@ server for the app, and signing in to the staff page (Twilio's REST API: ivr/pho
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import threading
 from collections.abc import Iterator
@@ -15,9 +16,11 @@ from zoneinfo import ZoneInfo
 
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.security import generate_password_hash
 from werkzeug.serving import make_server
 
 from ivr import create_app
+from ivr.services import services
 from tests.conftest import app_config
 from tests.helpers.support import Call, twilio_post
 
@@ -139,9 +142,30 @@ def live_server(app: Flask) -> Iterator[str]:
 
 
 def create_staff(app: Flask, username: str = "nurse.ana", password: str = STAFF_PASSWORD) -> None:
-    """Create an account the way an administrator does: `flask --app ivr create-staff NAME`."""
+    """Create an account the way an administrator does: `flask --app ivr create-staff NAME`
+    (which hashes the password at full strength: ~130 ms of CPU; `add_staff` is the quick way)."""
     result = app.test_cli_runner().invoke(args=["create-staff", username], input=f"{password}\n{password}\n")
     assert result.exit_code == 0, result.output
+
+
+#: The scrypt cost of the accounts `add_staff` makes: 2^10 rather than werkzeug's 2^15 (what the line
+#: stores, `ivr.web.staff.hash_password`), so making the hash and checking it at every sign-in takes
+#: ~4 ms instead of ~130 ms (a test signs in up to a dozen times; at full strength the staff tests spent
+#: 18 s of `make test-fast`'s CPU in scrypt). The sign-in reads the cost from the stored hash, so it
+#: runs the same code; `create_staff` and tests/test_staff_auth.py cover the full-strength hash.
+TEST_SCRYPT = "scrypt:1024:8:1"
+
+
+@functools.cache
+def quick_password_hash(password: str) -> str:
+    """A scrypt hash of `password` at the cost TEST_SCRYPT, made once per test session."""
+    return generate_password_hash(password, method=TEST_SCRYPT)
+
+
+def add_staff(app: Flask, username: str = "nurse.ana", password: str = STAFF_PASSWORD) -> None:
+    """A staff account for a test about what staff do once signed in: stored directly, with a
+    quick hash of `password` (see TEST_SCRYPT). `create_staff` makes one as an administrator does."""
+    assert services(app).storage.create_staff_user(username, quick_password_hash(password))
 
 
 def csrf_token(html: str) -> str:
