@@ -3,7 +3,7 @@
 Test apps share one copy of the prompts, loaded and checked once per session (`loaded_content`), and
 start on a copy of a database migrated once per session (tests/helpers/databases.py): a start costs
 milliseconds, not the ~70 ms of reading every prompt file and running every migration again. Tests
-that give their own PROMPTS_DIR, or a new database file, still have the app read and migrate it.
+that give their own PROMPTS_DIR, or a DATABASE_URL of their own, still have the app read or migrate it.
 
 Every test that uses `app` (or `client`, `call`, `database_url`) runs twice: on a new SQLite file and
 on a new PostgreSQL database (tests/helpers/databases.py). Without a PostgreSQL server configured the second
@@ -13,8 +13,10 @@ database does not matter, to run it once.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -42,14 +44,35 @@ def loaded_content() -> Content:
     return load_content(PROMPTS_DIR)
 
 
+@cache
+def sqlite_template_file() -> Path:
+    """A SQLite file with the newest schema, migrated once per process, for test databases to copy."""
+    folder = Path(tempfile.mkdtemp(prefix="careline-template-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return migrated_sqlite_template(folder / "careline.sqlite3")
+
+
+def copy_of_template(path: Path) -> Path:
+    """`path`, a new copy of the migrated template, private to its owner as the line makes it (0600)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as copy:
+        copy.write(sqlite_template_file().read_bytes())
+    return path
+
+
 def app_config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
     """Settings for a test app: signed requests required, its own database file, the session's prompts
-    (unless the test gives its own PROMPTS_DIR, which the app then reads)."""
+    (unless the test gives its own PROMPTS_DIR, which the app then reads). Without a DATABASE_URL the
+    app's database is tmp_path/careline.sqlite3, a copy of the migrated template when it is not there
+    yet (a migration from nothing costs ~30 ms; tests/test_storage_databases.py runs them)."""
+    database = tmp_path / "careline.sqlite3"
+    if "DATABASE_URL" not in overrides and not database.exists():
+        copy_of_template(database)
     config: dict[str, Any] = {
         "TESTING": True,
         "LOCAL_MODE": 0,  # whatever the shell running the tests says
         "CONTENT": loaded_content(),
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'careline.sqlite3'}",
+        "DATABASE_URL": f"sqlite:///{database}",
         "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
         "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
         "SECRET_KEY": "test-secret-key",
@@ -111,12 +134,6 @@ def postgres_server() -> Iterator[PostgresServer | None]:
     server.close()
 
 
-@pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SQLite file with the newest schema, migrated once per session, that tests' databases copy."""
-    return migrated_sqlite_template(tmp_path_factory.mktemp("template") / "careline.sqlite3")
-
-
 @pytest.fixture
 def database_url(
     request: pytest.FixtureRequest, tmp_path: Path, postgres_server: PostgresServer | None
@@ -124,9 +141,7 @@ def database_url(
     """A new, migrated database for this test: a SQLite file or a PostgreSQL database, each a copy of
     a template migrated once per session (the app's own migrate at start-up then finds nothing to do)."""
     if getattr(request, "param", "sqlite") == "sqlite":
-        path = tmp_path / "careline.sqlite3"
-        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
-        yield f"sqlite:///{path}"
+        yield f"sqlite:///{copy_of_template(tmp_path / 'careline.sqlite3')}"
         return
     with require_postgres(postgres_server).fresh_database() as url:
         yield url
