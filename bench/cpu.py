@@ -20,10 +20,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from bench.run import AUTH_TOKEN, PUBLIC_BASE_URL, Request, RequestMaker
 from ivr import create_app
 from ivr.content import load_content
-
-from bench.run import AUTH_TOKEN, PUBLIC_BASE_URL, Request, RequestMaker
 
 KINDS = ("greeting", "menu", "section", "sms")
 
