@@ -116,7 +116,7 @@ def main() -> None:
         requests = make_requests(maker, args.profile, args.requests)
         profile = cProfile.Profile()
         profile.runcall(run, app, requests)
-        pstats.Stats(profile).sort_stats("cumulative").print_stats(45)
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(90)
 
 
 if __name__ == "__main__":

@@ -31,12 +31,14 @@ class Urgent:
     offer_section: str = ""
 
 
-def classify(content: Content, text: str, lang: str, typos: bool = False) -> Urgent | None:
+def classify(content: Content, text: str | Said, lang: str, typos: bool = False) -> Urgent | None:
     """The urgent kind of `text` (said or texted in a conversation in `lang`), or None.
 
     `lang`'s phrases are looked at first, so a phrase both languages share answers in the caller's own.
+    Pass a `Said` to share its prepared words (and the typo matches found) with the other look-ups of
+    the same text.
     """
-    said = Said(text)
+    said = text if isinstance(text, Said) else Said(text)
     if not said.words:
         return None
     order = [lang, *(code for code in content.languages if code != lang)]

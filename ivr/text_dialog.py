@@ -328,7 +328,7 @@ class _Finder:
 
     def urgent(self) -> safety.Urgent | None:
         """Urgent words in the text (ivr/safety.py, allowing small typos), if any."""
-        return safety.classify(self.content, self.folded, self.order[0], typos=True)
+        return safety.classify(self.content, self.said, self.order[0], typos=True)
 
     def section(self) -> tuple[str, str, int] | None:
         """(section id, language, text message) of a topic or a question in the text: exact words in any
