@@ -134,6 +134,12 @@ def postgres_server() -> Iterator[PostgresServer | None]:
     server.close()
 
 
+@pytest.fixture(scope="session")
+def sqlite_template() -> Path:
+    """A SQLite file with the newest schema, migrated once per session, for tests to copy."""
+    return sqlite_template_file()
+
+
 @pytest.fixture
 def database_url(
     request: pytest.FixtureRequest, tmp_path: Path, postgres_server: PostgresServer | None
