@@ -40,6 +40,7 @@ DEFAULTS: dict[str, Any] = {
     # Reliability and privacy (docs/reliability-and-security.md).
     "TRUSTED_PROXY_HOPS": 0,  # X-Forwarded-* headers believed from this many proxies; 0: none
     "RETENTION_DAYS": 90,  # `flask --app ivr purge` removes what is older by default
+    "AUDIT_RETENTION_DAYS": 2190,  # the staff audit (no health data) is kept six years, like HIPAA's records
     "DATABASE_RETRY_SECONDS": 10,  # after a database failure, how long to spool before trying it again
     "SPOOL_DIR": "",  # empty: <instance folder>/spool
     "USAGE_FLUSH_SECONDS": 1,  # usage counts are added to the database in batches this often; 0: at once
@@ -229,6 +230,7 @@ _PARSERS = {
     "STAFF_ALERT_NUMBERS": _alert_numbers,
     "TRUSTED_PROXY_HOPS": _whole_number(0, 5),
     "RETENTION_DAYS": _whole_number(1, 3650),
+    "AUDIT_RETENTION_DAYS": _whole_number(1, 3650),
     "DATABASE_RETRY_SECONDS": _whole_number(1, 300),
     "USAGE_FLUSH_SECONDS": _whole_number(0, 60),
     "CONTENT_MUST_BE_APPROVED": _switch,

@@ -4,7 +4,9 @@ Removes call-back requests staff marked done (and with them the reference to the
 usage counts, call places, handled-message keys, text conversations, remembered choices, opt-ins, sign-in failures and
 staff acceptances older than the retention period (RETENTION_DAYS, default 90; `--older-than`
 overrides it), then prints how many rows it removed from each table. Open call-back requests and
-opt-outs are never removed. Run it daily (cron, a systemd timer, a scheduled job).
+opt-outs are never removed. The staff audit (who did what and when, no health data) is kept for
+its own period, AUDIT_RETENTION_DAYS (default 2190, six years), which `--older-than` does not change.
+Run it daily (cron, a systemd timer, a scheduled job).
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ def purge_command(older_than: str | None, dry_run: bool) -> None:
     """Remove data older than the retention period, and say what was removed."""
     period = parse_period(older_than) if older_than else dt.timedelta(days=current_app.config["RETENTION_DAYS"])
     cutoff = now() - period
-    removed = services().storage.purge(cutoff, dry_run=dry_run)
+    audit_cutoff = now() - dt.timedelta(days=current_app.config["AUDIT_RETENTION_DAYS"])
+    removed = services().storage.purge(cutoff, dry_run=dry_run, audit_cutoff=audit_cutoff)
     verb = "Would remove" if dry_run else "Removed"
     click.echo(f"{verb} data older than {period.days} days (before {cutoff:%Y-%m-%d %H:%M} UTC):")
     for table, count in removed.items():

@@ -17,6 +17,7 @@ One module per concern, each a part of `Storage`:
     usage.py        usage counts for the staff page (batched by ivr/usage.py)
     places.py       where each call was when it ended, and the numbers of the picture of the line
     staff.py        staff accounts, failed sign-ins, transfers staff took
+    audit.py        the staff audit: who did what, when, to which request (codes, never words)
     replay.py       records from the spool (ivr/spool.py), applied exactly once
     retention.py    the purge of data older than the retention period
 """
@@ -24,6 +25,7 @@ One module per concern, each a part of `Storage`:
 from __future__ import annotations
 
 from ivr.storage.alerts import ALERT_CLAIM_SECONDS, StaffAlerts
+from ivr.storage.audit import ACTIONS, StaffAudit
 from ivr.storage.events import CallSteps
 from ivr.storage.places import TEXTS_RECEIVED, CallPlaces, PlaceNote, RequestFact
 from ivr.storage.preferences import Preferences
@@ -40,9 +42,11 @@ from ivr.storage.schema import (
     opt_outs,
     preferences,
     processed_events,
+    request_notes,
     sms_sessions,
     staff_acceptances,
     staff_alerts,
+    staff_audit,
     staff_users,
     usage_daily,
     utcnow,
@@ -52,6 +56,7 @@ from ivr.storage.texts import StoredConversation, TextChanges, TextLine
 from ivr.storage.usage import UsageCounts, Use
 
 __all__ = [
+    "ACTIONS",
     "ALERT_CLAIM_SECONDS",
     "TEXTS_RECEIVED",
     "CallPlaces",
@@ -71,9 +76,11 @@ __all__ = [
     "opt_outs",
     "preferences",
     "processed_events",
+    "request_notes",
     "sms_sessions",
     "staff_acceptances",
     "staff_alerts",
+    "staff_audit",
     "staff_users",
     "usage_daily",
     "utcnow",
@@ -88,6 +95,7 @@ class Storage(
     UsageCounts,
     CallSteps,
     StaffRecords,
+    StaffAudit,
     SpoolReplay,
     Retention,
     CallPlaces,

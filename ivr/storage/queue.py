@@ -14,8 +14,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from ivr.storage.alerts import queue_alert_in
+from ivr.storage.audit import audit_in
 from ivr.storage.database import Database, for_each_database
-from ivr.storage.schema import as_utc, callback_requests, utcnow
+from ivr.storage.schema import as_utc, callback_requests, request_notes, utcnow
 
 #: A new request, unless one with its dedupe_key is there (rowcount 1 when this statement added it).
 NEW_REQUEST = for_each_database(lambda insert: insert(callback_requests).on_conflict_do_nothing())
@@ -238,40 +239,132 @@ class CallbackQueue(Database):
         with self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
 
-    def mark_done(self, request_id: int, by: str, at: dt.datetime | None = None) -> bool:
-        """Staff member `by` dealt with an open request; True when this call changed it."""
-        statement = (
-            callback_requests.update()
-            .where(callback_requests.c.id == request_id, callback_requests.c.status == "open")
-            .values(status="done", done_by=by[:64], done_at=as_utc(at))
-        )
-        with self.durable() as connection:
-            return connection.execute(statement).rowcount == 1
+    def mark_done(self, request_id: int, by: str, at: dt.datetime | None = None, outcome: str = "") -> bool:
+        """Staff member `by` dealt with an open request (closed it, with `outcome` if given); True when
+        this call changed it. The audit records it in the same transaction."""
+        return self.mark_number_done(request_id, request_id, by, at, outcome, whole_number=False) > 0
 
-    def mark_number_done(self, request_id: int, through_id: int, by: str, at: dt.datetime | None = None) -> int:
+    def mark_number_done(
+        self,
+        request_id: int,
+        through_id: int,
+        by: str,
+        at: dt.datetime | None = None,
+        outcome: str = "",
+        *,
+        whole_number: bool = True,
+    ) -> int:
         """Staff member `by` dealt with a number's card: mark done request `request_id` and the other open
         requests from its number up to `through_id` (the newest the card showed: one that came in after
         the page was loaded stays open). The number of requests this call changed."""
-        phone = sa.select(callback_requests.c.phone).where(callback_requests.c.id == request_id).scalar_subquery()
+        at = as_utc(at)
+        same_request = callback_requests.c.id == request_id
+        if whole_number:
+            phone = sa.select(callback_requests.c.phone).where(same_request).scalar_subquery()
+            # A request with no number is a card of its own (NULL equals nothing).
+            which = sa.or_(same_request, callback_requests.c.phone == phone)
+        else:
+            which = same_request
         statement = (
             callback_requests.update()
-            .where(
-                callback_requests.c.status == "open",
-                callback_requests.c.id <= max(through_id, request_id),
-                # A request with no number is a card of its own (NULL equals nothing).
-                sa.or_(callback_requests.c.id == request_id, callback_requests.c.phone == phone),
-            )
-            .values(status="done", done_by=by[:64], done_at=as_utc(at))
+            .where(callback_requests.c.status == "open", callback_requests.c.id <= max(through_id, request_id), which)
+            .values(status="done", done_by=by[:64], done_at=at, outcome=outcome or None)
+            .returning(callback_requests.c.id)
         )
         with self.durable() as connection:
-            return int(connection.execute(statement).rowcount)
+            changed = sorted(int(row.id) for row in connection.execute(statement))
+            audit_in(connection, by, "done", at, changed, outcome)
+        return len(changed)
 
-    def reopen(self, request_id: int) -> bool:
-        """Put a request marked done back in the queue; True when this call changed it."""
+    def reopen(self, request_id: int, by: str = "", at: dt.datetime | None = None) -> bool:
+        """Put a request marked done back in the queue (unclaimed); True when this call changed it."""
         statement = (
             callback_requests.update()
             .where(callback_requests.c.id == request_id, callback_requests.c.status == "done")
-            .values(status="open", done_by=None, done_at=None)
+            .values(status="open", done_by=None, done_at=None, outcome=None, claimed_by=None, claimed_at=None)
         )
         with self.durable() as connection:
-            return connection.execute(statement).rowcount == 1
+            changed = connection.execute(statement).rowcount == 1
+            if changed and by:
+                audit_in(connection, by, "reopen", as_utc(at), (request_id,))
+        return changed
+
+    # -- following a request through --------------------------------------------------------------------
+
+    def claim(self, request_id: int, by: str, at: dt.datetime | None = None) -> bool:
+        """Staff member `by` is calling this open request's person ("I'm calling"); True when it was
+        open. Claiming again (or over someone else's claim) moves the claim: the history keeps both."""
+        at = as_utc(at)
+        statement = (
+            callback_requests.update()
+            .where(callback_requests.c.id == request_id, callback_requests.c.status == "open")
+            .values(claimed_by=by[:64], claimed_at=at)
+        )
+        with self.durable() as connection:
+            changed = connection.execute(statement).rowcount == 1
+            if changed:
+                audit_in(connection, by, "claim", at, (request_id,))
+        return changed
+
+    def log_attempt(
+        self, request_id: int, by: str, outcome: str, sealed_note: str = "", at: dt.datetime | None = None
+    ) -> bool:
+        """Staff member `by` tried to call: the outcome (a code), and a note sealed by `seal` if any;
+        True when the request exists. An attempt also claims the request when no one has."""
+        at = as_utc(at)
+        with self.durable() as connection:
+            exists = connection.execute(
+                sa.select(callback_requests.c.id).where(callback_requests.c.id == request_id)
+            ).first()
+            if exists is None:
+                return False
+            connection.execute(
+                callback_requests.update()
+                .where(callback_requests.c.id == request_id, callback_requests.c.claimed_by.is_(None))
+                .values(claimed_by=by[:64], claimed_at=at)
+            )
+            audit_in(connection, by, "attempt", at, (request_id,), outcome)
+            if sealed_note:
+                connection.execute(
+                    request_notes.insert().values(request_id=request_id, at=at, staff=by[:64], words=sealed_note)
+                )
+                audit_in(connection, by, "note", at, (request_id,))
+        return True
+
+    def add_note(self, request_id: int, by: str, sealed_note: str, at: dt.datetime | None = None) -> bool:
+        """Keep a staff member's note (sealed by `seal`) on a request; True when the request exists."""
+        at = as_utc(at)
+        with self.durable() as connection:
+            exists = connection.execute(
+                sa.select(callback_requests.c.id).where(callback_requests.c.id == request_id)
+            ).first()
+            if exists is None:
+                return False
+            connection.execute(
+                request_notes.insert().values(request_id=request_id, at=at, staff=by[:64], words=sealed_note)
+            )
+            audit_in(connection, by, "note", at, (request_id,))
+        return True
+
+    def request_notes(self, request_ids: list[int]) -> list[dict[str, Any]]:
+        """Staff notes on any of `request_ids`, oldest first, still sealed."""
+        if not request_ids:
+            return []
+        query = (
+            sa.select(request_notes)
+            .where(request_notes.c.request_id.in_(sorted(set(request_ids))))
+            .order_by(request_notes.c.at, request_notes.c.id)
+        )
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def attach_transcript(self, recording_sid: str, sealed_transcript: str, state: str) -> bool:
+        """Keep Twilio's transcript of a recording (sealed by `seal`; "" for none) and its state
+        (completed, failed); True when a voice message has that recording."""
+        statement = (
+            callback_requests.update()
+            .where(callback_requests.c.recording_sid == recording_sid)
+            .values(transcript=sealed_transcript or None, transcript_state=state[:16])
+        )
+        with self.durable() as connection:
+            return connection.execute(statement).rowcount > 0

@@ -42,6 +42,14 @@ callback_requests = sa.Table(
     # Migration 0003: the urgent kind (emergency, crisis, distress) and, for texts, the words sealed.
     sa.Column("urgent_kind", sa.String(16), nullable=True),
     sa.Column("words", sa.Text, nullable=True),
+    # Migration 0008: following a request through. Claimed by ("I'm calling"), the outcome it was closed
+    # with (reached, left_message, no_answer, wrong_number), and the voice message's transcript, sealed,
+    # with its state (completed, failed, or none when Twilio writes out no transcript for the language).
+    sa.Column("claimed_by", sa.String(64), nullable=True),
+    sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=True),
+    sa.Column("transcript", sa.Text, nullable=True),
+    sa.Column("transcript_state", sa.String(16), nullable=True),
 )
 
 #: One voice message per recording (migration 0005): Twilio reports each recording twice, maybe at once.
@@ -139,6 +147,31 @@ call_places = sa.Table(
     sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("outcome", sa.String(16), nullable=True),  # Twilio's final CallStatus: completed, busy, ...
     sa.Column("seconds", sa.Integer, nullable=True),
+)
+
+
+#: What staff did, when, to which request (migration 0008): codes only, never words or phone numbers.
+#: `purge` keeps it for AUDIT_RETENTION_DAYS, longer than the requests it names.
+staff_audit = sa.Table(
+    "staff_audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("staff", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(24), nullable=False),
+    sa.Column("request_id", sa.Integer, nullable=True, index=True),
+    sa.Column("detail", sa.String(32), nullable=False, default="", server_default=""),
+)
+
+#: A staff member's short notes on a request (migration 0008), sealed: they may hold health information.
+request_notes = sa.Table(
+    "request_notes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.Integer, nullable=False, index=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("staff", sa.String(64), nullable=False),
+    sa.Column("words", sa.Text, nullable=False),
 )
 
 

@@ -77,6 +77,8 @@ MIN_PASSWORD_LENGTH = 12
 USAGE_DAYS = 14
 #: Open requests listed at once; the rest wait below the fold of the queue (the count says how many).
 QUEUE_SHOWN = 200
+#: Staff actions listed under Recent staff activity.
+RECENT_ACTIONS = 30
 
 _USERNAME = re.compile(r"^[A-Za-z0-9._@-]{2,64}$")
 _RECORDING_PATH = re.compile(r"^/2010-04-01/Accounts/AC[0-9a-fA-F]{32}/Recordings/RE[0-9a-fA-F]{32}$")
@@ -248,6 +250,7 @@ def login() -> Any:
     session.permanent = True
     session["staff_user"] = account["username"]
     session["staff_key"] = _fingerprint(account)
+    storage.record_staff_action(account["username"], "sign_in", at=moment)
     log.info("Staff member %s signed in", account["username"])
     return redirect(next_page, code=303)
 
@@ -255,7 +258,9 @@ def login() -> Any:
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
     """Sign out: end the session on the server too (a copy of its cookie no longer works), and forget it."""
-    services().storage.end_staff_sessions(g.staff_user)  # signed in: _require_sign_in let the request through
+    storage = services().storage
+    storage.end_staff_sessions(g.staff_user)  # signed in: _require_sign_in let the request through
+    storage.record_staff_action(g.staff_user, "sign_out", at=now())
     session.clear()
     flash("signed_out")
     return redirect(url_for("staff.login"), code=303)
@@ -285,6 +290,7 @@ def _render_index(send_form: dict[str, str] | None = None, send_problem: str | N
         card_count=len(cards),
         open_count=len(open_requests),
         done=[_request_view(row) for row in svc.storage.done_requests()],
+        activity=[{**step, "at": _local(step["at"])} for step in svc.storage.recent_staff_actions(RECENT_ACTIONS)],
         sections=[(sid, _sentence(staff_language.sections[sid].title)) for sid in content.section_ids],
         languages=list(content.languages),
         texting_ready=_texting_ready(),
@@ -317,7 +323,25 @@ def queue_cards(open_requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             groups[row["phone"]] = [row]
             ordered.append(groups[row["phone"]])
-    return [_card(group) for group in ordered]
+    cards = [_card(group) for group in ordered]
+    _add_histories(cards)
+    return cards
+
+
+def _add_histories(cards: list[dict[str, Any]]) -> None:
+    """Give each card its history (from the staff audit) and staff notes (unsealed), in two queries."""
+    storage = services().storage
+    owner = {rid: card for card in cards for rid in card["ids"]}
+    for card in cards:
+        card["history"] = []
+        card["staff_notes"] = []
+    for step in storage.request_history(owner):
+        step["at"] = _local(step["at"])
+        owner[step["request_id"]]["history"].append(step)
+    for note in storage.request_notes(list(owner)):
+        owner[note["request_id"]]["staff_notes"].append(
+            {"at": _local(note["at"]), "staff": note["staff"], "words": storage.unseal(note["words"])}
+        )
 
 
 def _card(group: list[dict[str, Any]]) -> dict[str, Any]:
@@ -330,6 +354,7 @@ def _card(group: list[dict[str, Any]]) -> dict[str, Any]:
     urgent_words = storage.unseal(urgent[0].get("words")) if urgent else ""
     notes = [note for row in by_time for note in (row["note"] or "").split(",") if note]
     card.update(
+        ids=[row["id"] for row in by_time],
         count=len(group),
         through=max(row["id"] for row in group),
         urgent=bool(urgent),
@@ -443,7 +468,7 @@ def mark_done(request_id: int) -> ResponseReturnValue:
 @bp.post("/requests/<int:request_id>/reopen")
 def reopen(request_id: int) -> ResponseReturnValue:
     """Put a request marked done by mistake back in the queue."""
-    changed = services().storage.reopen(request_id)
+    changed = services().storage.reopen(request_id, g.staff_user, now())
     if changed:
         log.info("Staff member %s reopened call-back request %d", g.staff_user, request_id)
     flash("reopened" if changed else "already_open")
@@ -482,6 +507,8 @@ def send_section() -> Any:
         svc, to=number, from_=current_app.config["LINE_NUMBER"], section=form["section"], lang=form["lang"]
     )
     log.info("Staff member %s texted section %s: %s", g.staff_user, form["section"], result)
+    # The topic and the result, never the number: the audit keeps no phone numbers.
+    svc.storage.record_staff_action(g.staff_user, "send", detail=f"{form['section']}:{result}"[:32], at=now())
     if result != "sent":
         return _render_index(form, f"send_{result}", 409 if result == "opted_out" else 502)
     flash("sent")
@@ -491,9 +518,13 @@ def send_section() -> Any:
 @bp.get("/requests/<int:request_id>/recording")
 def recording(request_id: int) -> Response:
     """Play a voice message: fetched from Twilio with the account's credentials and passed through."""
-    row = services().storage.callback_request(request_id)
+    storage = services().storage
+    row = storage.callback_request(request_id)
     if row is None or not row["recording_sid"]:
         abort(404)
+    if request.headers.get("Range", "bytes=0-").startswith("bytes=0-"):
+        # A player fetches more ranges of one recording as it plays: the first fetch is the play.
+        storage.record_staff_action(g.staff_user, "play", request_id, at=now())
     config = current_app.config
     if not (config.get("TWILIO_ACCOUNT_SID") and config.get("TWILIO_AUTH_TOKEN")):
         abort(503)
