@@ -340,13 +340,18 @@ def sanitize(content: Content, state: CallState) -> CallState:
     )
 
 
-def whisper_text(content: Content, section_id: str) -> str:
-    """What a staff member hears before taking a call, in the line's default language."""
+def whisper_text(content: Content, section_id: str, lang: str = "", urgent: bool = False) -> str:
+    """What a staff member hears before taking a call, in the line's default language: "urgent" first
+    when the caller said urgent words on this call, then the caller's language and last topic."""
     staff_language = content.language(content.default_language)
+    caller_lang = lang if lang in content.languages else content.default_language
+    language = staff_language.voice.get(f"whisper_lang_{caller_lang}", "")
     section = staff_language.sections.get(section_id)
     if section:
-        return staff_language.say("whisper_topic", title=section.title)
-    return staff_language.say("whisper_no_topic")
+        text = staff_language.say("whisper_topic", title=section.title, language=language)
+    else:
+        text = staff_language.say("whisper_no_topic", language=language)
+    return f"{staff_language.say('whisper_urgent')} {text}" if urgent else text
 
 
 def first_turn(content: Content, lang: str) -> tuple[Line, ...]:

@@ -106,8 +106,12 @@ VOICE_PROMPTS: Mapping[str, frozenset[str]] = MappingProxyType(
         "record_empty": frozenset(),
         "after_staff_call": frozenset(),
         "error_apology": frozenset(),
-        "whisper_topic": frozenset({"title"}),
-        "whisper_no_topic": frozenset(),
+        "whisper_topic": frozenset({"title", "language"}),
+        "whisper_no_topic": frozenset({"language"}),
+        "whisper_urgent": frozenset(),
+        # The caller's language, said in this language (the whisper's {language}).
+        "whisper_lang_en": frozenset(),
+        "whisper_lang_es": frozenset(),
         # Remembered choices (language, speed, last topic) and how to clear them.
         "greeting_emergency": frozenset(),
         "memory_notice": frozenset(),

@@ -103,8 +103,12 @@ class Links:
     """URLs the TwiML points Twilio to; built by the web layer, which knows the routes."""
 
     step: Callable[[CallState], str]
-    whisper: Callable[[str], str]
+    #: The whisper for the staff member who answers: the topic last heard and the caller's state (language,
+    #: and whether urgent words were heard).
+    whisper: Callable[[str, CallState], str]
     recording_status: Callable[[CallState], str]
+    #: Where Twilio posts a voice message's transcript (English messages only: Twilio transcribes no other).
+    transcription: Callable[[CallState], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -175,7 +179,7 @@ class Renderer:
                 caller_id=staff.caller_id or None,
                 hangup_on_star=True,
             )
-            whisper_url = links.whisper(nxt.section)
+            whisper_url = links.whisper(nxt.section, nxt.state)
             for number in staff.numbers:
                 if number.startswith("sip:"):
                     dial.sip(number, url=whisper_url, method="POST")
@@ -196,6 +200,8 @@ class Renderer:
             response.redirect(links.step(nxt.state), method="POST")
         elif isinstance(nxt, RecordMessage):
             self._speak(response, reply)
+            # Twilio writes out English voice messages only: others are kept with no transcript.
+            transcribe = links.transcription is not None and nxt.state.lang == "en"
             response.record(
                 action=links.step(nxt.state),
                 method="POST",
@@ -206,6 +212,8 @@ class Renderer:
                 recording_status_callback=links.recording_status(nxt.state),
                 recording_status_callback_method="POST",
                 recording_status_callback_event="completed absent",
+                transcribe=True if transcribe else None,
+                transcribe_callback=links.transcription(nxt.state) if transcribe and links.transcription else None,
             )
             # Twilio skips the action after an empty recording and runs the next verb: send that
             # caller to the same URL too, so silence at the beep is answered, not met with a hang-up.

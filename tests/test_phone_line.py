@@ -141,7 +141,7 @@ def test_zero_reaches_staff_who_hear_the_whisper_and_accept(lines: Lines, mode: 
     result = call(server, "5 0 dial:accept")
     _, _, connecting, back = result.turns()
     assert connecting == [say("staff_connecting")]
-    whisper = say("whisper_topic", title="hospice and end-of-life care")
+    whisper = say("whisper_topic", title="hospice and end-of-life care", language=say("whisper_lang_en"))
     assert result.transcript.said("STAFF HEARS") == [whisper, whisper]
     assert back[0] == say("after_staff_call")
     # The press is kept per staff leg (the Dial action's DialCallSid), so a later try in the call starts afresh.

@@ -107,7 +107,10 @@ def test_the_staff_member_hears_who_is_calling_and_pressing_1_connects(tmp_path:
     dial = dial_of(call)
     leg = call.staff_leg()
     call.whisper(leg, dial.find("Number").attrib["url"])
-    whisper = "CareLine caller. They last heard about hospice and end-of-life care. Press 1 to take the call."
+    whisper = (
+        "CareLine caller. They speak English. They last heard about hospice and end-of-life care. "
+        "Press 1 to take the call."
+    )
     assert call.heard[0] == whisper
     assert call.last.find("Hangup") is not None, "no key at all must hang up the staff leg (voicemail)"
     call.staff_presses(leg, "1")
@@ -125,7 +128,7 @@ def test_a_whisper_without_a_topic_still_says_it_is_careline(tmp_path: Path) -> 
     url = dial_of(call).find("Number").attrib["url"]
     assert url == "/voice/whisper"
     call.whisper(call.staff_leg(), url)
-    assert call.heard[0] == "CareLine caller. Press 1 to take the call."
+    assert call.heard[0] == "CareLine caller. They speak English. Press 1 to take the call."
 
 
 def test_a_declined_whisper_offers_the_caller_a_message(tmp_path: Path) -> None:

@@ -184,6 +184,8 @@ class Leg:
         self.line_label = "LINE -> STAFF" if staff else "LINE"
         self.actor: EntryKind = "staff" if staff else "you"
         self._pending_callback: tuple[str, ET.Element, str, str, str, int] | None = None
+        #: A transcript to post to <Record transcribeCallback> (Twilio sends it a while after the recording).
+        self._pending_transcript: dict[str, str] | None = None
         self.speaker = speaker
         self.requests = 0
         self._quiet_requests = 0
@@ -522,11 +524,21 @@ class Leg:
         if ended_by:
             extra["Digits"] = ended_by
         target = self.requester.absolute(verb.get("action") or document_url, document_url)
+        transcribe_to = verb.get("transcribeCallback")
+        if transcribe_to and verb.get("transcribe", "false").lower() == "true":
+            # The typed message stands for what Twilio's transcription would write out.
+            self._pending_transcript = {
+                "url": self.requester.absolute(transcribe_to, document_url),
+                "RecordingSid": recording_sid,
+                "RecordingUrl": recording_url,
+                "TranscriptionText": message,
+            }
         if ended_by == "hangup":
             # The caller is gone: Twilio still requests the action (its TwiML is ignored).
             self._send(verb.get("method", "POST").upper(), target, {**self.params, "CallStatus": "completed", **extra})
             if callback and "completed" in events:
                 self._recording_status(callback, verb, document_url, recording_sid, recording_url, seconds, "completed")
+            self.flush_callbacks()
             raise _HungUp()
         goto = _Goto(target, verb.get("method", "POST"), extra)
         if callback and "completed" in events:
@@ -559,6 +571,22 @@ class Leg:
             callback, verb, document_url, sid, url, seconds = self._pending_callback
             self._pending_callback = None
             self._recording_status(callback, verb, document_url, sid, url, seconds, "completed")
+        if self._pending_transcript:
+            pending, self._pending_transcript = self._pending_transcript, None
+            self._transcription(pending)
+
+    def _transcription(self, pending: dict[str, str]) -> None:
+        """POST Twilio's transcribeCallback: the message written out (its answer is ignored)."""
+        target = pending.pop("url")
+        form = {
+            **self.params,
+            **pending,
+            "TranscriptionSid": new_sid("TR"),
+            "TranscriptionStatus": "completed",
+            "TranscriptionType": "fast",
+        }
+        self.transcript.add("note", f"(Twilio posts the message's transcript to {short_url(target)})")
+        self._send("POST", target, form)
 
 
 class _HungUp(Exception):

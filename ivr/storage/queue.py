@@ -210,6 +210,12 @@ class CallbackQueue(Database):
         with self.durable() as connection:
             return record_urgent_call_in(connection, call_sid, phone, kind, lang, as_utc(at))
 
+    def urgent_call_heard(self, call_sid: str) -> bool:
+        """Whether urgent words were heard on call `call_sid` (it left an urgent request)."""
+        query = sa.select(callback_requests.c.id).where(callback_requests.c.dedupe_key == f"urgent:{call_sid}"[:80])
+        with self.engine.connect() as connection:
+            return connection.execute(query).first() is not None
+
     def callback_requests(self, status: str | None = "open") -> list[dict[str, Any]]:
         """Call-back requests, urgent first, newest first; all of them when `status` is None."""
         query = sa.select(callback_requests)

@@ -43,9 +43,30 @@ def twiml(document: str) -> Response:
 #: rendered (url_for then runs in that request, under its script root); one object serves every request.
 _LINKS = Links(
     step=lambda state: url_for("voice.step", **state_to_query(state)),
-    whisper=lambda section: url_for("voice.whisper", topic=section) if section else url_for("voice.whisper"),
+    whisper=lambda section, state: _whisper_url(section, state),
     recording_status=lambda state: url_for("voice.recording_status", **state_to_query(state)),
+    transcription=lambda state: url_for("voice.transcription"),
 )
+
+
+def _whisper_url(section: str, state: CallState) -> str:
+    """The whisper's URL: the topic, the caller's language, and urgent=1 when the caller said urgent
+    words on this call (in this state, or earlier: the call's urgent request is in the database)."""
+    return url_for(
+        "voice.whisper",
+        topic=section or None,
+        lang=state.lang if state.lang != services().content.default_language else None,
+        urgent=1 if state.urgent or _urgent_earlier_on_this_call() else None,
+    )
+
+
+def _urgent_earlier_on_this_call() -> bool:
+    """Whether urgent words were heard earlier on this call (its urgent request, kept by CallSid)."""
+    call_sid = request.form.get("CallSid", "")
+    if not call_sid:
+        return False
+    storage = services().storage
+    return resilience.guard().read(partial(storage.urgent_call_heard, call_sid), False, "checking an urgent call")
 
 
 def links() -> Links:
@@ -305,10 +326,10 @@ WHISPER_RETRIES = 1
 @twilio_only
 def whisper() -> Response:
     """Heard by the staff member who answers: who is calling, and press 1 to take the call."""
-    section = request.args.get("topic", "")[:32]
+    section, context = request.args.get("topic", "")[:32], _whisper_context()
     tries = _small_number(request.args.get("t", "0"))
-    text = call_dialog.whisper_text(services().content, section)
-    answer_url = url_for("voice.whisper_answer", topic=section or None, t=tries)
+    text = call_dialog.whisper_text(services().content, section, **context)
+    answer_url = url_for("voice.whisper_answer", topic=section or None, t=tries, **_whisper_query(context))
     return twiml(services().renderer.whisper(text, answer_url))
 
 
@@ -325,9 +346,44 @@ def whisper_answer() -> Response:
     tries = _small_number(request.args.get("t", "0"))
     if tries < WHISPER_RETRIES:
         section = request.args.get("topic", "")[:32]
-        again = url_for("voice.whisper", topic=section or None, t=tries + 1)
+        again = url_for("voice.whisper", topic=section or None, t=tries + 1, **_whisper_query(_whisper_context()))
         return twiml(services().renderer.redirect(again))
     return twiml(services().renderer.hangup())
+
+
+def _whisper_context() -> dict[str, Any]:
+    """The caller's language and whether they said urgent words, from the whisper URL's query."""
+    lang = request.args.get("lang", "")
+    return {"lang": lang if lang in services().content.languages else "", "urgent": request.args.get("urgent") == "1"}
+
+
+def _whisper_query(context: dict[str, Any]) -> dict[str, Any]:
+    """`_whisper_context` back as URL query values (None: left out)."""
+    return {"lang": context["lang"] or None, "urgent": 1 if context["urgent"] else None}
+
+
+@bp.post("/transcription")
+@twilio_only
+def transcription() -> Response:
+    """Twilio's transcript of a voice message (English only): kept sealed, for the staff page.
+
+    A failed transcription is kept as such, so the page says "no transcript" rather than waiting.
+    """
+    form = request.form
+    recording_sid = form.get("RecordingSid", "")
+    status = form.get("TranscriptionStatus", "")
+    if RECORDING_SID.match(recording_sid) and status in ("completed", "failed"):
+        storage = services().storage
+        text = form.get("TranscriptionText", "").strip()[:4000] if status == "completed" else ""
+        sealed = storage.seal(text) if text else ""
+        state = "completed" if text else "failed"
+        # No spool record: a transcript is a copy of a recording the line keeps anyway.
+        kept = resilience.guard().keep(
+            None, partial(storage.attach_transcript, recording_sid, sealed, state), "keeping a transcript"
+        )
+        if kept is False:
+            log.warning("A transcript came for a recording with no voice message")
+    return twiml(services().renderer.empty())
 
 
 @bp.post("/recording-status")
