@@ -84,7 +84,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     storage = Storage(app.config["DATABASE_URL"], app.config["SECRET_KEY"])
     # Migrates and moves any spooled records in; with the database down the line starts anyway.
     resilience.init_app(app, storage)
-    usage = UsageCounter(storage, app.config["USAGE_FLUSH_SECONDS"])
+    usage = UsageCounter(storage, app.config["USAGE_FLUSH_SECONDS"], hours.timezone)
     cache = LineCache(content, renderer, hours)
     app.extensions["careline"] = Services(
         content=content, renderer=renderer, storage=storage, hours=hours, usage=usage, cache=cache

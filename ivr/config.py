@@ -31,6 +31,10 @@ DEFAULTS: dict[str, Any] = {
     "STAFF_TIMEZONE": "America/Los_Angeles",
     "STAFF_HOLIDAYS": (),
     "STAFF_RING_SECONDS": 20,
+    # The staff page's "due by": callers are told "most often within one business day" (record_saved,
+    # callback_saved); counted in staff hours only. Urgent requests are due much sooner.
+    "CALLBACK_DUE_HOURS": 8,
+    "URGENT_DUE_HOURS": 1,
     "VOICEMAIL_MAX_SECONDS": 120,
     "SECRET_KEY": "",
     "PROMPTS_DIR": "",  # empty: the prompts/ folder beside the package
@@ -217,6 +221,8 @@ _PARSERS = {
     "LOCAL_MODE": _switch,
     "GATHER_TIMEOUT": _whole_number(6, 30),
     "STAFF_RING_SECONDS": _whole_number(5, 60),
+    "CALLBACK_DUE_HOURS": _whole_number(1, 200),
+    "URGENT_DUE_HOURS": _whole_number(1, 200),
     "VOICEMAIL_MAX_SECONDS": _whole_number(10, 600),
     "SPEECH_RATE": _rate,
     "SLOW_SPEECH_RATE": _rate,

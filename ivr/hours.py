@@ -77,6 +77,40 @@ class StaffHours:
         return any(local.weekday() in o.days and o.opens <= minute < o.closes for o in self.openings)
 
 
+    def after_open_time(self, start: dt.datetime, open_time: dt.timedelta) -> dt.datetime | None:
+        """The moment staff will have been in for `open_time` since `start`, counting only staff hours
+        (no nights, closed days or holidays): when a call-back promised "within N staff hours" is due.
+        None when staff are never in (STAFF_HOURS=closed), or not within a year."""
+        if not self.openings:
+            return None
+        left = open_time
+        local = start.astimezone(self.timezone)
+        day = local.date()
+        for _ in range(370):
+            if day not in self.holidays:
+                spans = sorted((o.opens, o.closes) for o in self.openings if day.weekday() in o.days)
+                for opens, closes in spans:
+                    begin = self._at(day, opens)
+                    end = self._at(day, closes)
+                    begin = max(begin, local)
+                    if end <= begin:
+                        continue
+                    if end - begin >= left:
+                        return begin + left
+                    left -= end - begin
+            day += dt.timedelta(days=1)
+        return None
+
+    def _at(self, day: dt.date, minute_of_day: int) -> dt.datetime:
+        """`minute_of_day` on `day`, in the staff's time zone (24:00 is the next midnight)."""
+        midnight = dt.datetime.combine(day, dt.time(), self.timezone)
+        # Wall-clock arithmetic, then normalised: a day with a clock change keeps its opening hours.
+        hours, minutes = divmod(minute_of_day, 60)
+        if hours == 24:
+            return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), self.timezone)
+        return midnight.replace(hour=hours, minute=minutes)
+
+
 def _minutes(clock: str) -> int:
     hours, minutes = (int(part) for part in clock.split(":"))
     if hours > 24 or minutes > 59 or (hours == 24 and minutes):

@@ -48,8 +48,10 @@ class UsageCounter:
     #: Counts kept while the database is away; beyond this the oldest are dropped (and logged).
     MAX_KEPT = 50_000
 
-    def __init__(self, storage: Storage, flush_seconds: float) -> None:
+    def __init__(self, storage: Storage, flush_seconds: float, timezone: dt.tzinfo = dt.UTC) -> None:
         self.storage = storage
+        #: Counts go on days in the staff's time zone (STAFF_TIMEZONE): the days the staff page shows.
+        self.timezone = timezone
         self.flush_seconds = flush_seconds
         self._pending: list[Use] = []
         #: Each call's newest place in the menu (ivr/storage/places.py), by CallSid: a call's steps in one
@@ -72,15 +74,20 @@ class UsageCounter:
         return self.flush_seconds > 0
 
     def add(
-        self, channel: str, section: str, once_key: str = "", at: dt.datetime | None = None, zone: dt.tzinfo = dt.UTC
+        self,
+        channel: str,
+        section: str,
+        once_key: str = "",
+        at: dt.datetime | None = None,
+        zone: dt.tzinfo | None = None,
     ) -> None:
-        """Count one use of `section` on `channel` today (in `zone`, default UTC); `once_key` counts a
-        retried step once.
+        """Count one use of `section` on `channel` today (in `zone`, default the staff's time zone);
+        `once_key` counts a retried step once.
 
         When batching this never touches the database, so it never keeps a caller waiting; written at
         once, a database error reaches the caller (see `count`).
         """
-        use = Use.when(channel, section, once_key, at, zone)
+        use = Use.when(channel, section, once_key, at, zone or self.timezone)
         if not self.batching:
             self.storage.add_uses([use])
             return

@@ -173,6 +173,10 @@ def test_no_answer_then_a_voice_message_is_kept_with_its_recording(lines: Lines,
     assert saved[0]["topic"] == "hospice"
     assert saved[0]["recording_seconds"] >= 1
     assert saved[0]["recording_url"].endswith(saved[0]["recording_sid"])
+    # The local phone plays Twilio's transcription too: the message written out, kept sealed.
+    assert saved[0]["transcript_state"] == "completed"
+    assert "Please call me back" not in saved[0]["transcript"]
+    assert storage(server).unseal(saved[0]["transcript"]) == "This is Ana. Please call me back about hospice."
 
 
 @MODES
@@ -182,6 +186,7 @@ def test_hanging_up_after_a_message_still_keeps_it(lines: Lines, mode: str) -> N
     assert result.ended == "you-hung-up"
     saved = [row for row in storage(server).callback_requests() if row["dedupe_key"] == f"voicemail:{result.call_sid}"]
     assert saved and saved[0]["recording_seconds"] >= 1
+    assert storage(server).unseal(saved[0]["transcript"]) == "Please call me."
 
 
 @MODES

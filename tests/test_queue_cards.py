@@ -34,8 +34,8 @@ def open_requests(storage: Storage, phone: str) -> list[dict[str, object]]:
 
 def cards(html: str) -> list[str]:
     """Each card's HTML, in the order the page lists them."""
-    queue = html.split('<ol class="requests">', 1)[1].split("</ol>", 1)[0]
-    return re.findall(r'<li class="request[^"]*">.*?</li>', queue, flags=re.S)
+    queue = html.split('<ol class="requests">', 1)[1].split('<section id="send"', 1)[0]
+    return re.findall(r'<li class="request[^"]*"[^>]*>.*?</article>', queue, flags=re.S)
 
 
 def test_many_requests_from_one_number_are_one_card_with_a_count(tmp_path: Path, database_url: str) -> None:

@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 
 from ivr.phone.twilio_standin import TwilioStandIn, twilio_standin
 from ivr.services import services
-from ivr.storage import CallbackRequest, callback_requests, staff_audit
+from ivr.storage import CallbackRequest, as_utc, callback_requests, staff_audit
 from ivr.storage.queue import request_callback_in
 from tests.helpers.staff_support import (
     ACCOUNT_SID,
@@ -54,7 +54,7 @@ def texted_request(app: Flask) -> int:
         storage = services().storage
         ask = CallbackRequest(section="hospice", lang="en", words=storage.seal(WORDS))
         with storage.durable() as connection:
-            request_callback_in(connection, PATIENT, ask, "sms", "SMtest1", OPEN_TIME)
+            request_callback_in(connection, PATIENT, ask, "sms", "SMtest1", as_utc(OPEN_TIME))
         return int(storage.callback_requests("open")[0]["id"])
 
 

@@ -37,7 +37,8 @@ class Use:
     def when(
         cls, channel: str, section: str, once_key: str = "", at: dt.datetime | None = None, zone: dt.tzinfo = dt.UTC
     ) -> Use:
-        """A use at `at` (default now), counted on that moment's day in `zone` (default UTC)."""
+        """A use at `at` (default now), counted on that moment's day in `zone` (default UTC; the line counts
+        on the staff's days, STAFF_TIMEZONE)."""
         moment = as_utc(at)
         return cls(moment.astimezone(zone).date(), channel, section, once_key, moment)
 

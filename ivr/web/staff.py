@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import click
+import phonenumbers
 import requests
 from flask import (
     Blueprint,
@@ -57,7 +58,7 @@ from ivr import approval, outbound_texts
 from ivr.config import E164
 from ivr.security import local_mode
 from ivr.services import now, services
-from ivr.storage import from_db
+from ivr.storage import as_utc, from_db
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,13 @@ USAGE_DAYS = 14
 QUEUE_SHOWN = 200
 #: Staff actions listed under Recent staff activity.
 RECENT_ACTIONS = 30
+#: How a call attempt went, and how a request is closed (the page words them; the audit keeps the code).
+OUTCOMES = ("reached", "left_message", "no_answer", "wrong_number")
+#: A staff note's most characters: a short note, not a chart.
+NOTE_MAX = 500
+#: Seconds between the queue's own refreshes (a meta refresh: no scripts). Only the queue refreshes:
+#: notes are written on a request's own page, which never reloads under the nurse's hands.
+QUEUE_REFRESH_SECONDS = 60
 
 _USERNAME = re.compile(r"^[A-Za-z0-9._@-]{2,64}$")
 _RECORDING_PATH = re.compile(r"^/2010-04-01/Accounts/AC[0-9a-fA-F]{32}/Recordings/RE[0-9a-fA-F]{32}$")
@@ -262,7 +270,7 @@ def logout() -> ResponseReturnValue:
     storage.end_staff_sessions(g.staff_user)  # signed in: _require_sign_in let the request through
     storage.record_staff_action(g.staff_user, "sign_out", at=now())
     session.clear()
-    flash("signed_out")
+    flash("signed_out", "message")
     return redirect(url_for("staff.login"), code=303)
 
 
@@ -289,6 +297,10 @@ def _render_index(send_form: dict[str, str] | None = None, send_problem: str | N
         queue=cards[:QUEUE_SHOWN],
         card_count=len(cards),
         open_count=len(open_requests),
+        urgent_count=sum(1 for card in cards if card["urgent"]),
+        overdue_count=sum(1 for card in cards if card["overdue"]),
+        refresh_seconds=QUEUE_REFRESH_SECONDS,
+        outcomes=OUTCOMES,
         done=[_request_view(row) for row in svc.storage.done_requests()],
         activity=[{**step, "at": _local(step["at"])} for step in svc.storage.recent_staff_actions(RECENT_ACTIONS)],
         sections=[(sid, _sentence(staff_language.sections[sid].title)) for sid in content.section_ids],
@@ -349,8 +361,15 @@ def _card(group: list[dict[str, Any]]) -> dict[str, Any]:
     card = _request_view(by_time[-1])
     urgent = [row for row in reversed(by_time) if row["urgent"]]
     worded = [row for row in reversed(by_time) if row.get("words")]
-    storage = services().storage
+    svc = services()
+    storage = svc.storage
     words = storage.unseal(worded[0]["words"]) if worded else ""
+    # The person has waited since their oldest open request; the promise runs from then, in staff hours.
+    first = from_db(by_time[0]["created_at"])
+    hours_due = current_app.config["URGENT_DUE_HOURS" if urgent else "CALLBACK_DUE_HOURS"]
+    due = svc.hours.after_open_time(first, dt.timedelta(hours=hours_due)) if first else None
+    claimed = [row for row in by_time if row.get("claimed_by")]
+    latest_claim = max(claimed, key=lambda row: as_utc(from_db(row["claimed_at"]))) if claimed else None
     urgent_words = storage.unseal(urgent[0].get("words")) if urgent else ""
     notes = [note for row in by_time for note in (row["note"] or "").split(",") if note]
     card.update(
@@ -362,11 +381,31 @@ def _card(group: list[dict[str, Any]]) -> dict[str, Any]:
         words=words,
         urgent_words=urgent_words if urgent_words != words else "",
         notes=list(dict.fromkeys(notes)),
-        recordings=[
-            {"id": row["id"], "seconds": row["recording_seconds"] or 0} for row in by_time if row["recording_sid"]
-        ],
+        recordings=[_recording_view(row) for row in by_time if row["recording_sid"]],
+        waiting_since=_local(first),
+        waited_seconds=int((now() - first).total_seconds()) if first else 0,
+        due_by=_local(due),
+        overdue=bool(due and now() > due),
+        claimed_by=latest_claim["claimed_by"] if latest_claim else "",
+        claimed_at=_local(latest_claim["claimed_at"]) if latest_claim else None,
     )
     return card
+
+
+def _recording_view(row: dict[str, Any]) -> dict[str, Any]:
+    """A voice message as a card lists it: its length, and its transcript (unsealed for this page) or
+    why there is none (Twilio writes out English messages only; it may also fail or not be back yet)."""
+    transcript = services().storage.unseal(row.get("transcript"))
+    if transcript:
+        state = "completed"
+    elif row.get("transcript_state") == "failed":
+        state = "failed"
+    elif row["lang"] != "en":
+        state = "not_english"
+    else:
+        state = "waiting"
+    seconds = row["recording_seconds"] or 0
+    return {"id": row["id"], "seconds": seconds, "transcript": transcript, "transcript_state": state}
 
 
 def _request_view(row: dict[str, Any]) -> dict[str, Any]:
@@ -379,6 +418,7 @@ def _request_view(row: dict[str, Any]) -> dict[str, Any]:
         "channel": row["channel"],
         "kind": row["kind"],
         "phone": row["phone"] or "",
+        "outcome": row.get("outcome") or "",
         "topic": _sentence(titles[row["topic"]].title) if row["topic"] in titles else "",
         "lang": row["lang"],
         "urgent": bool(row["urgent"]),
@@ -402,8 +442,47 @@ def _local(moment: dt.datetime | None) -> dt.datetime | None:
 
 @bp.app_template_filter("staff_time")
 def staff_time(moment: dt.datetime | None) -> str:
-    """A local time as staff read it: "Thu Nov 26, 9:05 AM"."""
-    return moment.strftime("%a %b %-d, %-I:%M %p") if moment else ""
+    """A time as staff read it, in STAFF_TIMEZONE: "Thu Nov 26, 9:05 AM"."""
+    local = _local(moment)
+    return local.strftime("%a %b %-d, %-I:%M %p") if local else ""
+
+
+@bp.app_template_filter("phone_display")
+def phone_display(number: str) -> str:
+    """A phone number as people read it: national format for the line's own country ("(555) 123-0001"),
+    international for any other ("+44 20 7946 0000"); what cannot be read is shown as stored."""
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return number
+    national = parsed.country_code == _line_country_code()
+    style = phonenumbers.PhoneNumberFormat.NATIONAL if national else phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    return phonenumbers.format_number(parsed, style)
+
+
+def _line_country_code() -> int:
+    """The country calling code of the line's own number (LINE_NUMBER); 1 (US, Canada) when it is not set."""
+    try:
+        return int(phonenumbers.parse(current_app.config.get("LINE_NUMBER") or "+1", None).country_code or 1)
+    except phonenumbers.NumberParseException:
+        return 1
+
+
+@bp.app_template_filter("waited")
+def waited(seconds: int) -> str:
+    """How long someone has waited, as a nurse says it: "45 minutes", "3 hours 10 minutes", "2 days 4 hours"."""
+    minutes = max(int(seconds), 0) // 60
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+
+    def unit(count: int, name: str) -> str:
+        return f"{count} {name}{'s' if count != 1 else ''}"
+
+    if days:
+        return unit(days, "day") + (f" {unit(hours, 'hour')}" if hours else "")
+    if hours:
+        return unit(hours, "hour") + (f" {unit(minutes, 'minute')}" if minutes else "")
+    return unit(minutes, "minute") if minutes else "less than a minute"
 
 
 @bp.app_template_filter("spoken_duration")
@@ -451,17 +530,20 @@ def _texting_ready() -> bool:
 
 @bp.post("/requests/<int:request_id>/done")
 def mark_done(request_id: int) -> ResponseReturnValue:
-    """Mark a call-back request done, noting who and when; with `through` (a card's newest request), every
-    open request of that number the card showed."""
+    """Mark a call-back request done (closed, with an outcome when one is chosen), noting who and when;
+    with `through` (a card's newest request), every open request of that number the card showed."""
     through = request.form.get("through", "")
+    outcome = request.form.get("outcome", "")
+    outcome = outcome if outcome in OUTCOMES else ""
     storage = services().storage
     if through.isdigit() and len(through) < 12:
-        changed = storage.mark_number_done(request_id, int(through), g.staff_user, now()) > 0
+        changed = storage.mark_number_done(request_id, int(through), g.staff_user, now(), outcome) > 0
     else:
-        changed = storage.mark_done(request_id, g.staff_user, now())
+        changed = storage.mark_done(request_id, g.staff_user, now(), outcome)
     if changed:
         log.info("Staff member %s marked call-back request %d done", g.staff_user, request_id)
-    flash("marked_done" if changed else "already_done")
+    # The notice shows at the top of the queue, where the card was: the page opens there.
+    flash(("closed" if outcome else "marked_done") if changed else "already_done", "queue")
     return redirect(url_for("staff.index") + "#queue", code=303)
 
 
@@ -471,8 +553,84 @@ def reopen(request_id: int) -> ResponseReturnValue:
     changed = services().storage.reopen(request_id, g.staff_user, now())
     if changed:
         log.info("Staff member %s reopened call-back request %d", g.staff_user, request_id)
-    flash("reopened" if changed else "already_open")
+    flash("reopened" if changed else "already_open", "queue")
     return redirect(url_for("staff.index") + "#queue", code=303)
+
+
+# -- following a request through: its own page (no refresh), claim, call attempts, notes ------------------
+
+
+@bp.get("/requests/<int:request_id>")
+def request_page(request_id: int) -> Any:
+    """One request's own page: its card in full, its history, and the forms to log a call, write a note
+    and close it. It never refreshes itself, so a half-typed note is never lost."""
+    storage = services().storage
+    row = storage.callback_request(request_id)
+    if row is None:
+        abort(404)
+    if row["status"] == "open" and row["phone"]:
+        group = [other for other in storage.callback_requests("open") if other["phone"] == row["phone"]]
+    else:
+        group = [row]
+    (card,) = queue_cards(group) if row["status"] == "open" else [_closed_card(row)]
+    return render_template(
+        "staff/request.html", user=g.staff_user, r=card, is_open=row["status"] == "open", outcomes=OUTCOMES
+    )
+
+
+def _closed_card(row: dict[str, Any]) -> dict[str, Any]:
+    """A request that is done, shown on its own page as a card (its history and notes too)."""
+    card = _card([row])
+    _add_histories([card])
+    return card
+
+
+def _back_to_request(request_id: int, place: str = "follow-up") -> ResponseReturnValue:
+    return redirect(url_for("staff.request_page", request_id=request_id) + f"#{place}", code=303)
+
+
+@bp.post("/requests/<int:request_id>/claim")
+def claim(request_id: int) -> ResponseReturnValue:
+    """ "I'm calling": show everyone that this staff member is calling the person now."""
+    changed = services().storage.claim(request_id, g.staff_user, now())
+    flash("claimed" if changed else "not_open", f"card-{request_id}")
+    if request.form.get("from") == "request":
+        return _back_to_request(request_id)
+    return redirect(url_for("staff.index") + f"#card-{request_id}", code=303)
+
+
+def _note_from_form() -> str:
+    return request.form.get("note", "").strip()[:NOTE_MAX]
+
+
+@bp.post("/requests/<int:request_id>/attempt")
+def attempt(request_id: int) -> ResponseReturnValue:
+    """Log a call attempt: how it went (an outcome code) and a short note, sealed (it may hold health data)."""
+    outcome = request.form.get("outcome", "")
+    if outcome not in OUTCOMES:
+        flash("choose_outcome", "follow-up")
+        return _back_to_request(request_id)
+    storage = services().storage
+    note = _note_from_form()
+    if not storage.log_attempt(request_id, g.staff_user, outcome, storage.seal(note) if note else "", now()):
+        abort(404)
+    log.info("Staff member %s logged a call attempt on request %d", g.staff_user, request_id)
+    flash("attempt_saved", "follow-up")
+    return _back_to_request(request_id)
+
+
+@bp.post("/requests/<int:request_id>/note")
+def add_note(request_id: int) -> ResponseReturnValue:
+    """Keep a short note on a request, sealed."""
+    note = _note_from_form()
+    if not note:
+        flash("empty_note", "follow-up")
+        return _back_to_request(request_id)
+    storage = services().storage
+    if not storage.add_note(request_id, g.staff_user, storage.seal(note), now()):
+        abort(404)
+    flash("note_saved", "follow-up")
+    return _back_to_request(request_id)
 
 
 def normalize_phone(text: str) -> str | None:
@@ -511,7 +669,7 @@ def send_section() -> Any:
     svc.storage.record_staff_action(g.staff_user, "send", detail=f"{form['section']}:{result}"[:32], at=now())
     if result != "sent":
         return _render_index(form, f"send_{result}", 409 if result == "opted_out" else 502)
-    flash("sent")
+    flash("sent", "send")
     return redirect(url_for("staff.index") + "#send", code=303)
 
 
