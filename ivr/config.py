@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     # callback_saved); counted in staff hours only. Urgent requests are due much sooner.
     "CALLBACK_DUE_HOURS": 8,
     "URGENT_DUE_HOURS": 1,
+    "STAFF_REFRESH_SECONDS": 60,  # the staff queue reloads itself this often (no scripts), so new requests show
     "VOICEMAIL_MAX_SECONDS": 120,
     "SECRET_KEY": "",
     "PROMPTS_DIR": "",  # empty: the prompts/ folder beside the package
@@ -223,6 +224,7 @@ _PARSERS = {
     "STAFF_RING_SECONDS": _whole_number(5, 60),
     "CALLBACK_DUE_HOURS": _whole_number(1, 200),
     "URGENT_DUE_HOURS": _whole_number(1, 200),
+    "STAFF_REFRESH_SECONDS": _whole_number(2, 600),
     "VOICEMAIL_MAX_SECONDS": _whole_number(10, 600),
     "SPEECH_RATE": _rate,
     "SLOW_SPEECH_RATE": _rate,

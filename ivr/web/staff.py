@@ -84,9 +84,6 @@ RECENT_ACTIONS = 30
 OUTCOMES = ("reached", "left_message", "no_answer", "wrong_number")
 #: A staff note's most characters: a short note, not a chart.
 NOTE_MAX = 500
-#: Seconds between the queue's own refreshes (a meta refresh: no scripts). Only the queue refreshes:
-#: notes are written on a request's own page, which never reloads under the nurse's hands.
-QUEUE_REFRESH_SECONDS = 60
 
 _USERNAME = re.compile(r"^[A-Za-z0-9._@-]{2,64}$")
 _RECORDING_PATH = re.compile(r"^/2010-04-01/Accounts/AC[0-9a-fA-F]{32}/Recordings/RE[0-9a-fA-F]{32}$")
@@ -299,7 +296,10 @@ def _render_index(send_form: dict[str, str] | None = None, send_problem: str | N
         open_count=len(open_requests),
         urgent_count=sum(1 for card in cards if card["urgent"]),
         overdue_count=sum(1 for card in cards if card["overdue"]),
-        refresh_seconds=QUEUE_REFRESH_SECONDS,
+        # A meta refresh (no scripts), on the queue only: notes are written on a request's own page,
+        # which never reloads under the nurse's hands (STAFF_REFRESH_SECONDS).
+        # Not after a refused send: the reload would lose the number typed and the reason.
+        refresh_seconds=None if send_problem else current_app.config["STAFF_REFRESH_SECONDS"],
         outcomes=OUTCOMES,
         done=[_request_view(row) for row in svc.storage.done_requests()],
         activity=[{**step, "at": _local(step["at"])} for step in svc.storage.recent_staff_actions(RECENT_ACTIONS)],
@@ -386,6 +386,7 @@ def _card(group: list[dict[str, Any]]) -> dict[str, Any]:
         waited_seconds=int((now() - first).total_seconds()) if first else 0,
         due_by=_local(due),
         overdue=bool(due and now() > due),
+        closed=by_time[-1]["status"] != "open",
         claimed_by=latest_claim["claimed_by"] if latest_claim else "",
         claimed_at=_local(latest_claim["claimed_at"]) if latest_claim else None,
     )
