@@ -115,7 +115,7 @@ def test_the_card_history_and_recent_activity_show_the_steps(app: Flask) -> None
     assert "closed it" in history and "put it back in the queue" in history
     assert history.count("nurse.ana") == 2
     activity = html[html.index('id="activity"') :]
-    assert "signed in" in activity and f"number {request_id}" in activity
+    assert "signed in" in activity and f"request {request_id}</a>" in activity
     assert PATIENT not in activity
 
 
