@@ -116,9 +116,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     staff.init_app(app)
 
-    from ivr.web import line
+    from ivr.web import line, local
 
     app.register_blueprint(line.bp)
+    app.register_blueprint(local.bp)
 
     from ivr import alerts
     from ivr.web import health

@@ -26,6 +26,10 @@ from ivr.phone.transport import (
 )
 from ivr.phone.twiml import place_call
 
+#: Where the phone sends Twilio's call status callback at the end of each call: as a number whose "Call status
+#: changes" is set to the line's /voice/status (docs/deploying.md), so the picture of the line sees it end.
+STATUS_CALLBACK = "/voice/status"
+
 
 def _default_url() -> str:
     return f"http://127.0.0.1:{os.environ.get('PORT', '5000')}"
@@ -120,7 +124,7 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
                 transport = stack.enter_context(_in_process_line(signer))
             else:
                 transport = HttpTransport(args.url or _default_url())
-            setup = PhoneSetup(transport, signer, args.caller_number, args.line_number, account)
+            setup = PhoneSetup(transport, signer, args.caller_number, args.line_number, account, STATUS_CALLBACK)
             if args.command == "call":
                 caller: Caller = TerminalCaller(out=stdout) if script is None else ScriptedCaller(script)
                 call = place_call(

@@ -155,3 +155,6 @@ class PhoneSetup:
     caller_number: str = DEFAULT_CALLER
     line_number: str = DEFAULT_LINE_NUMBER
     account_sid: str = DEFAULT_ACCOUNT_SID
+    #: Where the phone sends Twilio's call status callback when a call ends ("" none), as a number whose
+    #: "Call status changes" is set does; `python -m ivr.phone call` sends it to /voice/status.
+    status_callback: str = ""

@@ -23,7 +23,7 @@ import re
 import sys
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -74,6 +74,15 @@ class TwilioStandIn:
     deleted: set[str] = field(default_factory=set)
     base_url: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Told of each message create ("message", its record and "refused") and recording fetched ("recording",
+    #: its "sid"): `make run` prints them (ivr/local_line.py).
+    report: Callable[[str, dict[str, Any]], None] | None = None
+
+    def tell(self, kind: str, details: dict[str, Any]) -> None:
+        """Pass what was received to `report`, if any."""
+        if self.report is not None:
+            self.report(kind, details)
+
     #: The account's phone numbers and Messaging Services (twilio-setup; see PhoneConfig below).
     phone_config: PhoneConfig = field(default_factory=lambda: PhoneConfig())
 
@@ -326,6 +335,7 @@ class _Handler(BaseHTTPRequestHandler):
         }
         with standin.lock:
             standin.received.append(record)
+        standin.tell("message", {**record, "refused": "21610" if form.get("To") in standin.unreachable else ""})
         if form.get("To") in standin.unreachable:
             return self._error(400, 21610, "Attempt to send to unsubscribed recipient")
         self._json(201, message_resource(standin.account_sid, "SM" + uuid.uuid4().hex, form))
@@ -356,6 +366,7 @@ class _Handler(BaseHTTPRequestHandler):
         match = RECORDING_PATH.match(path)
         if not match or match["sid"] != standin.account_sid or match["recording"] in standin.deleted:
             return self._error(404, 20404, "The requested resource was not found")
+        standin.tell("recording", {"sid": match["recording"]})
         body = standin.audio
         wanted = re.match(r"^bytes=(\d+)-(\d*)$", self.headers.get("Range", ""))
         if wanted:

@@ -8,6 +8,7 @@ every reader of TwiML in the tree accepts, rejects and hears a document the same
 from __future__ import annotations
 
 import math
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -642,6 +643,21 @@ def check_attributes(element: ET.Element, transcript: Transcript) -> None:
             transcript.add("warning", f"Twilio 12200 schema validation: <{element.tag}> has no attribute {name!r}")
 
 
+def _report_call_end(
+    requester: Requester, path: str, params: Mapping[str, str], transcript: Transcript, seconds: float
+) -> None:
+    """Twilio's call status callback once the call is over (CallStatus completed, its length), as a number
+    whose "Call status changes" is set sends it; its answer is only noted (Twilio reads nothing from it)."""
+    form = {**params, "CallStatus": "completed", "CallDuration": str(int(seconds))}
+    url = requester.absolute(path)
+    try:
+        sent_url, answer = requester.request("POST", url, form)
+    except OSError as error:
+        transcript.add("request", f"POST {short_url(url)} (call status) failed: {type(error).__name__}")
+        return
+    transcript.add("request", f"POST {short_url(sent_url)} CallStatus=completed -> {answer.status} (call status)")
+
+
 def place_call(
     setup: PhoneSetup,
     caller: Caller,
@@ -673,6 +689,7 @@ def place_call(
     transcript.add("note", f"Calling {url} from {setup.caller_number} ({signing})")
     leg = Leg(requester, transcript, caller, params, speaker=speaker)
     result = CallResult(transcript, call_sid=call_sid)
+    started = time.monotonic()
     try:
         result.ended = leg.run(url)
     except _HungUp:
@@ -680,6 +697,8 @@ def place_call(
     except _ScriptEnded:
         # Out of script, or end of input at the terminal (Ctrl-D): either way the caller hangs up.
         result.ended = "script-ended" if isinstance(caller, ScriptedCaller) else "you-hung-up"
+    if setup.status_callback and result.ended not in ("rejected", "error"):
+        _report_call_end(requester, setup.status_callback, params, transcript, time.monotonic() - started)
     if speaker:
         speaker.end_turn()
         result.audio = list(speaker.files)

@@ -694,7 +694,7 @@ def recording(request_id: int) -> Response:
         storage.record_staff_action(g.staff_user, "play", request_id, at=now())
     config = current_app.config
     if not (config.get("TWILIO_ACCOUNT_SID") and config.get("TWILIO_AUTH_TOKEN")):
-        abort(503)
+        return Response(render_template("staff/not_set_up.html", user=g.staff_user, problem="recordings"), 503)
     headers = {"Range": request.headers["Range"]} if "Range" in request.headers else {}
     try:
         upstream = requests.get(
