@@ -149,11 +149,15 @@ class Recorded:
     has_audio: bool
 
 
+#: What became of a request to text a section (the outbound-text policy's answers a call can get).
+TextResult = Literal["sent", "failed", "opted_out", "no_number", "already_sent", "over_limit"]
+
+
 @dataclass(frozen=True)
 class TextOutcome:
     """What became of the caller's request to get the section by text."""
 
-    result: Literal["sent", "failed", "opted_out", "no_number"]
+    result: TextResult
 
 
 Event = CallStarted | Heard | TransferredIn | DialEnded | Recorded | TextOutcome
@@ -790,6 +794,9 @@ class _Talk:
             "failed": "text_failed",
             "opted_out": "text_opted_out",
             "no_number": "text_no_number",
+            "already_sent": "text_already_sent",
+            "over_limit": "text_limit_reached",
         }[event.result]
         self.state = self.at(node=SECTION) if self.state.section else self.at(node=MAIN)
+        # Over a limit, the prompt says why and that a person can still help; the options say how (0).
         return self.listen([self.line(prompt), *self.options()], self.state)

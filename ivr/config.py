@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import phonenumbers
+
 #: Defaults for every setting; docs/configuration.md documents each one (tests/test_configuration_docs.py).
 DEFAULTS: dict[str, Any] = {
     "LOCAL_MODE": 0,  # 1: serve this machine only, unsigned (`make run`); 0: Twilio's signed requests only
@@ -49,6 +51,10 @@ DEFAULTS: dict[str, Any] = {
     "DATABASE_RETRY_SECONDS": 10,  # after a database failure, how long to spool before trying it again
     "SPOOL_DIR": "",  # empty: <instance folder>/spool
     "USAGE_FLUSH_SECONDS": 1,  # usage counts are added to the database in batches this often; 0: at once
+    # The outbound-text policy (ivr/outbound_texts.py): who may be texted, and how much.
+    "TEXT_DAILY_LIMIT": 10,  # texts (message parts) a day to one number, from calls and the staff page together
+    "TEXT_COUNTRIES": ("US", "CA"),  # texts go only to numbers of these regions (ISO 3166 codes)
+    "STAFF_TEXT_DAILY_LIMIT": 60,  # texts a day one staff member may send from the staff page
     # Safety (README "Emergency, crisis and distress").
     "CRISIS_LINE_NUMBER": "+18002738255",  # the 988 Lifeline's 10-digit number: "connect me now" rings it
     "STAFF_ALERT_NUMBERS": (),  # each gets a text (no patient words) when an urgent request comes in
@@ -150,6 +156,16 @@ def _date_list(name: str, value: Any) -> tuple[str, ...]:
     return dates
 
 
+def _regions(name: str, value: Any) -> tuple[str, ...]:
+    """Region codes (ISO 3166-1 alpha-2, as the phonenumbers library names them), at least one."""
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    regions = tuple(str(item).strip().upper() for item in items if str(item).strip())
+    known = phonenumbers.SUPPORTED_REGIONS
+    if not regions or any(region not in known for region in regions):
+        raise ConfigError(f"{name} must list region codes like US,CA (ISO 3166, two letters), not {value!r}")
+    return regions
+
+
 def _switch(name: str, value: Any) -> int:
     text = str(value).strip()
     if text not in ("0", "1"):
@@ -243,6 +259,9 @@ _PARSERS = {
     "USAGE_FLUSH_SECONDS": _whole_number(0, 60),
     "CONTENT_MUST_BE_APPROVED": _switch,
     "LOG_FORMAT": _log_format,
+    "TEXT_DAILY_LIMIT": _whole_number(1, 1000),
+    "TEXT_COUNTRIES": _regions,
+    "STAFF_TEXT_DAILY_LIMIT": _whole_number(1, 10000),
 }
 
 

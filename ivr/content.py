@@ -84,6 +84,8 @@ VOICE_PROMPTS: Mapping[str, frozenset[str]] = MappingProxyType(
         "text_failed": frozenset(),
         "text_opted_out": frozenset(),
         "text_no_number": frozenset(),
+        "text_already_sent": frozenset(),
+        "text_limit_reached": frozenset(),
         "no_input": frozenset(),
         "no_input_warning": frozenset(),
         "more_time": frozenset(),

@@ -20,7 +20,17 @@ from ivr import create_app
 from ivr.phone.twilio_standin import twilio_standin
 from tests.conftest import app_config, loaded_content
 from tests.helpers.staff_support import ACCOUNT_SID
-from tests.helpers.support import AUTH_TOKEN, CALLER, LINE_NUMBER, PUBLIC_BASE_URL, Call, parse_twiml, sign, spoken
+from tests.helpers.support import (
+    AUTH_TOKEN,
+    CALLER,
+    LINE_NUMBER,
+    PUBLIC_BASE_URL,
+    TEXTABLE_CALLER,
+    Call,
+    parse_twiml,
+    sign,
+    spoken,
+)
 
 EN = loaded_content().language("en")
 HOSPICE_TEXTS = len(EN.sections["hospice"].sms)
@@ -54,9 +64,9 @@ def counts(app: Flask) -> dict[str, int]:
         return {row.section: row.count for row in rows}
 
 
-def new_call(app: Flask) -> tuple[RetryingTwilio, dict[str, str]]:
+def new_call(app: Flask, caller: str = CALLER) -> tuple[RetryingTwilio, dict[str, str]]:
     twilio = RetryingTwilio(app.test_client())
-    form = {"CallSid": "CA" + uuid.uuid4().hex, "From": CALLER, "To": LINE_NUMBER}
+    form = {"CallSid": "CA" + uuid.uuid4().hex, "From": caller, "To": LINE_NUMBER}
     twilio.post("/voice", form)
     return twilio, form
 
@@ -65,11 +75,11 @@ def action(twilio: RetryingTwilio) -> str:
     return Call.action(Call(twilio.client, last=twilio.root))
 
 
-def test_a_retried_key_press_texts_and_counts_once_a_new_press_does_again(tmp_path: Path) -> None:
+def test_a_retried_key_press_texts_and_counts_once_a_new_press_hears_it_was_sent(tmp_path: Path) -> None:
     with twilio_standin(ACCOUNT_SID, AUTH_TOKEN) as standin:
         config = app_config(tmp_path, TWILIO_ACCOUNT_SID=ACCOUNT_SID, TWILIO_API_BASE_URL=standin.base_url)
         app = create_app(config)
-        twilio, form = new_call(app)
+        twilio, form = new_call(app, TEXTABLE_CALLER)
         twilio.post(action(twilio), {**form, "Digits": "5"})
         first_heard = twilio.retry()
         assert counts(app) == {"hospice": 1}, "the retried press played the section but did not count it again"
@@ -78,22 +88,26 @@ def test_a_retried_key_press_texts_and_counts_once_a_new_press_does_again(tmp_pa
         assert sent[0] == "We sent this topic to your phone by text message."
         assert twilio.retry() == sent, "the retry hears the same answer"
         assert len(standin.messages) == HOSPICE_TEXTS, "and nothing is texted twice"
-        # The caller presses 2 again (a new request, a new token): texted again, as asked.
-        twilio.post(section_url, {**form, "Digits": "2"})
-        assert len(standin.messages) == 2 * HOSPICE_TEXTS
+        # The caller presses 2 again (a new request, a new token): a call gets each section once
+        # (issue 15 item 1; this test sent it again before), and the caller hears so.
+        again = twilio.post(section_url, {**form, "Digits": "2"})
+        assert again[0] == EN.say("text_already_sent")
+        assert len(standin.messages) == HOSPICE_TEXTS
         assert first_heard
 
 
-def test_without_the_token_a_repeat_cannot_be_told_from_a_new_press_and_is_served(tmp_path: Path) -> None:
+def test_without_the_token_a_repeat_still_texts_the_section_once(tmp_path: Path) -> None:
+    """Whether to send is decided on the signed CallSid and section, not on the unsigned token (issue 15
+    item 1: before, a repeat without a token, or with a new one, texted the section again)."""
     with twilio_standin(ACCOUNT_SID, AUTH_TOKEN) as standin:
         app = create_app(app_config(tmp_path, TWILIO_ACCOUNT_SID=ACCOUNT_SID, TWILIO_API_BASE_URL=standin.base_url))
-        call = Call(app.test_client())
+        call = Call(app.test_client(), caller=TEXTABLE_CALLER)
         call.start()
         call.press("5")
         url = call.action()
         call.post(url, Digits="2")
         call.post(url, Digits="2")
-        assert len(standin.messages) == 2 * HOSPICE_TEXTS
+        assert len(standin.messages) == HOSPICE_TEXTS
 
 
 def test_a_whole_conversation_replayed_request_by_request_changes_nothing(tmp_path: Path, database_url: str) -> None:

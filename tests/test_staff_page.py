@@ -30,7 +30,7 @@ from tests.helpers.staff_support import (
     recording_url,
     sign_in,
 )
-from tests.helpers.support import AUTH_TOKEN, LINE_NUMBER
+from tests.helpers.support import AUTH_TOKEN, LINE_NUMBER, TEXTABLE_CALLER
 
 PATIENT = "+15551230001"
 
@@ -170,14 +170,14 @@ def test_marking_done_notes_who_and_when_and_can_be_undone(app: Flask, staff: Fl
 def test_sending_a_section_by_text(app: Flask, staff: FlaskClient, standin: TwilioStandIn) -> None:
     token = csrf_token(page(staff))
     response = staff.post(
-        "/staff/send", data={"csrf_token": token, "phone": "(555) 123-0001", "section": "hospice", "lang": "es"}
+        "/staff/send", data={"csrf_token": token, "phone": "(202) 555-0123", "section": "hospice", "lang": "es"}
     )
     assert response.status_code == 303
     with app.app_context():
         sms = text_dialog.whole_section(services().content, "es", "hospice")
     assert [m["Body"] for m in standin.messages] == list(sms)
     assert standin.messages[0]["Body"].startswith("HOSPICIO Y CUIDADOS AL FINAL DE LA VIDA")
-    assert {m["To"] for m in standin.messages} == {PATIENT}
+    assert {m["To"] for m in standin.messages} == {TEXTABLE_CALLER}
     assert {m["From"] for m in standin.messages} == {LINE_NUMBER}
     assert "The topic was sent by text message." in page(staff)
 
@@ -187,11 +187,11 @@ def test_a_number_that_opted_out_gets_nothing(app: Flask, staff: FlaskClient, st
         storage = services().storage
         with storage.engine.begin() as connection:
             connection.execute(
-                sa.insert(opt_outs).values(phone_hash=storage.phone_hash(PATIENT), opted_out=True, changed_at=OPEN_TIME)
+                sa.insert(opt_outs).values(phone_hash=storage.phone_hash(TEXTABLE_CALLER), opted_out=True, changed_at=OPEN_TIME)
             )
     token = csrf_token(page(staff))
     response = staff.post(
-        "/staff/send", data={"csrf_token": token, "phone": PATIENT, "section": "hospice", "lang": "en"}
+        "/staff/send", data={"csrf_token": token, "phone": TEXTABLE_CALLER, "section": "hospice", "lang": "en"}
     )
     assert response.status_code == 409
     assert "asked CareLine not to send texts" in response.get_data(as_text=True)
@@ -218,7 +218,7 @@ def test_twilio_refusing_the_credentials_is_a_failed_send(tmp_path: Path, standi
     sign_in(client)
     token = csrf_token(page(client))
     response = client.post(
-        "/staff/send", data={"csrf_token": token, "phone": PATIENT, "section": "coping", "lang": "en"}
+        "/staff/send", data={"csrf_token": token, "phone": TEXTABLE_CALLER, "section": "coping", "lang": "en"}
     )
     assert response.status_code == 502
     assert "could not be sent just now" in response.get_data(as_text=True)

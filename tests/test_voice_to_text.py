@@ -20,11 +20,11 @@ from ivr import create_app
 from ivr import text_dialog as tl
 from ivr.config import ConfigError, parse_settings
 from tests.conftest import app_config
-from tests.helpers.support import AUTH_TOKEN, CALLER, LINE_NUMBER, Call, Phone
+from tests.helpers.support import AUTH_TOKEN, LINE_NUMBER, TEXTABLE_CALLER, Call, Phone
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 #: The stand-in refuses texts to this number with Twilio's error 21610 (recipient unsubscribed).
-REFUSED_NUMBER = "+15551239999"
+REFUSED_NUMBER = "+12025550199"
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +69,7 @@ def line(tmp_path: Path, standin_url: str) -> Flask:
 
 
 def test_pressing_2_texts_the_section_through_the_rest_api(line: Flask, received: Callable[[], list]) -> None:
-    call = Call(line.test_client())
+    call = Call(line.test_client(), caller=TEXTABLE_CALLER)
     call.start()
     call.press("5")
     heard = call.press("2")
@@ -81,19 +81,19 @@ def test_pressing_2_texts_the_section_through_the_rest_api(line: Flask, received
     got = received()
     assert [r["form"]["Body"] for r in got] == list(expected)
     for request in got:
-        assert request["form"]["To"] == CALLER and request["form"]["From"] == LINE_NUMBER
+        assert request["form"]["To"] == TEXTABLE_CALLER and request["form"]["From"] == LINE_NUMBER
         assert request["path"] == f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
         assert request["content_type"] == "application/x-www-form-urlencoded"
         assert request["user_agent"].startswith("twilio-python/")  # the real client built these requests
     assert expected[-1].endswith("Reply MENU for other topics, or CALL to have staff call you.")
 
     # The texted number is now in the conversation: MORE knows everything was sent.
-    (reply,) = Phone(line.test_client()).text("more")
+    (reply,) = Phone(line.test_client(), number=TEXTABLE_CALLER).text("more")
     assert reply.startswith("That is all we have on end-of-life care.")
 
 
 def test_a_spanish_caller_gets_spanish_texts_and_replies(line: Flask, received: Callable[[], list]) -> None:
-    call = Call(line.test_client())
+    call = Call(line.test_client(), caller=TEXTABLE_CALLER)
     call.start()
     call.press("9")
     call.press("4")
@@ -101,14 +101,14 @@ def test_a_spanish_caller_gets_spanish_texts_and_replies(line: Flask, received: 
     assert heard[0] == line.extensions["careline"].content.language("es").say("text_sent")
     bodies = [r["form"]["Body"] for r in received()]
     assert bodies[0].startswith("DIRECTIVAS ANTICIPADAS:")
-    (menu,) = Phone(line.test_client()).text("menu")
+    (menu,) = Phone(line.test_client(), number=TEXTABLE_CALLER).text("menu")
     assert menu.startswith("Responda un número o un tema:")
 
 
 def test_nothing_is_sent_to_a_number_that_texted_stop(line: Flask, received: Callable[[], list]) -> None:
-    phone = Phone(line.test_client())
+    phone = Phone(line.test_client(), number=TEXTABLE_CALLER)
     assert phone.text("STOP") == []
-    call = Call(line.test_client())
+    call = Call(line.test_client(), caller=TEXTABLE_CALLER)
     call.start()
     call.press("3")
     heard = call.press("2")
@@ -137,14 +137,14 @@ def test_an_unreachable_api_is_told_to_the_caller(tmp_path: Path) -> None:
     app = create_app(
         app_config(tmp_path, TWILIO_ACCOUNT_SID=ACCOUNT_SID, TWILIO_API_BASE_URL=f"http://127.0.0.1:{port}")
     )
-    call = Call(app.test_client())
+    call = Call(app.test_client(), caller=TEXTABLE_CALLER)
     call.start()
     call.press("6")
     assert call.press("2")[0] == "Sorry, we could not send a text message right now. Please try again later."
 
 
 def test_without_an_account_nothing_is_sent(tmp_path: Path, received: Callable[[], list]) -> None:
-    call = Call(create_app(app_config(tmp_path)).test_client())
+    call = Call(create_app(app_config(tmp_path)).test_client(), caller=TEXTABLE_CALLER)
     call.start()
     call.press("6")
     assert call.press("2")[0].startswith("Sorry, we could not send a text message right now.")

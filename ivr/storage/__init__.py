@@ -12,6 +12,7 @@ One module per concern, each a part of `Storage`:
     events.py       handled events: a retried request changes nothing twice; a call's steps
     queue.py        voice messages, call-back requests and urgent calls, and staff working through them
     alerts.py       the staff alert outbox (one text to staff per urgent request)
+    outbound.py     daily text counts per number and staff member, and each call's texted sections
     texts.py        the text line's conversations, opt-outs and answered messages
     preferences.py  a caller's remembered choices (language, speed, last section)
     usage.py        usage counts for the staff page (batched by ivr/usage.py)
@@ -27,6 +28,7 @@ from __future__ import annotations
 from ivr.storage.alerts import ALERT_CLAIM_SECONDS, StaffAlerts
 from ivr.storage.audit import ACTIONS, StaffAudit
 from ivr.storage.events import CallSteps
+from ivr.storage.outbound import DailyCounter, OutboundTexts
 from ivr.storage.places import TEXTS_RECEIVED, CallPlaces, PlaceNote, RequestFact
 from ivr.storage.preferences import Preferences
 from ivr.storage.queue import CallbackQueue, CallbackRequest
@@ -48,6 +50,7 @@ from ivr.storage.schema import (
     staff_alerts,
     staff_audit,
     staff_users,
+    texts_sent_daily,
     usage_daily,
     utcnow,
 )
@@ -61,6 +64,7 @@ __all__ = [
     "TEXTS_RECEIVED",
     "CallPlaces",
     "CallbackRequest",
+    "DailyCounter",
     "PlaceNote",
     "RequestFact",
     "Storage",
@@ -82,6 +86,7 @@ __all__ = [
     "staff_alerts",
     "staff_audit",
     "staff_users",
+    "texts_sent_daily",
     "usage_daily",
     "utcnow",
 ]
@@ -90,6 +95,7 @@ __all__ = [
 class Storage(
     CallbackQueue,
     StaffAlerts,
+    OutboundTexts,
     TextLine,
     Preferences,
     UsageCounts,

@@ -20,6 +20,7 @@ from ivr.storage.schema import (
     staff_acceptances,
     staff_alerts,
     staff_audit,
+    texts_sent_daily,
     usage_daily,
 )
 
@@ -35,9 +36,9 @@ class Retention(Database):
         Call-back requests go once staff marked them done before `cutoff` (with them the reference to
         their recording); open ones stay, whatever their age. Opt-outs stay for good (a STOP is
         honoured for ever); an opt-in (START) older than `cutoff` is forgotten, since it changes
-        nothing. Usage counts, handled-message keys, text conversations, remembered choices, sign-in
-        failures, staff acceptances and call places (by the call's start) older than `cutoff` go. Staff notes
-        go with their request. The staff audit (codes, no health data) has its own, longer period: rows
+        nothing. Usage counts, daily text counts, handled-message keys, text conversations, remembered choices,
+        sign-in failures, staff acceptances and call places (by the call's start) older than `cutoff` go. Staff
+        notes go with their request. The staff audit (codes, no health data) has its own, longer period: rows
         before `audit_cutoff` go (none when it is None).
         """
         cutoff = cutoff.astimezone(dt.UTC)
@@ -50,6 +51,7 @@ class Retention(Database):
             ),
             "callback_requests": (callback_requests, purged_requests),
             "usage_daily": (usage_daily, usage_daily.c.day < cutoff.date()),
+            "texts_sent_daily": (texts_sent_daily, texts_sent_daily.c.day < cutoff.date()),
             "processed_events": (processed_events, processed_events.c.created_at < cutoff),
             "sms_sessions": (sms_sessions, sms_sessions.c.updated_at < cutoff),
             "preferences": (preferences, preferences.c.updated_at < cutoff),

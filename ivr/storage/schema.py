@@ -190,3 +190,15 @@ def from_db(at: dt.datetime | None) -> dt.datetime | None:
     if at is None:
         return None
     return at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at
+
+
+#: Texts the line sent today, per counter: a destination number ("to:" and its keyed hash) or a staff
+#: member ("staff:" and a keyed hash of the name). The daily caps (ivr/outbound_texts.py) are checked
+#: and counted in one statement against this table, so many processes on many machines share them.
+texts_sent_daily = sa.Table(
+    "texts_sent_daily",
+    metadata,
+    sa.Column("counter", sa.String(80), primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("messages", sa.Integer, nullable=False),
+)

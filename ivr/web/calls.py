@@ -182,23 +182,32 @@ def retry_key(purpose: str) -> str:
 
 
 #: A step already answered, by what it came to ("": still sending); a failed one may be tried again.
-_ANSWERED: dict[str, outbound_texts.SendResult] = {
+_ANSWERED: dict[str, call_dialog.TextResult] = {
     "": "sent",
     "sent": "sent",
     "opted_out": "opted_out",
     "no_number": "no_number",
+    "already_sent": "already_sent",
+    "over_limit": "over_limit",
 }
 
 
-def _send_once(effect: call_dialog.SendSectionText, caller: str) -> outbound_texts.SendResult:
-    """Text the section, unless this very request was already answered (Twilio retried it): then its answer."""
+def _send_once(effect: call_dialog.SendSectionText, caller: str) -> call_dialog.TextResult:
+    """Text the section as the outbound-text policy allows (ivr/outbound_texts.py: once per call, daily
+    caps, textable numbers only), unless this very request was already answered (Twilio retried it):
+    then its answer. The idempotency token only finds that earlier answer; whether to send is decided
+    on the signed CallSid and section, so a replay with a new token sends nothing."""
     svc = services()
     database = resilience.guard()
     key = retry_key("text")
     earlier = database.read(partial(svc.storage.claim_step, key, now()), None, "noting a call step") if key else None
     if earlier is not None and earlier in _ANSWERED:
         return _ANSWERED[earlier]
-    result = outbound_texts.send_section(svc, to=caller, from_=_line_number(), section=effect.section, lang=effect.lang)
+    call_sid = request.form.get("CallSid", "")
+    sent = outbound_texts.send_section(
+        svc, to=caller, from_=_line_number(), section=effect.section, lang=effect.lang, call_sid=call_sid
+    )
+    result: call_dialog.TextResult = "over_limit" if sent == "staff_over_limit" else sent
     if key:
         database.try_write(partial(svc.storage.settle_step, key, result), "noting a call step")
     return result

@@ -670,14 +670,21 @@ def send_section() -> Any:
         return _render_index(form, "bad_number", 400)
     if not _texting_ready():
         return _render_index(form, "texting_off", 503)
+    # The same policy as a caller's "text me", capped per number and per staff member (ivr/outbound_texts.py).
     result = outbound_texts.send_section(
-        svc, to=number, from_=current_app.config["LINE_NUMBER"], section=form["section"], lang=form["lang"]
+        svc,
+        to=number,
+        from_=current_app.config["LINE_NUMBER"],
+        section=form["section"],
+        lang=form["lang"],
+        staff_user=g.staff_user,
     )
     log.info("Staff member %s texted section %s: %s", g.staff_user, form["section"], result)
     # The topic and the result, never the number: the audit keeps no phone numbers.
     svc.storage.record_staff_action(g.staff_user, "send", detail=f"{form['section']}:{result}"[:32], at=now())
     if result != "sent":
-        return _render_index(form, f"send_{result}", 409 if result == "opted_out" else 502)
+        refused = result in ("opted_out", "over_limit", "staff_over_limit")
+        return _render_index(form, f"send_{result}", 409 if refused else 502)
     flash("sent", "send")
     return redirect(url_for("staff.index") + "#send", code=303)
 

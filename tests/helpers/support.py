@@ -18,6 +18,9 @@ from ivr.phone import parse_document, spoken_text
 AUTH_TOKEN = "test-auth-token"
 PUBLIC_BASE_URL = "https://line.example.org"
 CALLER = "+15551230001"
+#: A caller the outbound-text policy lets the line text (CALLER's 555-123x exchange is no valid US number,
+#: by the phonenumbers library; 555-0100 to 555-0199 are valid numbers set aside for fiction).
+TEXTABLE_CALLER = "+12025550123"
 LINE_NUMBER = "+15559870000"
 
 
