@@ -186,9 +186,8 @@ def test_a_number_that_opted_out_gets_nothing(app: Flask, staff: FlaskClient, st
     with app.app_context():
         storage = services().storage
         with storage.engine.begin() as connection:
-            connection.execute(
-                sa.insert(opt_outs).values(phone_hash=storage.phone_hash(TEXTABLE_CALLER), opted_out=True, changed_at=OPEN_TIME)
-            )
+            row = {"phone_hash": storage.phone_hash(TEXTABLE_CALLER), "opted_out": True, "changed_at": OPEN_TIME}
+            connection.execute(sa.insert(opt_outs).values(**row))
     token = csrf_token(page(staff))
     response = staff.post(
         "/staff/send", data={"csrf_token": token, "phone": TEXTABLE_CALLER, "section": "hospice", "lang": "en"}
