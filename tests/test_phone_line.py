@@ -82,7 +82,7 @@ def signer_for(server: LineServer) -> Signer:
     return Signer(token, server.environ.get("PUBLIC_BASE_URL", ""))
 
 
-def call(server: LineServer, keys: str, caller_number: str = "+15555550100") -> CallResult:
+def call(server: LineServer, keys: str, caller_number: str = "+12025550100") -> CallResult:
     """Call `server` with a scripted phone; the call must have run without any error."""
     setup = PhoneSetup(HttpTransport(server.url), signer_for(server), caller_number=caller_number)
     result = place_call(setup, ScriptedCaller(parse_actions(keys)))

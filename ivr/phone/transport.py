@@ -11,9 +11,10 @@ from urllib.parse import urlencode, urljoin, urlsplit
 from twilio.request_validator import RequestValidator
 
 API_VERSION = "2010-04-01"
-#: Fictional numbers (555-01xx is set aside for fiction): the caller and the line's own number.
-DEFAULT_CALLER = "+15555550100"
-DEFAULT_LINE_NUMBER = "+15555550199"
+#: Fictional numbers (555-0100 to 555-0199 are set aside for fiction, and valid by the phonenumbers
+#: library, so the local line may text the caller): the caller and the line's own number.
+DEFAULT_CALLER = "+12025550100"
+DEFAULT_LINE_NUMBER = "+12025550199"
 DEFAULT_ACCOUNT_SID = "AC" + "0" * 32
 
 
