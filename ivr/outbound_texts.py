@@ -149,10 +149,12 @@ def send_section(
     ask again.
     """
     config = current_app.config
+    if not from_ or not E164.match(to):
+        return "no_number"  # not a number at all (a withheld caller ID)
     client = twilio_client()
     if client is None:
         return "failed"  # a line without a Twilio account texts nobody
-    if not from_ or not textable(to, config["TEXT_COUNTRIES"]):
+    if not textable(to, config["TEXT_COUNTRIES"]):
         return "no_number"
     if not (call_sid or staff_user):
         return "failed"  # every text on demand is someone's: a call's or a staff member's

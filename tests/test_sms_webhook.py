@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from ivr import create_app
 from ivr.config import ConfigError
 from ivr.services import Services
+from ivr.storage.database import MIGRATIONS_DIR
 from tests.conftest import app_config
 from tests.helpers.support import CALLER, LINE_NUMBER, PUBLIC_BASE_URL, Phone, messages, sign, twilio_post
 
@@ -411,15 +412,7 @@ def test_no_phone_number_or_message_in_logs_or_in_the_clear_outside_call_backs(
 
 
 def test_the_schema_is_migrated_to_the_newest_revision(app: Flask) -> None:
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
-    from ivr.storage.database import MIGRATIONS_DIR
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    newest = ScriptDirectory.from_config(config).get_current_head()
-    assert newest is not None and newest >= "0008"
+    newest = sorted(path.name[:4] for path in MIGRATIONS_DIR.glob("versions/0*.py"))[-1]
     assert database_rows(app)["alembic_version"] == [(newest,)]
     with storage(app).storage.engine.connect() as connection:
         columns = [column["name"] for column in sa.inspect(connection).get_columns("processed_events")]
