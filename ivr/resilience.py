@@ -30,6 +30,7 @@ from flask import Flask, current_app
 
 from ivr.spool import Spool, spool_file_name
 from ivr.storage import Storage
+from ivr.storage.sqlite import DatabaseFileReplaced
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,11 @@ class DatabaseGuard:
         """Whether the database failed within the last DATABASE_RETRY_SECONDS (or has no schema yet)."""
         return not self.schema_ready or time.monotonic() < self._down_until
 
+    def database_file_replaced(self) -> bool:
+        """Whether the SQLite file the line opened was deleted or replaced under it (an alarm): nothing is
+        written to the database, nor the spool drained, until a restart. For /healthz and /readyz."""
+        return self.storage.file_replaced()
+
     def failed(self, error: BaseException, doing: str) -> None:
         """Note a database failure: spool and use defaults until the retry time."""
         self._down_until = time.monotonic() + self.retry_seconds
@@ -122,6 +128,9 @@ class DatabaseGuard:
             self._stale_pool = False
             self.storage.dispose()
         try:
+            if self.storage.file_replaced():
+                # Never into a file no restart will open: the spool keeps every record until then.
+                raise sa.exc.OperationalError("checking the database file", None, DatabaseFileReplaced())
             if not self.schema_ready:
                 self.storage.migrate()
                 self.schema_ready = True

@@ -8,6 +8,11 @@ compiled statements and pools connections. Two kinds of transaction, on the same
   choices, usage counts. (A crash of the process itself loses none of it.)
 - `durable()`: the commit waits for the disk. For what a caller leaves (a voice message, a
   call-back request, an opt-out), records moved in from the spool, staff accounts, the schema.
+  On SQLite it begins with BEGIN IMMEDIATE, so it may read before it writes (see `sqlite.begin_writing`).
+
+Every `engine.begin()` transaction that writes starts with its write (an upsert, an insert unless
+there, an UPDATE ... RETURNING): on SQLite a transaction that read first and writes after another
+connection's commit would fail at once (issue 15 item 5).
 """
 
 from __future__ import annotations
@@ -100,6 +105,9 @@ class Database:
     def __init__(self, database_url: str, secret_key: str) -> None:
         self._secret = secret_key.encode()
         self.engine: sa.Engine = make_engine(database_url)
+        path = sqlite.database_path(database_url) if database_url.startswith("sqlite") else None
+        #: The SQLite file this engine opened, checked before each connection is used (None: PostgreSQL).
+        self.file_watch = sqlite.FileWatch(path).watch(self.engine) if path is not None else None
         # The key that seals words people texted: derived from SECRET_KEY with HKDF, for this use only.
         words_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"careline words at rest")
         self._fernet = Fernet(base64.urlsafe_b64encode(words_key.derive(self._secret)))
@@ -110,6 +118,7 @@ class Database:
         with self.engine.connect() as connection:
             if connection.dialect.name == "sqlite":
                 with sqlite.waiting_for_disk(connection), connection.begin():
+                    sqlite.begin_writing(connection)
                     yield connection
                 return
             with connection.begin():
@@ -129,10 +138,9 @@ class Database:
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
         with self.durable() as connection:
             # Several processes may start at once: one migrates, the others wait, then find nothing to do.
+            # SQLite: `durable` took the write lock already (BEGIN IMMEDIATE).
             if connection.dialect.name == "postgresql":
                 connection.execute(sa.text("SELECT pg_advisory_xact_lock(7212026)"))
-            else:
-                sqlite.lock_for_migration(connection)
             # Alembic's upgrade finds "nothing to do" too, but only after reading and running every
             # migration file: a start on a current SQLite file took 8.5 ms of CPU that way, 4.5 this way.
             if MigrationContext.configure(connection).get_current_revision() != newest_migration():
@@ -145,6 +153,11 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection (they reopen on the next use)."""
         self.engine.dispose()
+
+    def file_replaced(self) -> bool:
+        """Whether the SQLite file this engine opened was deleted or replaced since (always False on
+        PostgreSQL): then nothing is written until a restart (see `sqlite.FileWatch`)."""
+        return self.file_watch is not None and self.file_watch.replaced()
 
     def after_fork(self) -> None:
         """Call in a freshly forked worker: drop the parent's pooled connections without closing them."""

@@ -4,6 +4,8 @@
 - busy_timeout: a writer waits up to 5 s for another's turn (SQLite has one writer at a time), then
   fails, and the line answers without the database (ivr/resilience.py) rather than keep a caller
   past Twilio's 15 s.
+- the file's identity (device and inode) when the engine opened it: a file deleted or replaced under a
+  running line is refused, never written (see `FileWatch`).
 - synchronous: NORMAL by default (in WAL mode a commit survives a crash of the process, and only a
   power cut may lose the newest few); FULL for a transaction that keeps something a person left,
   so its commit is on the disk before the caller hears "saved" (see ivr/storage/database.py).
@@ -11,6 +13,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import time
@@ -21,6 +24,8 @@ from typing import Any
 from urllib.parse import quote
 
 import sqlalchemy as sa
+
+log = logging.getLogger(__name__)
 
 
 def database_path(url: str) -> Path | None:
@@ -38,6 +43,7 @@ def prepare_file(url: str) -> None:
     The file holds phone numbers and recording links: created 0600 (SQLite would make it 0644 under
     the usual umask, and gives its -wal and -shm files the database file's mode), and a folder the line
     creates is 0700. An empty file is a valid, empty SQLite database. Existing files are left as they are.
+    A -wal or -shm file found beside a file this creates is an old database's, and is removed.
     """
     path = database_path(url)
     if path is None:
@@ -45,8 +51,16 @@ def prepare_file(url: str) -> None:
     for folder in reversed([path.parent, *path.parent.parents]):
         if not folder.exists():
             folder.mkdir(mode=0o700, exist_ok=True)
-    with suppress(FileExistsError):
+    try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        return
+    # A new file: a write-ahead log or shared-memory file beside it belongs to a database that was deleted
+    # (under a running line, say), and SQLite would read that log into the new file. It goes.
+    for leftover in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+        with suppress(FileNotFoundError):
+            leftover.unlink()
+            log.warning("Removed %s left beside a database file that was gone", leftover.name.rsplit("-", 1)[-1])
 
 
 def read_write_url(url: str) -> sa.URL | str:
@@ -58,6 +72,69 @@ def read_write_url(url: str) -> sa.URL | str:
         return url
     parsed = sa.engine.make_url(url)
     return parsed.set(database=f"file:{quote(str(path))}?mode=rw", query={**parsed.query, "uri": "true"})
+
+
+FileIdentity = tuple[int, int]
+
+
+def file_identity(path: Path) -> FileIdentity | None:
+    """The (device, inode) of the file at `path`; None when there is none (or it cannot be seen)."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+class DatabaseFileReplaced(sqlite3.OperationalError):
+    """The file at the database's path is not the one the engine opened (deleted, or another put there)."""
+
+
+class FileWatch:
+    """The SQLite file an engine opened, known by its device and inode (issue 15 item 4).
+
+    A SQLite connection keeps the file it opened, whatever later happens at the path: after the file is
+    deleted or replaced, pooled connections would go on writing into a file nobody will read again
+    (a restart opens the file at the path), and a record moved from the spool into it would be lost.
+    So every connection, new or taken from the pool, is checked first (one `stat`): if the path no
+    longer holds the file the engine opened, it is refused with `DatabaseFileReplaced`, which the
+    line takes for an outage (ivr/resilience.py): it answers, keeps what callers leave in the spool,
+    and drains nothing, until a restart opens the file now at the path and moves the spool into it.
+    An alarm is logged once (no path, no personal data); `replaced()` tells health checks.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        #: Recorded when the engine is made (after `prepare_file`); when the file could not be made
+        #: then, the first file a connection opens is the line's.
+        self.opened = file_identity(path)
+        self._alarmed = False
+
+    def replaced(self) -> bool:
+        """Whether the file at the path is no longer the one the engine opened (deleted or replaced)."""
+        return self.opened is not None and file_identity(self.path) != self.opened
+
+    def check(self, *_connection: Any) -> None:
+        """Before a connection is used (a pool event): refuse it unless the path holds the engine's file."""
+        if self.opened is None:
+            self.opened = file_identity(self.path)
+            return
+        if not self.replaced():
+            return
+        if not self._alarmed:
+            self._alarmed = True
+            log.error(
+                "ALARM: the SQLite database file was deleted or replaced while the line was running. Nothing "
+                "is written to it any more: what callers leave waits in the spool until the line is restarted "
+                "(it then opens the file at DATABASE_URL and moves the spool into it)."
+            )
+        raise DatabaseFileReplaced("the database file was deleted or replaced since the line opened it")
+
+    def watch(self, engine: sa.Engine) -> FileWatch:
+        """Check every connection `engine` opens or hands out; returns self."""
+        sa.event.listen(engine, "connect", self.check, insert=True)  # before the pragmas write to it
+        sa.event.listen(engine, "checkout", self.check)
+        return self
 
 
 def configure(engine: sa.Engine) -> None:
@@ -110,7 +187,15 @@ def waiting_for_disk(connection: sa.Connection) -> Iterator[None]:
             connection.invalidate()
 
 
-def lock_for_migration(connection: sa.Connection) -> None:
-    """Take the write lock before Alembic reads the schema version (the driver would begin only at
-    the first write): processes starting together migrate one after the other."""
+def begin_writing(connection: sa.Connection) -> None:
+    """Begin `connection`'s transaction holding the write lock (BEGIN IMMEDIATE), for `Database.durable`.
+
+    Python's sqlite3 begins a transaction only at the first INSERT, UPDATE or DELETE, deferred. A
+    read still running then (a cursor not yet exhausted, as the staff-alert claim's loop had, commit
+    001cedf) has pinned a snapshot: if another connection committed meanwhile, the write fails at once
+    with "database is locked" (SQLITE_BUSY_SNAPSHOT; busy_timeout cannot help a stale snapshot), and
+    the guard took that for an outage. Holding the write lock from the start, a durable transaction
+    reads what no one else can change before it commits, and another writer waits its turn
+    (busy_timeout) instead. Migrations rely on it too: processes starting together migrate in turn.
+    """
     connection.exec_driver_sql("BEGIN IMMEDIATE")
