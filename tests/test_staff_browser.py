@@ -18,7 +18,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from ivr.phone.twilio_standin import TwilioStandIn, twilio_standin
 from tests.helpers.staff_support import ACCOUNT_SID, StaffCall, create_staff, live_server, make_app, recording_sid
-from tests.helpers.support import AUTH_TOKEN, CALLER, LINE_NUMBER, TEXTABLE_CALLER
+from tests.helpers.support import AUTH_TOKEN, LINE_NUMBER, TEXTABLE_CALLER
 
 pytestmark = pytest.mark.slow
 

@@ -3,15 +3,15 @@
 The daily caps of the outbound-text policy (ivr/outbound_texts.py, issue 15 item 1) are checked and
 counted against this table in one statement, so every process on every machine shares them.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
