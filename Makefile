@@ -71,8 +71,10 @@ call: $(RUNTIME)
 text: $(RUNTIME)
 	$(PY) -m ivr.phone text $(ARGS)
 
-# Production-style serving: gunicorn with gunicorn.conf.py (HOST, PORT, WEB_CONCURRENCY; docs/configuration.md).
+# Production-style serving: the release step (`flask --app ivr db upgrade`: the line refuses to start on an old
+# schema), then gunicorn with gunicorn.conf.py (HOST, PORT, WEB_CONCURRENCY; docs/configuration.md).
 serve: $(RUNTIME)
+	$(PY) -m flask --app ivr db upgrade
 	$(VENV)/bin/gunicorn -c gunicorn.conf.py
 
 # The whole suite with a throwaway PostgreSQL server, as CI runs it (.ci/with-postgres).

@@ -297,6 +297,14 @@ def postgres_database(admin_url: str) -> Iterator[str]:
         admin.dispose()
 
 
+def upgrade_schema(environ: dict[str, str]) -> None:
+    """The release step before a line starts on a new database: `flask --app ivr db upgrade`."""
+    subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "ivr", "db", "upgrade"],
+        env=environ, cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 def line_environment(database_url: str) -> dict[str, str]:
     return phone.line_environment(
         {
@@ -371,12 +379,14 @@ def main() -> int:
         stack.callback(lambda: [server.stop() for server in servers])
         ceiling_env = {**line_environment(sqlite_url), "BENCH_CEILING_BODY": str(work / "menu.xml")}
         servers.append(start_server("ceiling", "bench.ceiling:app", ceiling_env, greeting, work / "ceiling.log"))
+        upgrade_schema(line_environment(sqlite_url))
         servers.append(
             start_server("sqlite", "ivr:create_app()", line_environment(sqlite_url), greeting, work / "s.log")
         )
         admin_url = os.environ.get("CARELINE_TEST_POSTGRES_URL", "")
         if admin_url and not args.no_postgres:
             pg_url = stack.enter_context(postgres_database(admin_url))
+            upgrade_schema(line_environment(pg_url))
             servers.append(
                 start_server("postgresql", "ivr:create_app()", line_environment(pg_url), greeting, work / "p.log")
             )

@@ -1,7 +1,8 @@
 """CareLine: a phone and text-message information line for people living with recurring or advanced cancer.
 
 `create_app()` is the WSGI entry (`ivr:create_app()`): it reads the configuration, loads and checks
-every prompt once, opens (and migrates) the database, and registers the webhooks.
+every prompt once, opens the database (and refuses to start on a schema that is not current: see
+ivr/release.py), and registers the webhooks.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from flask import Flask
 
-from ivr import approval, logs, resilience, retention
+from ivr import approval, logs, release, resilience, retention
 from ivr.config import (
     DEFAULTS,
     ConfigError,
@@ -49,6 +50,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if preloaded is not None and settings.get("PROMPTS_DIR"):
         raise ConfigError("give CONTENT or PROMPTS_DIR, not both")
     app = Flask(__name__, instance_relative_config=True)
+    release.init_app(app)  # first: it takes over app.cli
     app.config.update(DEFAULTS)
     app.config.update(settings_from_environment())
     if settings:
@@ -82,8 +84,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     hours = StaffHours.parse(app.config["STAFF_HOURS"], app.config["STAFF_TIMEZONE"], app.config["STAFF_HOLIDAYS"])
     storage = Storage(app.config["DATABASE_URL"], app.config["SECRET_KEY"])
-    # Migrates and moves any spooled records in; with the database down the line starts anyway.
-    resilience.init_app(app, storage)
+    # Checks the schema and moves any spooled records in; with the database down the line starts anyway.
+    try:
+        resilience.init_app(app, storage)
+    except release.SchemaNotCurrent as problem:
+        if not release.under_flask_command():
+            storage.dispose()
+            raise
+        release.defer_refusal(app, str(problem))  # `flask --app ivr db upgrade` must still run
     usage = UsageCounter(storage, app.config["USAGE_FLUSH_SECONDS"], hours.timezone)
     cache = LineCache(content, renderer, hours)
     app.extensions["careline"] = Services(

@@ -15,6 +15,7 @@ from ivr import create_app, local_line
 from ivr.config import ConfigError
 from ivr.phone.transport import DEFAULT_ACCOUNT_SID
 from ivr.phone.twilio_standin import twilio_standin
+from ivr.release import SchemaNotCurrent
 
 
 def main() -> None:
@@ -31,7 +32,7 @@ def main() -> None:
             settings = local_line.local_settings(os.environ, standin_url)
         try:
             app = create_app(settings or None)
-        except ConfigError as error:
+        except (ConfigError, SchemaNotCurrent) as error:
             sys.exit(f"CareLine cannot start: {error}")
         print_banner(app.config, port, standin_url)
         app.run(host="127.0.0.1", port=port, debug=False, use_reloader=False)

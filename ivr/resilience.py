@@ -8,7 +8,8 @@
   opt-out): in the database when it answers, otherwise in the durable spool (ivr/spool.py).
 - After a failure the guard stops trying the database for DATABASE_RETRY_SECONDS, so a caller is
   never held past Twilio's 15 s by one slow failure after another; then the next request tries
-  again (`recover`, before every request): it migrates the schema if start-up could not, and moves
+  again (`recover`, before every request): it checks the schema if start-up could not (ivr/release.py;
+  a schema that is not current keeps the line spooling, with an error naming the command to run), and moves
   the spool into the database, each record exactly once. While the database answers, a process
   looks for records other processes spooled once every SPOOL_CHECK_SECONDS, not on every request.
 
@@ -28,6 +29,8 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from flask import Flask, current_app
 
+from ivr.release import SchemaNotCurrent, schema_problem
+from ivr.security import local_mode
 from ivr.spool import Spool, spool_file_name
 from ivr.storage import Storage
 from ivr.storage.sqlite import DatabaseFileReplaced
@@ -61,8 +64,10 @@ def unavailable(error: BaseException) -> bool:
 class DatabaseGuard:
     """One per app: knows whether the database answers, and keeps records in the spool when it does not."""
 
-    def __init__(self, storage: Storage, spool: Spool, retry_seconds: float) -> None:
+    def __init__(self, storage: Storage, spool: Spool, retry_seconds: float, upgrade_schema: bool = False) -> None:
         self.storage = storage
+        #: Local mode: upgrade the schema rather than refuse it (ivr/release.py).
+        self.upgrade_schema = upgrade_schema
         self.spool = spool
         self.retry_seconds = retry_seconds
         self.schema_ready = False
@@ -99,8 +104,12 @@ class DatabaseGuard:
     # -- start and recovery ---------------------------------------------------------------------
 
     def start(self) -> None:
-        """At start-up: migrate and drain the spool; if the database is down, say so and go on."""
-        self._recover()
+        """At start-up: check the schema and drain the spool; if the database is down, say so and go on.
+
+        Raises SchemaNotCurrent when the database answers with a schema other than this code's newest
+        (in local mode the schema is upgraded instead): the line must not start on it.
+        """
+        self._recover(at_start=True)
 
     def recover(self) -> None:
         """Before a request: when the database was down (or records wait) and the retry time has come,
@@ -121,7 +130,7 @@ class DatabaseGuard:
         finally:
             self._recovering.release()
 
-    def _recover(self) -> None:
+    def _recover(self, at_start: bool = False) -> None:
         if self._stale_pool:
             # Connections opened during the fault may keep it after the database is well (a SQLite
             # file opened read-only stays read-only): every try starts from new connections.
@@ -132,12 +141,19 @@ class DatabaseGuard:
                 # Never into a file no restart will open: the spool keeps every record until then.
                 raise sa.exc.OperationalError("checking the database file", None, DatabaseFileReplaced())
             if not self.schema_ready:
-                self.storage.migrate()
+                self._check_schema()
                 self.schema_ready = True
             self.drain()
             if self._down_until:
                 log.warning("Database available again")
             self._down_until = 0.0
+        except SchemaNotCurrent as problem:
+            if at_start:
+                raise
+            # The database came back after start with a schema this code cannot use (a release step
+            # was missed): keep spooling what must be kept, and say what to run.
+            log.error("%s", problem)
+            self._down_until = time.monotonic() + self.retry_seconds
         except Exception as error:
             if unavailable(error):
                 self.failed(error, "starting up" if not self.schema_ready else "moving the spool")
@@ -146,6 +162,14 @@ class DatabaseGuard:
             log.error("Database set-up failed: %s", type(error).__name__)
             self._down_until = time.monotonic() + self.retry_seconds
             self._stale_pool = True
+
+    def _check_schema(self) -> None:
+        if self.upgrade_schema:
+            self.storage.migrate()
+            return
+        problem = schema_problem(self.storage)
+        if problem:
+            raise SchemaNotCurrent(problem)
 
     def drain(self) -> int:
         """Move every spooled record into the database (each exactly once); the number moved.
@@ -222,11 +246,15 @@ def guard(app: Flask | None = None) -> DatabaseGuard:
 
 
 def init_app(app: Flask, storage: Storage) -> DatabaseGuard:
-    """Make the app's guard, try the database once (migrate, drain), and check again before requests."""
+    """Make the app's guard, try the database once (check the schema, drain), and again before requests.
+
+    Raises SchemaNotCurrent (see DatabaseGuard.start), after the guard is in place.
+    """
     folder = Path(app.config.get("SPOOL_DIR") or Path(app.instance_path) / "spool")
     spool = Spool(folder, spool_file_name(app.config["DATABASE_URL"]))
-    database_guard = DatabaseGuard(storage, spool, float(app.config["DATABASE_RETRY_SECONDS"]))
-    database_guard.start()
+    retry_seconds = float(app.config["DATABASE_RETRY_SECONDS"])
+    database_guard = DatabaseGuard(storage, spool, retry_seconds, upgrade_schema=local_mode(app.config))
     app.extensions["careline.guard"] = database_guard
     app.before_request(database_guard.recover)
+    database_guard.start()
     return database_guard

@@ -16,6 +16,7 @@ import pytest
 
 import ivr
 from ivr import create_app
+from ivr.storage import Storage
 from tests.conftest import app_config
 
 pytestmark = pytest.mark.sqlite_only
@@ -34,7 +35,11 @@ def mode(path: Path) -> int:
 
 def test_a_new_sqlite_database_and_its_folder_are_the_lines_alone(tmp_path: Path) -> None:
     folder = tmp_path / "new-folder" / "data"
-    app = create_app(app_config(tmp_path, DATABASE_URL=f"sqlite:///{folder / 'careline.sqlite3'}"))
+    url = f"sqlite:///{folder / 'careline.sqlite3'}"
+    release_step = Storage(url, "test-secret-key")  # `flask --app ivr db upgrade` creates the file
+    release_step.migrate()
+    release_step.dispose()
+    app = create_app(app_config(tmp_path, DATABASE_URL=url))
     storage = app.extensions["careline"].storage
     try:
         storage.open_voice_message("CA1", "+15551230001", "hospice", "en")  # the -wal and -shm files too

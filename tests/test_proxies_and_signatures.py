@@ -13,6 +13,7 @@ from twilio import request_validator
 from ivr import create_app, security
 from ivr.config import ConfigError
 from tests.conftest import app_config
+from tests.helpers.databases import upgraded
 from tests.helpers.servers import LineServer, http_post, line_environment, local_line
 from tests.helpers.support import AUTH_TOKEN, CALLER, LINE_NUMBER, PUBLIC_BASE_URL, sign
 
@@ -122,7 +123,7 @@ def test_a_genuine_signed_url_with_escapes_is_accepted_by_real_servers(tmp_path:
     request target to the check, so `%2F` in the query is signed as Twilio sent it."""
     database = f"sqlite:///{tmp_path / 'line.sqlite3'}"
     if server == "gunicorn":
-        line = LineServer(line_environment(database), tmp_path / "line.log")
+        line = LineServer(line_environment(upgraded(database)), tmp_path / "line.log")
         line.wait_until_ready()
     else:
         line = local_line(tmp_path, {"TWILIO_AUTH_TOKEN": AUTH_TOKEN, "PUBLIC_BASE_URL": PUBLIC_BASE_URL})

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 import pytest
 
 from ivr.config import ConfigError, serving_settings
+from tests.helpers.databases import upgraded
 from tests.helpers.servers import LineServer, http_post, line_environment
 from tests.helpers.support import PUBLIC_BASE_URL, parse_twiml, sign, spoken
 
@@ -58,7 +59,8 @@ def test_sighup_reloads_edited_prompts_and_survives_a_broken_one(tmp_path: Path)
     shutil.copytree(ROOT / "prompts", prompts)
     voice_file = prompts / "en" / "voice.yaml"
     original = voice_file.read_text()
-    environ = line_environment(f"sqlite:///{tmp_path / 'line.sqlite3'}", PROMPTS_DIR=str(prompts), WEB_CONCURRENCY="2")
+    database = upgraded(f"sqlite:///{tmp_path / 'line.sqlite3'}")
+    environ = line_environment(database, PROMPTS_DIR=str(prompts), WEB_CONCURRENCY="2")
     with LineServer(environ, tmp_path / "line.log") as server:
         server.wait_until_ready()
         assert "Welcome to CareLine," in _greeting(server)
@@ -100,7 +102,8 @@ def test_gunicorn_bodies_are_read_exactly_chunked_or_not(tmp_path: Path) -> None
         f"X-Twilio-Signature: {signature}",
         "Connection: close",
     ]
-    with LineServer(line_environment(f"sqlite:///{tmp_path / 'line.sqlite3'}"), tmp_path / "line.log") as server:
+    database = upgraded(f"sqlite:///{tmp_path / 'line.sqlite3'}")
+    with LineServer(line_environment(database), tmp_path / "line.log") as server:
         server.wait_until_ready()
         status, answer = _raw_post(server.port, "/voice", [*common, f"Content-Length: {len(body)}"], body)
         assert status == 200 and b"<Gather" in answer

@@ -43,18 +43,19 @@ def _in_process_line(signer: Signer) -> Iterator[Transport]:
     signatures against the URL it signs (PUBLIC_BASE_URL, or the in-process line's own address).
     """
     from ivr import create_app
+    from ivr.storage import Storage
 
     settings = {"LOCAL_MODE": "0" if signer.token and os.environ.get("LOCAL_MODE") != "1" else "1"}
     if settings["LOCAL_MODE"] == "0":
         settings["PUBLIC_BASE_URL"] = signer.public_base_url or AppTransport.base_url
     with tempfile.TemporaryDirectory(prefix="careline-phone-") as folder:
-        app = create_app(
-            {
-                **settings,
-                "DATABASE_URL": f"sqlite:///{Path(folder) / 'careline.sqlite3'}",
-                "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_hex(32),
-            }
-        )
+        database_url = f"sqlite:///{Path(folder) / 'careline.sqlite3'}"
+        secret_key = os.environ.get("SECRET_KEY") or secrets.token_hex(32)
+        if settings["LOCAL_MODE"] == "0":  # only local mode upgrades its own schema (ivr/release.py)
+            release_step = Storage(database_url, secret_key)
+            release_step.migrate()
+            release_step.dispose()
+        app = create_app({**settings, "DATABASE_URL": database_url, "SECRET_KEY": secret_key})
         try:
             yield AppTransport(app)
         finally:

@@ -1,6 +1,7 @@
 """Everything the line keeps: SQLite by default, PostgreSQL by DATABASE_URL, through SQLAlchemy Core.
 
-The schema is created and migrated by Alembic when the app starts (ivr/migrations). Phone numbers
+The schema is created and upgraded by Alembic (ivr/migrations) in a release step, `flask --app ivr db upgrade`
+(ivr/release.py); the app checks it at start. Phone numbers
 are health-related data: they are stored in the clear only where staff need to call someone back
 (a call-back request); everywhere else the line keeps a keyed hash (HMAC-SHA256 with SECRET_KEY).
 

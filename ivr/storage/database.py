@@ -46,6 +46,18 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 T = TypeVar("T")
 
+
+def alembic_config() -> Config:
+    """Alembic's configuration for the line's migrations (ivr/migrations; no alembic.ini)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def migration_scripts() -> ScriptDirectory:
+    """The migrations this code knows (ivr/migrations/versions)."""
+    return ScriptDirectory.from_config(alembic_config())
+
 #: Each database's INSERT, which knows its ON CONFLICT clauses (SQLite and PostgreSQL spell them alike).
 INSERTS: dict[str, Callable[[sa.Table], Any]] = {"sqlite": sqlite_dialect.insert, "postgresql": postgresql.insert}
 
@@ -132,10 +144,23 @@ class Database:
 
     # -- schema and connections -----------------------------------------------------------------
 
-    def migrate(self) -> None:
-        """Create or upgrade the schema to the newest migration (nothing to do when it is there)."""
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    def migrate(self, revision: str = "head") -> None:
+        """Upgrade the schema to `revision` (the newest by default), creating it on an empty database.
+
+        A release step (`flask --app ivr db upgrade`, ivr/release.py); only local mode runs it at start."""
+        self._run_migrations(command.upgrade, revision)
+
+    def downgrade(self, revision: str) -> None:
+        """Downgrade the schema to `revision` ("-1": one step; "base": no tables), with this code's migrations."""
+        self._run_migrations(command.downgrade, revision)
+
+    def schema_revision(self) -> str | None:
+        """The schema's revision as Alembic recorded it in the database; None when it has none (empty)."""
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    def _run_migrations(self, step: Callable[[Config, str], None], revision: str) -> None:
+        config = alembic_config()
         with self.durable() as connection:
             # Several processes may start at once: one migrates, the others wait, then find nothing to do.
             # SQLite: `durable` took the write lock already (BEGIN IMMEDIATE).
@@ -143,9 +168,10 @@ class Database:
                 connection.execute(sa.text("SELECT pg_advisory_xact_lock(7212026)"))
             # Alembic's upgrade finds "nothing to do" too, but only after reading and running every
             # migration file: a start on a current SQLite file took 8.5 ms of CPU that way, 4.5 this way.
-            if MigrationContext.configure(connection).get_current_revision() != newest_migration():
+            current = MigrationContext.configure(connection).get_current_revision()
+            if not (step is command.upgrade and revision == "head" and current == newest_migration()):
                 config.attributes["connection"] = connection
-                command.upgrade(config, "head")
+                step(config, revision)
         # The process that migrated may fork workers next (gunicorn's preload): hand none of
         # these connections down to them.
         self.dispose()

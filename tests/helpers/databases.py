@@ -44,6 +44,15 @@ def migrated_sqlite_template(path: Path) -> Path:
     return path
 
 
+def upgraded(url: str) -> str:
+    """`url`, its schema upgraded to the newest migration: the release step (`flask --app ivr db upgrade`,
+    run here in-process) that must come before a line starts on a new database. Returns `url`."""
+    storage = Storage(url, "release step")
+    storage.migrate()
+    storage.dispose()
+    return url
+
+
 class PostgresServer:
     """A PostgreSQL server the tests may create and drop databases on."""
 

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from ivr import phone
+from tests.helpers.databases import upgraded
 from tests.helpers.support import AUTH_TOKEN, PUBLIC_BASE_URL
 
 REPO = Path(__file__).resolve().parents[2]
@@ -108,6 +109,8 @@ def local_line(folder: Path, settings: Mapping[str, str]) -> LineServer:
         "LOCAL_MODE": "0" if settings.get("TWILIO_AUTH_TOKEN") else "1",
     }
     environ = phone.line_environment({**own, **settings, "PYTHONUNBUFFERED": "1"})
+    if environ["LOCAL_MODE"] != "1":  # local mode upgrades itself; otherwise it is a release step
+        upgraded(environ["DATABASE_URL"])
     server = LineServer(environ, folder / "server.log", PYTHON_M_IVR)
     try:
         server.wait_until_ready()
