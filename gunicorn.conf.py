@@ -5,7 +5,8 @@ the line's own settings (docs/configuration.md) are read by the app itself.
 
 Decisions, and why:
 - Preloaded app: the master process reads the configuration, loads and checks every prompt file and
-  checks the database schema ONCE (`flask --app ivr db upgrade` is a release step), then forks the workers. Start-up is one load instead of one per worker,
+  checks the database schema ONCE (upgrading it is a release step: `flask --app ivr db upgrade`), then
+  forks the workers. Start-up is one load instead of one per worker,
   workers share the loaded content's memory, and a broken prompt file stops the start with a message
   instead of a loop of crashing workers. Each worker drops the database connections it inherited,
   and gc.freeze() keeps the garbage collector from copying the shared pages into every worker.
