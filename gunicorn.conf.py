@@ -25,16 +25,49 @@ Decisions, and why:
   their in-flight requests are done. If the new prompts fail their checks, the error is logged and
   the running content stays in service: a typo never takes the line down. New Python code or new
   environment variables need a restart (or gunicorn's USR2 + QUIT upgrade).
+- Metrics from every worker (/metrics, ivr/metrics.py): prometheus_client's multiprocess mode, where each
+  process keeps its counts in files in PROMETHEUS_MULTIPROC_DIR and a scrape adds them up. The folder is
+  emptied when the master starts (counts left by a run before would be added in), or made afresh in the
+  temporary folder when the variable is not set (and removed on exit); `child_exit` drops a dead worker's
+  live values. It must be set before anything imports prometheus_client, so before the line is imported.
 """
 
 from __future__ import annotations
 
 import gc
 import os
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
-from ivr.config import parse_settings, serving_settings
-from ivr.logs import gunicorn_logconfig
+#: The master that prepared the metrics folder: a reload (SIGHUP) reads this file again, and must not
+#: empty the folder its running workers count in.
+_METRICS_MASTER = "CARELINE_METRICS_MASTER"
+#: Set when this file made the folder itself: removed when the master exits.
+_METRICS_OWN_FOLDER = "CARELINE_METRICS_OWN_FOLDER"
+
+
+def _prepare_metrics_folder() -> None:
+    """PROMETHEUS_MULTIPROC_DIR set, and emptied of any earlier run's counts, once per master."""
+    if os.environ.get(_METRICS_MASTER) == str(os.getpid()):
+        return
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    if folder:
+        Path(folder).mkdir(mode=0o700, parents=True, exist_ok=True)
+        for stale in Path(folder).glob("*.db"):
+            stale.unlink()
+    else:
+        folder = tempfile.mkdtemp(prefix="careline-metrics-")
+        os.environ[_METRICS_OWN_FOLDER] = folder
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    os.environ[_METRICS_MASTER] = str(os.getpid())
+
+
+_prepare_metrics_folder()
+
+from ivr.config import parse_settings, serving_settings  # noqa: E402  (after the metrics folder is set)
+from ivr.logs import gunicorn_logconfig  # noqa: E402
 
 _serving = serving_settings()
 _log_format = parse_settings({"LOG_FORMAT": os.environ.get("LOG_FORMAT") or "text"})["LOG_FORMAT"]
@@ -100,3 +133,17 @@ def on_reload(server: Any) -> None:
         )
         return
     server.log.info("Reload: settings and prompts loaded again; new workers will use them")
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """In the master, after a worker ended: drop its live values from the metrics (its counts stay)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    """The master is leaving: remove the metrics folder if this file made it."""
+    folder = os.environ.get(_METRICS_OWN_FOLDER, "")
+    if folder and folder == os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        shutil.rmtree(folder, ignore_errors=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import Flask
 
-from ivr import approval, logs, release, resilience, retention
+from ivr import approval, logs, metrics, release, resilience, retention
 from ivr.config import (
     DEFAULTS,
     ConfigError,
@@ -51,6 +51,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         raise ConfigError("give CONTENT or PROMPTS_DIR, not both")
     app = Flask(__name__, instance_relative_config=True)
     release.init_app(app)  # first: it takes over app.cli
+    metrics.init_app(app)  # first: a request's time includes every other hook
     app.config.update(DEFAULTS)
     app.config.update(settings_from_environment())
     if settings:
@@ -130,11 +131,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(local.bp)
 
     from ivr import alerts
-    from ivr.web import health
+    from ivr.web import health, monitoring
 
     alerts.init_app(app)
 
     app.register_blueprint(health.bp)
+    app.register_blueprint(monitoring.bp)
     app.session_interface = WebhookFreeSessionInterface()
 
     if local_mode(app.config):

@@ -24,7 +24,7 @@ import requests
 from flask import Flask
 from twilio.base.exceptions import TwilioException
 
-from ivr import outbound_texts, resilience
+from ivr import metrics, outbound_texts, resilience
 from ivr.services import services
 
 log = logging.getLogger(__name__)
@@ -70,9 +70,12 @@ def send_waiting(app: Flask) -> int:
                 try:
                     for number in numbers if ok else ():
                         client.messages.create(to=number, from_=from_, body=body)  # type: ignore[union-attr]
+                        metrics.texts_sent("api")
                 except (TwilioException, requests.RequestException) as error:
                     log.warning("Could not send a staff alert (will retry): %s", type(error).__name__)
                     ok = False
+            if not ok:
+                metrics.staff_alert_failed()
             database.try_write(partial(storage.settle_alert, alert_id, ok), "settling a staff alert")
             sent += ok
     return sent

@@ -61,6 +61,8 @@ DEFAULTS: dict[str, Any] = {
     # 1 in production: refuse to start on prompt files that are draft, changed since approval, or due (docs/content.md).
     "CONTENT_MUST_BE_APPROVED": 0,
     "LOG_FORMAT": "text",  # json: one JSON object a line, for log shipping (ivr/logs.py)
+    # Monitoring (docs/deploying.md "Health and monitoring"): /metrics answers this machine, or this bearer token.
+    "METRICS_TOKEN": "",  # secret; empty: this machine only
 }
 
 _RATE = re.compile(r"^(\d{2,3})%$")
@@ -212,6 +214,20 @@ def _base_url(name: str, value: Any) -> str:
     return url
 
 
+#: A bearer token shorter than this is too easy to guess.
+MIN_TOKEN_LENGTH = 24
+
+
+def _token(name: str, value: Any) -> str:
+    token = str(value).strip()
+    if token and (len(token) < MIN_TOKEN_LENGTH or not token.isascii() or not token.isprintable() or " " in token):
+        raise ConfigError(
+            f"{name} must be at least {MIN_TOKEN_LENGTH} printable characters without spaces (or empty), like "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return token
+
+
 def _phone(name: str, value: Any) -> str:
     number = str(value).strip()
     if number and not E164.match(number):
@@ -262,6 +278,7 @@ _PARSERS = {
     "TEXT_DAILY_LIMIT": _whole_number(1, 1000),
     "TEXT_COUNTRIES": _regions,
     "STAFF_TEXT_DAILY_LIMIT": _whole_number(1, 10000),
+    "METRICS_TOKEN": _token,
 }
 
 

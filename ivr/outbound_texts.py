@@ -24,7 +24,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from ivr import resilience, text_dialog, usage
+from ivr import metrics, resilience, text_dialog, usage
 from ivr.config import E164
 from ivr.services import Services, now
 from ivr.storage import DailyCounter
@@ -186,6 +186,7 @@ def send_section(
         for body in bodies:
             client.messages.create(to=to, from_=from_, body=body)
             sent += 1
+            metrics.texts_sent("api")
     except (TwilioException, requests.RequestException) as error:
         # The error names neither the number nor the text.
         log.warning("Could not send a section by text: %s", type(error).__name__)

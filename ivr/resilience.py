@@ -71,6 +71,8 @@ class DatabaseGuard:
         self.spool = spool
         self.retry_seconds = retry_seconds
         self.schema_ready = False
+        #: Why the schema cannot be used (ivr/release.py), while it cannot; for /readyz.
+        self.schema_problem: str | None = None
         self._down_until = 0.0
         self._next_spool_check = 0.0  # monotonic time; 0: look at the spool on the next request
         self._recovering = threading.Lock()
@@ -143,11 +145,13 @@ class DatabaseGuard:
             if not self.schema_ready:
                 self._check_schema()
                 self.schema_ready = True
+                self.schema_problem = None
             self.drain()
             if self._down_until:
                 log.warning("Database available again")
             self._down_until = 0.0
         except SchemaNotCurrent as problem:
+            self.schema_problem = str(problem)
             if at_start:
                 raise
             # The database came back after start with a schema this code cannot use (a release step

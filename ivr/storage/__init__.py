@@ -22,6 +22,7 @@ One module per concern, each a part of `Storage`:
     audit.py        the staff audit: who did what, when, to which request (codes, never words)
     replay.py       records from the spool (ivr/spool.py), applied exactly once
     retention.py    the purge of data older than the retention period
+    health.py       what monitoring asks (/readyz, /metrics): does it answer, how many requests are open
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from __future__ import annotations
 from ivr.storage.alerts import ALERT_CLAIM_SECONDS, StaffAlerts
 from ivr.storage.audit import ACTIONS, StaffAudit
 from ivr.storage.events import CallSteps
+from ivr.storage.health import LineHealth
 from ivr.storage.outbound import DailyCounter, OutboundTexts
 from ivr.storage.places import TEXTS_RECEIVED, CallPlaces, PlaceNote, RequestFact
 from ivr.storage.preferences import Preferences
@@ -106,6 +108,7 @@ class Storage(
     SpoolReplay,
     Retention,
     CallPlaces,
+    LineHealth,
 ):
     """The line's database, opened once per process: one engine, and each concern's methods
     (see the modules above; they share `Database`'s engine and hashes)."""
