@@ -67,15 +67,15 @@ def send_waiting(app: Flask) -> int:
                 ok = client is not None and bool(from_)
                 if not ok:
                     log.warning("Could not send a staff alert: no Twilio credentials or no LINE_NUMBER")
+                    metrics.staff_alert_failed("not_configured")
                 try:
                     for number in numbers if ok else ():
                         client.messages.create(to=number, from_=from_, body=body)  # type: ignore[union-attr]
                         metrics.texts_sent("api")
                 except (TwilioException, requests.RequestException) as error:
                     log.warning("Could not send a staff alert (will retry): %s", type(error).__name__)
+                    metrics.staff_alert_failed("api_error")
                     ok = False
-            if not ok:
-                metrics.staff_alert_failed()
             database.try_write(partial(storage.settle_alert, alert_id, ok), "settling a staff alert")
             sent += ok
     return sent

@@ -6,7 +6,8 @@ Counted as they happen, in each process:
                                                         the URL rule (/voice/section/<topic>), never the path
     careline_texts_sent_total{via}                      texts the line sent: `reply` (a <Message> answering
                                                         a text) or `api` (through Twilio's REST API)
-    careline_staff_alerts_failed_total                  staff alert texts that could not be sent (retried)
+    careline_staff_alerts_failed_total{reason}          staff alert texts that could not be sent (retried):
+                                                        `api_error` or `not_configured`
 
 Read when scraped (`LineState`), from the database and the spool folder:
 
@@ -62,8 +63,13 @@ TEXTS_SENT = Counter(
     "careline_texts_sent", "Texts the line sent: a reply to a text (TwiML), or through Twilio's API.", ["via"],
     registry=None,
 )  # fmt: skip
+# Every metric has labels, so none has a value (nor, in multiprocess mode, a file) until something is
+# counted: a `flask` command run with PROMETHEUS_MULTIPROC_DIR set (deploy/careline-flask) writes nothing there.
 STAFF_ALERTS_FAILED = Counter(
-    "careline_staff_alerts_failed", "Staff alert texts that could not be sent (each is tried again).", registry=None
+    "careline_staff_alerts_failed",
+    "Staff alert texts that could not be sent (each is tried again): Twilio's API failed, or no credentials or sender.",
+    ["reason"],
+    registry=None,
 )
 COUNTED_HERE = (REQUESTS, TEXTS_SENT, STAFF_ALERTS_FAILED)
 
@@ -82,9 +88,9 @@ def texts_sent(via: str, count: int = 1) -> None:
         TEXTS_SENT.labels(via).inc(count)
 
 
-def staff_alert_failed() -> None:
-    """Count a staff alert text that could not be sent."""
-    STAFF_ALERTS_FAILED.inc()
+def staff_alert_failed(reason: str) -> None:
+    """Count a staff alert text that could not be sent: `reason` "api_error" or "not_configured"."""
+    STAFF_ALERTS_FAILED.labels(reason).inc()
 
 
 class RequestTimer:
@@ -93,7 +99,7 @@ class RequestTimer:
     Middleware rather than Flask's before/after-request hooks, measured (bench/metrics_overhead.py): each
     hook's reads of `g` and `request` go through werkzeug's context proxies, and on the loaded 2-core
     machine the hooks cost ~39 us a request where this costs a few. The route comes from the request
-    Flask made (werkzeug keeps it in the environ), after the app has answered.
+    Flask made (werkzeug keeps it in the environ while Flask answers).
     """
 
     def __init__(self, wsgi_app: Any) -> None:
@@ -104,18 +110,19 @@ class RequestTimer:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         started = time.perf_counter()
-        statuses: list[str] = []
+        answered: list[tuple[str, str]] = []
 
         def remember_status(status: str, headers: Any, exc_info: Any = None) -> Any:
-            statuses.append(status)
+            # Flask calls this while its request is still in the environ (it takes it out at the end).
+            rule = getattr(environ.get("werkzeug.request"), "url_rule", None)
+            answered.append((rule.rule if rule is not None else "unmatched", status))
             return start_response(status, headers, exc_info)
 
         body = self.wsgi_app(environ, remember_status)
         elapsed = time.perf_counter() - started
-        rule = getattr(environ.get("werkzeug.request"), "url_rule", None)
-        route = rule.rule if rule is not None else "unmatched"
-        if statuses and route not in NOT_COUNTED:
-            key = (route, OUTCOMES.get(statuses[-1][:1], "client_error"))
+        if answered and answered[-1][0] not in NOT_COUNTED:
+            route, status = answered[-1]
+            key = (route, OUTCOMES.get(status[:1], "client_error"))
             timer = self._timers.get(key) or self._timers.setdefault(key, REQUESTS.labels(*key))
             timer.observe(elapsed)
         return body
@@ -139,7 +146,7 @@ class LineState(Collector):
         self.app = app
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        guard = resilience.app_guard(self.app)
+        guard = resilience.guard(self.app)
         storage = guard.storage
         counts = guard.read(storage.open_request_counts, None, "counting open requests for /metrics")
         yield _gauge("careline_database_up", "1 when the database answers with the current schema.", counts is not None)

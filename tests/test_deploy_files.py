@@ -20,8 +20,10 @@ DEPLOY = ROOT / "deploy"
 TEMPLATE = DEPLOY / "careline.env.example"
 UNITS = sorted((DEPLOY / "systemd").iterdir())
 SERVING = ("HOST", "PORT", "WEB_CONCURRENCY")  # ivr.config.serving_settings
+#: Read by gunicorn.conf.py itself (docs/configuration.md, "Serving").
+GUNICORN_ONLY = ("PROMETHEUS_MULTIPROC_DIR",)
 #: Settings that hold a secret (DATABASE_URL when it has a password in it).
-SECRETS = {"TWILIO_AUTH_TOKEN", "SECRET_KEY", "DATABASE_URL"}
+SECRETS = {"TWILIO_AUTH_TOKEN", "SECRET_KEY", "DATABASE_URL", "METRICS_TOKEN"}
 SETTING = re.compile(r"^(#\s*)?([A-Z][A-Z0-9_]+)=(.*)$")
 
 
@@ -44,7 +46,7 @@ def template_lines() -> list[tuple[bool, str, str, str]]:
 def test_the_template_lists_exactly_the_settings_the_line_reads() -> None:
     names = [name for _, name, _, _ in template_lines()]
     assert len(names) == len(set(names)), "a setting is listed twice"
-    assert set(names) == set(DEFAULTS) | set(SERVING)
+    assert set(names) == set(DEFAULTS) | set(SERVING) | set(GUNICORN_ONLY)
 
 
 def test_secrets_are_marked_and_left_empty() -> None:
@@ -143,6 +145,10 @@ def test_careline_flask_runs_a_command_with_the_env_files_settings(tmp_path: Pat
         "CARELINE_ENV_FILE": str(env_file),
         "CARELINE_USER": getpass.getuser(),
     }
+    upgrade = subprocess.run(  # the release step first: the line refuses an empty schema
+        [str(DEPLOY / "careline-flask"), "db", "upgrade"], env=environ, capture_output=True, text=True, timeout=120
+    )
+    assert upgrade.returncode == 0, upgrade.stderr
     result = subprocess.run(
         [str(DEPLOY / "careline-flask"), "purge", "--dry-run"],
         env=environ,

@@ -16,8 +16,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from ivr import create_app
-from ivr.resilience import app_guard
+from ivr import alerts, create_app
+from ivr.resilience import guard as app_guard
 from ivr.spool import new_record
 from ivr.web import monitoring
 from tests.conftest import app_config
@@ -250,3 +250,19 @@ def http_get(port: int, path: str) -> str:
         return connection.getresponse().read().decode()
     finally:
         connection.close()
+
+
+@pytest.mark.sqlite_only
+def test_a_staff_alert_that_cannot_be_sent_is_counted_and_waits(tmp_path: Path) -> None:
+    app = create_app(app_config(tmp_path, STAFF_ALERT_NUMBERS="+15550001111"))  # no account SID: cannot send
+    try:
+        client = app.test_client()
+        before = client.get("/metrics").get_data(as_text=True)
+        app.extensions["careline"].storage.record_urgent_call("CA1", CALLER, "crisis", "en")
+        assert alerts.send_waiting(app) == 0
+        text = client.get("/metrics").get_data(as_text=True)
+        assert added(before, text, "careline_staff_alerts_failed_total") == {'{reason="not_configured"}': 1}
+        assert metric_values(text, "careline_staff_alerts_unsent") == {"": 1.0}
+        assert metric_values(text, "careline_open_urgent_requests") == {"": 1.0}
+    finally:
+        app.extensions["careline"].storage.dispose()

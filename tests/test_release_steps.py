@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from ivr import create_app
 from ivr.release import SchemaNotCurrent
-from ivr.resilience import app_guard
+from ivr.resilience import guard as app_guard
 from ivr.storage import CallbackRequest, Storage, TextChanges
 from ivr.storage.database import migration_scripts
 from tests.conftest import app_config, require_postgres
