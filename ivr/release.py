@@ -3,6 +3,7 @@
     flask --app ivr db upgrade [REV]     to the newest migration (or REV), creating the schema if empty
     flask --app ivr db downgrade [REV]   one migration back (or to REV), with this release's migrations
     flask --app ivr db current           the schema's revision, and the newest this code knows
+    flask --app ivr db backup|restore    the database and the spool (ivr/backups.py)
 
 At start the line checks the schema against the migrations it knows (`schema_problem`) and refuses to
 start unless it matches, with a message naming the command that fixes it; a schema newer than the code
@@ -93,6 +94,10 @@ def defer_refusal(app: Flask, problem: str) -> None:
 
 def init_app(app: Flask) -> None:
     """Register the `db` commands, and refuse the others while the schema is not current (call first)."""
+    from ivr.backups import backup_command, restore_command  # here: ivr.backups needs the app's modules
+
+    db.add_command(backup_command)
+    db.add_command(restore_command)
     app.cli = ReleaseCommands(app)
     app.cli.add_command(db)
 

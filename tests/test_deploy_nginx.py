@@ -33,6 +33,7 @@ from cryptography.x509.oid import NameOID
 from ivr import MAX_REQUEST_BYTES, create_app
 from ivr.phone import free_port
 from tests.conftest import app_config
+from tests.helpers.databases import upgraded
 from tests.helpers.servers import LineServer, line_environment
 from tests.helpers.staff_support import STAFF_PASSWORD, create_staff, csrf_token
 from tests.helpers.support import CALLER, LINE_NUMBER, sign
@@ -186,7 +187,7 @@ def proxied(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> 
         pytest.skip(missing)
     cert, key = self_signed_certificate(tmp_path)
     https_port, http_port = free_port(), free_port()
-    database_url = f"sqlite:///{tmp_path / 'line.sqlite3'}"
+    database_url = upgraded(f"sqlite:///{tmp_path / 'line.sqlite3'}")
     public_url = f"https://127.0.0.1:{https_port}"
     # The staff account, made by the line's own command code on the same database, before gunicorn starts.
     staff_app = create_app(app_config(tmp_path, DATABASE_URL=database_url, PUBLIC_BASE_URL=public_url))
