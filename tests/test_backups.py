@@ -54,12 +54,26 @@ def flask_db(url: str, spool: Path, *args: str) -> subprocess.CompletedProcess[s
     )
 
 
-def the_queue(client: FlaskClient) -> str:
-    """The staff page's queue as a nurse sees it, less its per-request tokens."""
+ACTIVITY = re.compile(r'<section id="activity".*?</section>', re.S)
+
+
+def staff_page(client: FlaskClient) -> str:
+    """The staff page as a nurse sees it, less its per-request tokens."""
     page = client.get("/staff/")
     assert page.status_code == 200
-    html = page.get_data(as_text=True)
-    return re.sub(r'(name="csrf_token" value|nonce)="[^"]*"', "", html)
+    return re.sub(r'(name="csrf_token" value|nonce)="[^"]*"', "", page.get_data(as_text=True))
+
+
+def the_queue(html: str) -> str:
+    """The staff page less its staff activity (each sign-in adds to it)."""
+    return ACTIVITY.sub("", html)
+
+
+def sign_ins(html: str) -> int:
+    """How many sign-ins the page's staff activity (the audit) lists."""
+    found = ACTIVITY.search(html)
+    assert found, "no staff activity on the page"
+    return found.group(0).count("signed in")
 
 
 def line_config(folder: Path, url: str, spool: Path) -> dict[str, object]:
@@ -95,8 +109,10 @@ def test_a_backup_restored_into_a_new_database_shows_the_same_queue(
     app = create_app(line_config(tmp_path / "line", database_url, spool))
     try:
         nurse = a_line_with_callers(app)
-        queue = the_queue(nurse)
-        assert "+15551230005" in queue  # the urgent text is there to be restored
+        page = staff_page(nurse)
+        queue = the_queue(page)
+        assert "15551230005" in re.sub(r"\D", "", queue)  # the urgent text is there to be restored
+        assert sign_ins(page) == 1
         # An opt-out that only the spool knows (the fallback URL never touches the database): the backup
         # command's own start moves it in, so the dump has it.
         stop = Phone(app.test_client(), number=STOPPER).form("STOP", "SM" + "7" * 32)
@@ -131,7 +147,9 @@ def test_a_backup_restored_into_a_new_database_shows_the_same_queue(
         assert [record["id"] for record in guard(line).spool.records()] == [stuck["id"]], "kept, still refused"
         nurse = line.test_client()
         assert sign_in(nurse).status_code == 303, "the staff account came back too"
-        assert the_queue(nurse) == queue
+        page = staff_page(nurse)
+        assert the_queue(page) == queue
+        assert sign_ins(page) == 2, "the audit came back, and goes on"
         assert Phone(line.test_client(), number="+15551230006").text("hospice") == [], "opted out before"
         assert Phone(line.test_client(), number=STOPPER).text("hospice") == [], "opted out in the spool"
         assert Phone(line.test_client(), number="+15551230008").text("hospice"), "others are answered"
