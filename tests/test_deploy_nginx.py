@@ -270,7 +270,13 @@ def test_nginx_limits_and_redirects(proxied: Proxied) -> None:
 
     # The access log has the path without its query string, and no caller's number.
     proxied.webhook("/sms", text_form(), signed_for=proxied.public_url + "/sms")
-    log = (proxied.folder / "logs" / "careline.access.log").read_text()
+    access_log = proxied.folder / "logs" / "careline.access.log"
+    # nginx writes the log line after it has sent the answer: wait for it rather than race it.
+    deadline = time.monotonic() + 10
+    log = access_log.read_text()
+    while " POST /sms 200 " not in log and time.monotonic() < deadline:
+        time.sleep(0.05)
+        log = access_log.read_text()
     assert " POST /sms 200 " in log and "x=1" not in log
     assert CALLER not in log and CALLER.lstrip("+") not in log
 
