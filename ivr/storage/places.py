@@ -65,8 +65,11 @@ def note_places_in(connection: sa.Connection, database: Database, notes: list[Pl
         }
         for note in notes
     ]
-    for row in sorted(rows, key=lambda row: str(row["call_key"])):
-        connection.execute(_NOTE_PLACE[connection.dialect.name], row)
+    if rows:
+        # One executemany for the batch, not a statement a row: a batch holds a second of new calls, and
+        # row by row it held SQLite's write lock long enough to lift the bench's mix p99 from 26 to 63-69 ms.
+        ordered = sorted(rows, key=lambda row: str(row["call_key"]))
+        connection.execute(_NOTE_PLACE[connection.dialect.name], ordered)
 
 
 @dataclass(frozen=True)
