@@ -319,10 +319,7 @@ class CallbackQueue(Database):
         True when the request exists. An attempt also claims the request when no one has."""
         at = as_utc(at)
         with self.durable() as connection:
-            exists = connection.execute(
-                sa.select(callback_requests.c.id).where(callback_requests.c.id == request_id)
-            ).first()
-            if exists is None:
+            if not _request_exists(connection, request_id):
                 return False
             connection.execute(
                 callback_requests.update()
@@ -331,25 +328,16 @@ class CallbackQueue(Database):
             )
             audit_in(connection, by, "attempt", at, (request_id,), outcome)
             if sealed_note:
-                connection.execute(
-                    request_notes.insert().values(request_id=request_id, at=at, staff=by[:64], words=sealed_note)
-                )
-                audit_in(connection, by, "note", at, (request_id,))
+                _note_in(connection, request_id, by, sealed_note, at)
         return True
 
     def add_note(self, request_id: int, by: str, sealed_note: str, at: dt.datetime | None = None) -> bool:
         """Keep a staff member's note (sealed by `seal`) on a request; True when the request exists."""
         at = as_utc(at)
         with self.durable() as connection:
-            exists = connection.execute(
-                sa.select(callback_requests.c.id).where(callback_requests.c.id == request_id)
-            ).first()
-            if exists is None:
+            if not _request_exists(connection, request_id):
                 return False
-            connection.execute(
-                request_notes.insert().values(request_id=request_id, at=at, staff=by[:64], words=sealed_note)
-            )
-            audit_in(connection, by, "note", at, (request_id,))
+            _note_in(connection, request_id, by, sealed_note, at)
         return True
 
     def request_notes(self, request_ids: list[int]) -> list[dict[str, Any]]:
@@ -374,3 +362,15 @@ class CallbackQueue(Database):
         )
         with self.durable() as connection:
             return connection.execute(statement).rowcount > 0
+
+
+def _request_exists(connection: sa.Connection, request_id: int) -> bool:
+    """Whether call-back request `request_id` is still kept (purge or erase may have removed it)."""
+    query = sa.select(callback_requests.c.id).where(callback_requests.c.id == request_id)
+    return connection.execute(query).first() is not None
+
+
+def _note_in(connection: sa.Connection, request_id: int, by: str, sealed_note: str, at: dt.datetime) -> None:
+    """Keep a sealed staff note on a request, and audit it, in `connection`'s transaction."""
+    connection.execute(request_notes.insert().values(request_id=request_id, at=at, staff=by[:64], words=sealed_note))
+    audit_in(connection, by, "note", at, (request_id,))
