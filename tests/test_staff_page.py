@@ -19,10 +19,12 @@ from flask.testing import FlaskClient
 from ivr import text_dialog
 from ivr.phone.twilio_standin import TwilioStandIn, silent_mp3, twilio_standin
 from ivr.services import services
-from ivr.storage import CallbackRequest, TextChanges, Use, as_utc, callback_requests, opt_outs
+from ivr.storage import CallbackRequest, TextChanges, Use, opt_outs
 from tests.helpers.staff_support import (
     ACCOUNT_SID,
     OPEN_TIME,
+    PATIENT,
+    add_request,
     add_staff,
     csrf_token,
     make_app,
@@ -31,8 +33,6 @@ from tests.helpers.staff_support import (
     sign_in,
 )
 from tests.helpers.support import AUTH_TOKEN, LINE_NUMBER, TEXTABLE_CALLER
-
-PATIENT = "+15551230001"
 
 
 @pytest.fixture
@@ -53,26 +53,6 @@ def staff(app: Flask) -> FlaskClient:
     client = app.test_client()
     assert sign_in(client).status_code == 303
     return client
-
-
-def add_request(app: Flask, **values: object) -> int:
-    row = {
-        "created_at": OPEN_TIME,
-        "channel": "voice",
-        "kind": "voicemail",
-        "phone": PATIENT,
-        "topic": "hospice",
-        "lang": "en",
-        "urgent": False,
-        "note": "",
-        "status": "open",
-    }
-    row.update(values)
-    row["created_at"] = as_utc(row["created_at"])  # type: ignore[arg-type]  # as Storage keeps every time
-    with app.app_context():
-        engine = services().storage.engine
-        with engine.begin() as connection:
-            return connection.execute(callback_requests.insert().values(**row)).inserted_primary_key[0]
 
 
 def page(client: FlaskClient) -> str:

@@ -28,8 +28,10 @@ from tests.helpers.staff_support import (
     HOLIDAY,
     LA,
     OPEN_TIME,
+    PATIENT,
     SATURDAY,
-    create_staff,
+    add_request,
+    add_staff,
     csrf_token,
     make_app,
     recording_sid,
@@ -38,7 +40,6 @@ from tests.helpers.staff_support import (
 )
 from tests.helpers.support import twilio_post
 
-PATIENT = "+15551230001"
 HOURS = StaffHours.parse("Mon-Fri 08:30-17:00", "America/Los_Angeles", ["2026-11-26"])
 FRIDAY_4PM = dt.datetime(2026, 11, 27, 16, 0, tzinfo=LA)
 
@@ -85,7 +86,7 @@ def test_waiting_time_in_words() -> None:
 @pytest.fixture
 def app(tmp_path: Path) -> Flask:
     app = make_app(tmp_path, LINE_NUMBER="+15559870000")
-    create_staff(app)
+    add_staff(app)
     return app
 
 
@@ -96,29 +97,12 @@ def staff(app: Flask) -> FlaskClient:
     return client
 
 
-def add_request(app: Flask, **values: object) -> int:
-    row: dict[str, object] = {
-        "created_at": OPEN_TIME,
-        "channel": "voice",
-        "kind": "voicemail",
-        "phone": PATIENT,
-        "topic": "hospice",
-        "lang": "en",
-        "urgent": False,
-        "note": "",
-        "status": "open",
-    }
-    row.update(values)
-    row["created_at"] = as_utc(row["created_at"])  # type: ignore[arg-type]
-    with app.app_context(), services().storage.engine.begin() as connection:
-        return int(connection.execute(callback_requests.insert().values(**row)).inserted_primary_key[0])
-
-
 def texted(app: Flask, words: str, urgent: bool = False, at: dt.datetime = OPEN_TIME, phone: str = PATIENT) -> None:
     with app.app_context():
         storage = services().storage
-        ask = CallbackRequest(section="coping", lang="en", urgent=urgent, kind="distress" if urgent else "",
-                              words=storage.seal(words))
+        ask = CallbackRequest(
+            section="coping", lang="en", urgent=urgent, kind="distress" if urgent else "", words=storage.seal(words)
+        )
         with storage.durable() as connection:
             request_callback_in(connection, phone, ask, "sms", f"SM{words[:20]}{at.isoformat()}", as_utc(at))
 
@@ -163,7 +147,7 @@ def test_numbers_show_as_people_read_them(app: Flask, staff: FlaskClient) -> Non
 
 def test_a_line_in_another_country_shows_its_own_numbers_nationally(tmp_path: Path) -> None:
     app = make_app(tmp_path, LINE_NUMBER="+442079460001")
-    create_staff(app)
+    add_staff(app)
     client = app.test_client()
     sign_in(client)
     uk = add_request(app, phone="+442079460000")
@@ -186,7 +170,7 @@ def test_usage_is_counted_on_the_staffs_days(app: Flask, staff: FlaskClient) -> 
 
 def test_plain_words_when_texting_is_not_set_up(tmp_path: Path) -> None:
     app = make_app(tmp_path)
-    create_staff(app)
+    add_staff(app)
     client = app.test_client()
     sign_in(client)
     html = page(client)

@@ -21,6 +21,7 @@ from werkzeug.serving import make_server
 
 from ivr import create_app
 from ivr.services import services
+from ivr.storage import as_utc, callback_requests
 from tests.conftest import app_config
 from tests.helpers.support import Call, twilio_post
 
@@ -183,3 +184,27 @@ def sign_in(client: FlaskClient, username: str = "nurse.ana", password: str = ST
 
 def make_app(tmp_path: Path, **overrides: Any) -> Flask:
     return create_app(staff_config(tmp_path, **overrides))
+
+
+#: The caller whose requests the staff page tests put in the queue.
+PATIENT = "+15551230001"
+
+
+def add_request(app: Flask, **values: object) -> int:
+    """Put a call-back request straight into `app`'s queue (an open voice message from PATIENT about
+    hospice at OPEN_TIME unless `values` say otherwise); its id."""
+    row: dict[str, object] = {
+        "created_at": OPEN_TIME,
+        "channel": "voice",
+        "kind": "voicemail",
+        "phone": PATIENT,
+        "topic": "hospice",
+        "lang": "en",
+        "urgent": False,
+        "note": "",
+        "status": "open",
+    }
+    row.update(values)
+    row["created_at"] = as_utc(row["created_at"])  # type: ignore[arg-type]  # as Storage keeps every time
+    with app.app_context(), services().storage.engine.begin() as connection:
+        return int(connection.execute(callback_requests.insert().values(**row)).inserted_primary_key[0])
