@@ -64,12 +64,22 @@ def unavailable(error: BaseException) -> bool:
 class DatabaseGuard:
     """One per app: knows whether the database answers, and keeps records in the spool when it does not."""
 
-    def __init__(self, storage: Storage, spool: Spool, retry_seconds: float, upgrade_schema: bool = False) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        spool: Spool,
+        retry_seconds: float,
+        upgrade_schema: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.storage = storage
         #: Local mode: upgrade the schema rather than refuse it (ivr/release.py).
         self.upgrade_schema = upgrade_schema
         self.spool = spool
         self.retry_seconds = retry_seconds
+        #: Seconds that only go forward, read for the retry time and the spool checks: time.monotonic;
+        #: a test moves it on instead of waiting (tests/helpers/faults.py `move_clock_on`).
+        self.clock = clock
         self.schema_ready = False
         #: Why the schema cannot be used (ivr/release.py), while it cannot; for /readyz.
         self.schema_problem: str | None = None
@@ -84,7 +94,7 @@ class DatabaseGuard:
 
     def is_down(self) -> bool:
         """Whether the database failed within the last DATABASE_RETRY_SECONDS (or has no schema yet)."""
-        return not self.schema_ready or time.monotonic() < self._down_until
+        return not self.schema_ready or self.clock() < self._down_until
 
     def database_file_replaced(self) -> bool:
         """Whether the SQLite file the line opened was deleted or replaced under it (an alarm): nothing is
@@ -93,7 +103,7 @@ class DatabaseGuard:
 
     def failed(self, error: BaseException, doing: str) -> None:
         """Note a database failure: spool and use defaults until the retry time."""
-        self._down_until = time.monotonic() + self.retry_seconds
+        self._down_until = self.clock() + self.retry_seconds
         self._stale_pool = True
         log.warning(
             "Database unavailable while %s (%s): answering without it, spooling what must be kept, "
@@ -117,13 +127,13 @@ class DatabaseGuard:
         """Before a request: when the database was down (or records wait) and the retry time has come,
         try it again. Cheap otherwise: a clock read, and a stat of the spool file once a SPOOL_CHECK_SECONDS."""
         if self.schema_ready and not self._down_until:
-            clock = time.monotonic()
+            clock = self.clock()
             if clock < self._next_spool_check:
                 return
             self._next_spool_check = clock + SPOOL_CHECK_SECONDS
             if not self.spool.has_records():
                 return
-        elif time.monotonic() < self._down_until:
+        elif self.clock() < self._down_until:
             return
         if not self._recovering.acquire(blocking=False):
             return  # another thread of this process is at it
@@ -157,14 +167,14 @@ class DatabaseGuard:
             # The database came back after start with a schema this code cannot use (a release step
             # was missed): keep spooling what must be kept, and say what to run.
             log.error("%s", problem)
-            self._down_until = time.monotonic() + self.retry_seconds
+            self._down_until = self.clock() + self.retry_seconds
         except Exception as error:
             if unavailable(error):
                 self.failed(error, "starting up" if not self.schema_ready else "moving the spool")
                 return
             # A broken migration, say: still serve the menus.
             log.error("Database set-up failed: %s", type(error).__name__)
-            self._down_until = time.monotonic() + self.retry_seconds
+            self._down_until = self.clock() + self.retry_seconds
             self._stale_pool = True
 
     def _check_schema(self) -> None:

@@ -1,4 +1,5 @@
-"""Database faults for tests: take a running app's real database away, and bring it back.
+"""Database faults for tests: take a running app's real database away, and bring it back; and let the
+time an app waits before trying its database again pass at once (`move_clock_on`).
 
 SQLite: the file (with its -wal and -shm companions) is moved aside and a folder put in its place,
 so opening it fails ("unable to open database file"); the app's pooled connections are closed
@@ -18,7 +19,17 @@ import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy.engine import make_url
 
+from ivr.resilience import DatabaseGuard
 from ivr.storage import Storage
+
+
+def move_clock_on(app: Flask, seconds: float) -> None:
+    """Let `seconds` pass for `app`'s database guard at once: its clock (ivr/resilience.py) reads that much
+    later from now on, so the retry time (DATABASE_RETRY_SECONDS) and the spool checks (SPOOL_CHECK_SECONDS)
+    come without a test sleeping through them. Everything else runs on the real clock."""
+    guard: DatabaseGuard = app.extensions["careline.guard"]
+    earlier = guard.clock
+    guard.clock = lambda: earlier() + seconds
 
 
 def close_pools(storage: Storage) -> None:
