@@ -427,7 +427,8 @@ def sms_stand_in() -> Iterator[tuple[str, list[dict[str, str]]]]:
         return Response(str(reply), mimetype="text/xml")
 
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # Polled often, so that shutdown() returns at once (by default it waits up to 0.5 s).
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}", seen
     server.shutdown()

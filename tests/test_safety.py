@@ -8,6 +8,7 @@ API reached by the real `twilio` client.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -360,7 +361,9 @@ def test_a_failed_alert_is_retried_after_a_restart(tmp_path: Path, standin: Twil
         assert wait_for(lambda: services(up).storage.unsent_alerts() == 0)
     # Sent once: another start sends nothing more.
     safety_app(tmp_path, TWILIO_API_BASE_URL=standin.base_url)
-    time.sleep(0.5)
+    for thread in threading.enumerate():  # every sending any start began has ended (ivr/alerts.py `send_soon`)
+        if thread.name == "careline-alerts":
+            thread.join(timeout=10)
     assert len(alerts_received(standin)) == 2
 
 

@@ -55,7 +55,7 @@ def test_a_retried_step_counts_once_even_when_the_retry_reached_another_process(
 
 
 def test_the_timer_adds_the_counts_without_any_request(storage: Storage) -> None:
-    counter = UsageCounter(storage, flush_seconds=1)
+    counter = UsageCounter(storage, flush_seconds=0.1)  # the line's is USAGE_FLUSH_SECONDS; short, not to wait
     counter.add("voice", "treatment")
     deadline = time.monotonic() + 10
     while counts(storage) != {("voice", "treatment"): 1} and time.monotonic() < deadline:
