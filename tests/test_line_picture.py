@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 from ivr import line_picture
 from ivr.services import services
 from ivr.storage import as_utc, call_places, callback_requests, metadata
-from tests.helpers.staff_support import LA, OPEN_TIME, create_staff, make_app, sign_in
+from tests.helpers.staff_support import LA, OPEN_TIME, add_staff, make_app, sign_in
 from tests.helpers.support import CALLER, Call, Phone, parse_twiml, sign, twilio_post
 
 FINAL = ("completed", "busy", "failed", "no-answer", "canceled")
@@ -27,7 +27,7 @@ GOING = ("queued", "initiated", "ringing", "in-progress")
 @pytest.fixture
 def app(tmp_path: Path, database_url: str) -> Iterator[Flask]:
     app = make_app(tmp_path, DATABASE_URL=database_url)
-    create_staff(app)
+    add_staff(app)
     yield app
     app.extensions["careline"].storage.dispose()
 

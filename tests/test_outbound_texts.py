@@ -24,7 +24,7 @@ from tests.helpers.staff_support import (
     ACCOUNT_SID,
     OPEN_TIME,
     STAFF_PHONE,
-    create_staff,
+    add_staff,
     csrf_token,
     make_app,
     sign_in,
@@ -244,8 +244,8 @@ def test_staff_sends_are_capped_per_staff_member_and_per_number(tmp_path: Path, 
             STAFF_TEXT_DAILY_LIMIT=12,
         )
     )
-    create_staff(app)
-    create_staff(app, "nurse.bo")
+    add_staff(app)
+    add_staff(app, "nurse.bo")
     ana = app.test_client()
     sign_in(ana)
 

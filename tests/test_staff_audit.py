@@ -23,7 +23,7 @@ from ivr.storage.queue import request_callback_in
 from tests.helpers.staff_support import (
     ACCOUNT_SID,
     OPEN_TIME,
-    create_staff,
+    add_staff,
     csrf_token,
     make_app,
     recording_sid,
@@ -45,7 +45,7 @@ def standin() -> Iterator[TwilioStandIn]:
 @pytest.fixture
 def app(tmp_path: Path, standin: TwilioStandIn) -> Flask:
     app = make_app(tmp_path, LINE_NUMBER=LINE_NUMBER, TWILIO_API_BASE_URL=standin.base_url)
-    create_staff(app)
+    add_staff(app)
     return app
 
 
