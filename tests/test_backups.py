@@ -17,9 +17,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from ivr import create_app
-from ivr.backups import libpq_environment
+from ivr.backups import BackupError, libpq_environment, restore
 from ivr.resilience import guard
-from ivr.spool import new_record
+from ivr.spool import Spool, new_record, spool_file_name
+from ivr.storage import Storage
 from tests.conftest import require_postgres
 from tests.helpers.databases import PostgresServer
 from tests.helpers.servers import REPO, line_environment
@@ -157,12 +158,28 @@ def test_a_backup_restored_into_a_new_database_shows_the_same_queue(
         line.extensions["careline"].storage.dispose()
 
 
-def test_a_backup_of_another_kind_of_database_is_refused(tmp_path: Path) -> None:
+def a_postgresql_backup(tmp_path: Path) -> Path:
     folder = tmp_path / "backup"
     folder.mkdir()
     (folder / "manifest.json").write_text(json.dumps({"format": 1, "database": "postgresql"}))
+    return folder
+
+
+def test_restore_refuses_a_backup_of_another_kind_of_database(tmp_path: Path) -> None:
+    """The next test's rule without a new process: `restore` itself refuses, before it touches anything."""
     url = f"sqlite:///{tmp_path / 'new.sqlite3'}"
-    result = flask_db(url, tmp_path / "spool", "restore", str(folder))
+    storage = Storage(url, "test-secret-key")
+    try:
+        with pytest.raises(BackupError, match="backup of a postgresql database"):
+            restore(storage, url, Spool(tmp_path / "spool", spool_file_name(url)), a_postgresql_backup(tmp_path))
+    finally:
+        storage.dispose()
+
+
+@pytest.mark.slow  # a new process (~1 s of start-up)
+def test_a_backup_of_another_kind_of_database_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.sqlite3'}"
+    result = flask_db(url, tmp_path / "spool", "restore", str(a_postgresql_backup(tmp_path)))
     assert result.returncode != 0 and "backup of a postgresql database" in result.stderr
 
 

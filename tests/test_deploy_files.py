@@ -116,6 +116,7 @@ def test_systemd_accepts_the_units(tmp_path: Path) -> None:
     assert "careline.service:" in again.stdout + again.stderr and "stric" in again.stdout + again.stderr
 
 
+@pytest.mark.slow  # two new processes (~1 s of start-up each); the template's settings are checked above
 def test_careline_flask_runs_a_command_with_the_env_files_settings(tmp_path: Path, sqlite_template: Path) -> None:
     """deploy/careline-flask reads the environment file as systemd does and runs the flask command."""
     shutil.copyfile(sqlite_template, tmp_path / "line.sqlite3")  # migrated, as after `db upgrade`

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from ivr import create_app
 from ivr.config import ConfigError, parse_settings
 from ivr.logs import JsonFormatter
+from tests.conftest import app_config
 from tests.helpers.servers import LineServer, http_post, line_environment
 from tests.helpers.support import CALLER, LINE_NUMBER, PUBLIC_BASE_URL, sign
 
@@ -49,6 +51,29 @@ def test_log_format_is_text_or_json() -> None:
         parse_settings({"LOG_FORMAT": "xml"})
 
 
+def test_an_app_built_for_a_command_with_no_logging_yet_logs_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """test_a_flask_command_logs_json's rule without a new process: a `flask` command's app (the root logger
+    has no handler yet) logs each record as one line of JSON to stderr."""
+    root = logging.getLogger()
+    handlers, level = root.handlers, root.level
+    root.handlers = []  # as in a new `flask` process; pytest's own handlers are put back below
+    try:
+        app = create_app(app_config(tmp_path, LOG_FORMAT="json"))
+        result = app.test_cli_runner().invoke(args=["purge", "--dry-run"])
+        assert result.exit_code == 0, result.output
+        (added,) = root.handlers
+        assert isinstance(added.formatter, JsonFormatter)
+    finally:
+        root.handlers = handlers
+        root.setLevel(level)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines, "the line logs its start (content approval) as a warning"
+    assert all(json.loads(line)["level"] for line in lines)
+
+
+@pytest.mark.slow  # a new process (~1 s of start-up)
 def test_a_flask_command_logs_json(tmp_path: Path, sqlite_template: Path) -> None:
     shutil.copyfile(sqlite_template, tmp_path / "line.sqlite3")  # migrated, as after `db upgrade`
     environ = line_environment(f"sqlite:///{tmp_path / 'line.sqlite3'}", LOG_FORMAT="json")
