@@ -252,7 +252,7 @@ def wait_for(check: Callable[[], bool], seconds: float = 10.0) -> bool:
     while time.monotonic() < deadline:
         if check():
             return True
-        time.sleep(0.05)
+        time.sleep(0.01)
     return check()
 
 
