@@ -50,8 +50,9 @@ test: $(READY)
 	$(PY) -m mypy
 	$(PYTEST)
 
-# The unit tests: no servers, browsers, other processes or PostgreSQL (tests marked slow or postgresql),
-# spread over one pytest-xdist worker per CPU core; an idle worker takes tests queued for a busy one (worksteal).
+# The unit tests: no server processes, browsers or PostgreSQL, nothing that waits on real time (tests marked
+# slow or postgresql are left out; the Twilio stand-in is a thread of the test process), spread over one
+# pytest-xdist worker per CPU core; an idle worker takes tests queued for a busy one (worksteal).
 test-fast: $(READY)
 	$(PYTEST) -q -n auto --dist worksteal -m "not slow and not postgresql"
 
