@@ -18,6 +18,7 @@ import yaml
 from flask import Flask
 from flask.testing import FlaskClient
 
+from tests.helpers.driver_trace import driver_statements
 from tests.helpers.support import Call, Phone, twilio_post
 
 
@@ -36,24 +37,28 @@ class DatabaseActivity:
         return [s for s in self.statements if s.split()[0].upper() in ("INSERT", "UPDATE", "DELETE")]
 
 
+#: Transaction control and settings, which are not counted: a durable transaction's BEGIN IMMEDIATE on SQLite
+#: (issue 15 item 5) stands where the driver's own BEGIN stood before; pragmas set durability.
+_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "PRAGMA", "SET LOCAL", "SAVEPOINT", "RELEASE")
+
+
 @pytest.fixture
 def activity(app: Flask) -> Iterator[DatabaseActivity]:
+    """Every statement the database driver is sent, whichever way (tests/helpers/driver_trace.py), and
+    every pool checkout."""
     engine = app.extensions["careline"].storage.engine  # one engine and pool (durable transactions too)
     seen = DatabaseActivity()
+
+    def note(statement: str) -> None:
+        if not statement.strip().upper().startswith(_CONTROL):
+            seen.statements.append(" ".join(statement.split()))
 
     def on_checkout(*_args: object) -> None:
         seen.checkouts += 1
 
-    def on_statement(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        # Transaction control is not counted: a durable transaction's BEGIN IMMEDIATE on SQLite (issue 15
-        # item 5) stands where the driver's own BEGIN, which no event shows, stood before.
-        if statement.strip().upper() != "BEGIN IMMEDIATE":
-            seen.statements.append(" ".join(statement.split()))
-
     sa.event.listen(engine.pool, "checkout", on_checkout)
-    sa.event.listen(engine, "before_cursor_execute", on_statement)
-    yield seen
-    sa.event.remove(engine, "before_cursor_execute", on_statement)
+    with driver_statements(engine, note):
+        yield seen
     sa.event.remove(engine.pool, "checkout", on_checkout)
 
 

@@ -17,9 +17,11 @@ from sqlalchemy.engine import make_url
 
 from ivr.storage import CallbackRequest, Storage, StoredConversation, TextChanges, Use
 from ivr.storage.database import MIGRATIONS_DIR
+from ivr.storage.driver import driver_transaction
 from ivr.storage.schema import callback_requests
 from tests.conftest import require_postgres
 from tests.helpers.databases import PostgresServer
+from tests.helpers.driver_trace import driver_statements
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -144,6 +146,8 @@ def test_only_durable_transactions_wait_for_the_disk(storage: Storage) -> None:
             assert connection.exec_driver_sql(setting).scalar() == durable
         with storage.engine.begin() as connection:
             assert connection.exec_driver_sql(setting).scalar() == relaxed
+        with driver_transaction(storage.engine) as driver:  # a text's plain turn (ivr/storage/driver.py)
+            assert driver.execute(sa.text(setting), {}).scalar() == relaxed
 
 
 def conversation_of(storage: Storage, phone: str) -> StoredConversation:
@@ -216,16 +220,18 @@ def test_a_stored_message_with_no_answer_gives_an_empty_one(storage: Storage) ->
 
 
 def test_a_text_that_leaves_something_waits_for_the_disk(storage: Storage) -> None:
-    """MENU, a topic or MORE commit without an fsync; STOP, START and a call-back request always with one."""
-    setting, durable, _relaxed = durability_setting(storage)
+    """MENU, a topic or MORE commit without an fsync; STOP, START and a call-back request always with one.
+
+    Seen in what the driver is sent (a plain turn runs on the pooled driver connection, ivr/storage/
+    driver.py, which fires no SQLAlchemy events): a durable transaction is the one that switches its
+    commit to wait for the disk; every other commit keeps the setting a pooled connection rests at
+    (test_only_durable_transactions_wait_for_the_disk)."""
+    switch = (
+        "PRAGMA SYNCHRONOUS=FULL" if storage.engine.dialect.name == "sqlite" else "SET LOCAL SYNCHRONOUS_COMMIT TO ON"
+    )
+    sent: list[str] = []
     used: list[str] = []
-
-    def on_commit(connection: sa.Connection) -> None:
-        # What the transaction's commit is about to do, read inside it.
-        used.append("durable" if connection.exec_driver_sql(setting).scalar() == durable else "relaxed")
-
-    sa.event.listen(storage.engine, "commit", on_commit)
-    try:
+    with driver_statements(storage.engine, lambda statement: sent.append(" ".join(statement.upper().split()))):
         phone = "+15551230001"
         conversation = StoredConversation(lang="en", section="hospice", next_part=1)
         for sid, changes in (
@@ -234,10 +240,11 @@ def test_a_text_that_leaves_something_waits_for_the_disk(storage: Storage) -> No
             ("SM-start", TextChanges(opted_out=False, conversation=conversation)),
             ("SM-call", TextChanges(callback=CallbackRequest(section="hospice", lang="en", urgent=False))),
         ):
+            sent.clear()
             storage.record_text_turn(sid, phone, "", changes)
+            assert any(statement.startswith("INSERT INTO PROCESSED_EVENTS") for statement in sent), sent
+            used.append("durable" if switch in sent else "relaxed")
             used.append("|")
-    finally:
-        sa.event.remove(storage.engine, "commit", on_commit)
     turns = [set(turn.split()) for turn in " ".join(used).split("|")[:-1]]
     assert turns == [{"relaxed"}, {"durable"}, {"durable"}, {"durable"}]
     assert conversation_of(storage, phone).section == "hospice"

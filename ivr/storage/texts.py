@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from ivr.storage import events
 from ivr.storage.database import Database, for_each_database, upsert
+from ivr.storage.driver import DriverConnection, driver_transaction
 from ivr.storage.queue import CallbackRequest, request_callback_in
 from ivr.storage.schema import opt_outs, processed_events, sms_sessions, utcnow
 
@@ -117,7 +118,7 @@ SAVE_CONVERSATION = for_each_database(
 
 
 def save_conversation_in(
-    connection: sa.Connection, phone_hash: str, conversation: StoredConversation, at: dt.datetime
+    connection: sa.Connection | DriverConnection, phone_hash: str, conversation: StoredConversation, at: dt.datetime
 ) -> None:
     """Remember the number's language, and the section and part MORE continues with."""
     c = conversation
@@ -126,7 +127,7 @@ def save_conversation_in(
 
 
 def store_text_turn_in(
-    connection: sa.Connection,
+    connection: sa.Connection | DriverConnection,
     event_key: str,
     phone_hash: str,
     phone: str,
@@ -144,6 +145,7 @@ def store_text_turn_in(
     if changes.conversation is not None:
         save_conversation_in(connection, phone_hash, changes.conversation, at)
     if changes.callback is not None:
+        assert isinstance(connection, sa.Connection)  # a call-back is kept in a durable transaction
         request_callback_in(connection, phone, changes.callback, "sms", event_key or None, at)
     return None
 
@@ -155,7 +157,7 @@ class TextLine(Database):
         """What the text line remembers of `phone`, and the answer token stored for the message
         `event_key` if it was handled before ("" if none was stored; None for a new message)."""
         values = {"key": self.phone_hash(phone), "event": event_key[: events.KEY_LENGTH]}
-        with self.engine.connect() as connection:
+        with driver_transaction(self.engine) as connection:  # every text: see ivr/storage/driver.py
             lang, section, next_part, opted_out, answered = connection.execute(CONVERSATION, values).one()
         conversation = StoredConversation(lang or "", section or "", next_part or 0, opted_out=bool(opted_out))
         return conversation, answered
@@ -178,6 +180,7 @@ class TextLine(Database):
         delivered it twice at once) nothing is stored again, and the answer token stored the first
         time is returned ("" if there was none), so the retry gets the same answer.
         """
-        transaction = self.durable() if changes.leaves_something else self.engine.begin()
+        # Most texts only move a conversation along: see ivr/storage/driver.py for why they skip `Connection`.
+        transaction = self.durable() if changes.leaves_something else driver_transaction(self.engine)
         with transaction as connection:
             return store_text_turn_in(connection, event_key, self.phone_hash(phone), phone, outcome, changes, utcnow())
