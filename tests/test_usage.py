@@ -54,6 +54,19 @@ def test_a_retried_step_counts_once_even_when_the_retry_reached_another_process(
     assert counts(storage) == {("voice", "hospice"): 2}
 
 
+def test_a_big_batch_is_written_in_chunks_each_step_counted_once(storage: Storage) -> None:
+    """More than a chunk (UsageCounter.CHUNK) at once: every count arrives, and a step retried into a later
+    chunk of the same batch still counts once (each chunk claims its keys with its counts)."""
+    counter = UsageCounter(storage, 60)
+    steps = 2 * UsageCounter.CHUNK + 7
+    for number in range(steps):
+        counter.add("voice", "hospice", once_key=f"step:count:{number}")
+    counter.add("voice", "hospice", once_key="step:count:0")  # a retry of the first, chunks later
+    assert counter.flush() == steps + 1  # written (the retry's claim found the key taken)
+    assert counts(storage) == {("voice", "hospice"): steps}
+    assert counter.pending() == 0
+
+
 def test_the_timer_adds_the_counts_without_any_request(storage: Storage) -> None:
     counter = UsageCounter(storage, flush_seconds=0.1)  # the line's is USAGE_FLUSH_SECONDS; short, not to wait
     counter.add("voice", "treatment")
@@ -253,3 +266,22 @@ def test_counts_taken_while_the_database_is_away_are_kept(batching_app: Flask) -
     assert svc.usage.pending() == 1, "counted into the batch, not skipped with the database"
     svc.usage.flush()
     assert sum(counts(svc.storage).values()) == 1
+
+
+@pytest.mark.sqlite_only
+def test_a_batch_copies_the_log_into_the_database_file_so_no_request_has_to(storage: Storage) -> None:
+    """SQLite: after a batch, its thread checkpoints (ivr/storage/sqlite.py `checkpoint`): the counts are in
+    the database file itself, not only in its write-ahead log, and no request's commit had to copy them."""
+    assert storage.file_watch is not None
+    path = storage.file_watch.path
+    counter = UsageCounter(storage, flush_seconds=60)
+    counter.add("voice", "hospice")
+    assert counter.flush() == 1
+    copy = path.with_name("file-only.sqlite3")
+    copy.write_bytes(path.read_bytes())  # the file alone, without its -wal beside it
+    alone = sa.create_engine(f"sqlite:///{copy}")
+    with alone.connect() as connection:
+        assert connection.exec_driver_sql("SELECT section, count FROM usage_daily").all() == [("hospice", 1)]
+    alone.dispose()
+    with storage.engine.connect() as connection:  # requests' commits checkpoint only as a backstop
+        assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 4000
