@@ -176,6 +176,13 @@ class Database:
         # these connections down to them.
         self.dispose()
 
+    def checkpoint(self) -> None:
+        """SQLite: copy the write-ahead log into the database file, off the request path (see
+        `sqlite.checkpoint`); PostgreSQL checkpoints by itself."""
+        if self.engine.dialect.name == "sqlite":
+            with self.engine.connect() as connection:
+                sqlite.checkpoint(connection)
+
     def dispose(self) -> None:
         """Close every pooled connection (they reopen on the next use)."""
         self.engine.dispose()

@@ -6,6 +6,10 @@
   past Twilio's 15 s.
 - the file's identity (device and inode) when the engine opened it: a file deleted or replaced under a
   running line is refused, never written (see `FileWatch`).
+- checkpoints (copying the write-ahead log back into the file) off the request path: the usage
+  batches' thread runs one after each batch (`checkpoint`); a request's commit starts one only when
+  the log has grown past CHECKPOINT_BACKSTOP_PAGES (SQLite's default is 1,000 pages, so a busy line's
+  requests took turns paying for one: see `checkpoint`).
 - synchronous: NORMAL by default (in WAL mode a commit survives a crash of the process, and only a
   power cut may lose the newest few); FULL for a transaction that keeps something a person left,
   so its commit is on the disk before the caller hears "saved" (see ivr/storage/database.py).
@@ -142,11 +146,29 @@ def configure(engine: sa.Engine) -> None:
     sa.event.listen(engine, "connect", _on_connect)
 
 
+#: Pages of write-ahead log after which a commit checkpoints by itself (4 MB at SQLite's default 4 KB
+#: pages): a backstop for when no usage batch has run for a while (USAGE_FLUSH_SECONDS=0, say).
+CHECKPOINT_BACKSTOP_PAGES = 4000
+
+
+def checkpoint(connection: sa.Connection) -> None:
+    """Copy what the write-ahead log holds back into the database file, as far as readers allow
+    (PASSIVE: never waits for, or blocks, anyone).
+
+    Run by the usage batches' thread (ivr/usage.py), not in a request. Left to SQLite, the commit that
+    takes the log past 1,000 pages runs it, with an fsync of the log and of the file: on a busy line that
+    is a request every few seconds waiting for the disk, and a caller behind it (bench mix p99 36-41 ms
+    with SQLite's default, 26-27 ms with no checkpoint in requests, 2-core machine, 2026-12-07).
+    """
+    connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").close()
+
+
 def _on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA busy_timeout=5000")
     _use_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_BACKSTOP_PAGES}")
     cursor.close()
 
 
