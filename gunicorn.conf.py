@@ -128,9 +128,7 @@ def on_reload(server: Any) -> None:
         server.app.wsgi()
     except Exception as error:  # a bad prompt file, setting or database: keep serving what runs
         server.app.callable = running
-        server.log.error(
-            "Reload refused, still serving the running ones: %s: %s", type(error).__name__, error
-        )
+        server.log.error("Reload refused, still serving the running ones: %s: %s", type(error).__name__, error)
         return
     server.log.info("Reload: settings and prompts loaded again; new workers will use them")
 

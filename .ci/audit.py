@@ -73,5 +73,6 @@ def verdict(data: dict | None, exit_code: int, errors: str) -> tuple[int, list[s
         lines.append(f"pip-audit: {audited} pinned package(s) audited, no known vulnerabilities.")
     return 0, lines
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -265,4 +265,3 @@ def restore_command(folder: Path) -> None:
         f"{manifest['spool_records_added']} spooled record(s) will move in when the line starts. "
         "If this release is newer than the backup, run `flask --app ivr db upgrade` next."
     )
-

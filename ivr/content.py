@@ -700,9 +700,7 @@ def _text_words(
             {family: Vocabulary.build((p, family) for p in keywords_raw[family]) for family in keywords_raw}
         ),
         sections=Vocabulary.build(section_pairs),
-        urgent=Vocabulary.build(
-            (phrase, kind.name) for kind in urgent.kinds.values() for phrase in kind.phrases
-        ),
+        urgent=Vocabulary.build((phrase, kind.name) for kind in urgent.kinds.values() for phrase in kind.phrases),
         hours=hours,
         thanks_words=frozenset(word for phrase in keywords["thanks"] for word in phrase.split()),
     )

@@ -76,7 +76,6 @@ class StaffHours:
         minute = local.hour * 60 + local.minute
         return any(local.weekday() in o.days and o.opens <= minute < o.closes for o in self.openings)
 
-
     def after_open_time(self, start: dt.datetime, open_time: dt.timedelta) -> dt.datetime | None:
         """The moment staff will have been in for `open_time` since `start`, counting only staff hours
         (no nights, closed days or holidays): when a call-back promised "within N staff hours" is due.
@@ -154,8 +153,10 @@ def describe_hours(hours: StaffHours, words: HourWords) -> str:
     parts = []
     for opening in hours.openings:
         first, last = opening.days[0], opening.days[-1]
-        days = words.days[first] if first == last else words.day_range.format(
-            first=words.days[first], last=words.days[last]
+        days = (
+            words.days[first]
+            if first == last
+            else words.day_range.format(first=words.days[first], last=words.days[last])
         )
         if opening.opens == 0 and opening.closes == 24 * 60:
             parts.append(words.all_day.format(days=days))
