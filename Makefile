@@ -47,6 +47,7 @@ PYTEST := PYTHONDONTWRITEBYTECODE= $(PY) -m pytest
 
 test: $(READY)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	$(PYTEST)
 
@@ -58,6 +59,7 @@ test-fast: $(READY)
 
 lint: $(READY)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
 # After a deliberate content change: rewrite the golden call transcripts, then read `git diff tests/transcripts`.
