@@ -146,9 +146,7 @@ class Vocabulary:
     typo_first_words_by_length: Mapping[int, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
     #: The same typo-allowing first words by each of their deletion variants (see Said.deletion_variants):
     #: for a short text, a few lookups instead of a typo count per first word.
-    typo_first_words_by_variant: Mapping[str, tuple[str, ...]] = field(
-        default_factory=dict, compare=False, repr=False
-    )
+    typo_first_words_by_variant: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.by_first_word and self.entries:

@@ -106,8 +106,7 @@ class DatabaseGuard:
         self._down_until = self.clock() + self.retry_seconds
         self._stale_pool = True
         log.warning(
-            "Database unavailable while %s (%s): answering without it, spooling what must be kept, "
-            "retrying in %g s",
+            "Database unavailable while %s (%s): answering without it, spooling what must be kept, retrying in %g s",
             doing,
             type(error).__name__,
             self.retry_seconds,

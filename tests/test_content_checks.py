@@ -116,9 +116,12 @@ def test_readability_scores_match_known_values() -> None:
     hard = "Multidisciplinary palliative interventions ameliorate refractory symptomatology considerably."
     assert readability.flesch_kincaid_grade(hard) > 12
     assert readability.fernandez_huerta("El gato come pan. La casa es azul.") > 100
-    assert readability.fernandez_huerta(
-        "La administración farmacológica multidisciplinaria requiere consideraciones extraordinariamente complejas."
-    ) < 30
+    assert (
+        readability.fernandez_huerta(
+            "La administración farmacológica multidisciplinaria requiere consideraciones extraordinariamente complejas."
+        )
+        < 30
+    )
     assert readability.spoken_seconds("one two three " * 50) == 60.0
 
 

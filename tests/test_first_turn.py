@@ -120,8 +120,14 @@ def test_a_caller_who_agreed_is_offered_their_last_topic_and_can_clear_it() -> N
 
 @pytest.mark.parametrize(
     ("lang", "speech"),
-    [("en", "okay"), ("en", "Thank you."), ("en", "ok thanks"), ("es", "gracias"), ("es", "Muchas gracias."),
-     ("es", "está bien")],
+    [
+        ("en", "okay"),
+        ("en", "Thank you."),
+        ("en", "ok thanks"),
+        ("es", "gracias"),
+        ("es", "Muchas gracias."),
+        ("es", "está bien"),
+    ],
 )
 def test_ok_and_thanks_get_a_short_kind_answer_by_voice(lang: str, speech: str) -> None:
     for node in (CallState(lang=lang), CallState(lang=lang, node="section", section="hospice")):

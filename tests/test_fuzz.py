@@ -71,7 +71,7 @@ HOSTILE = [
     "🙂🏥💊",
     "\ufffd",
     "'; DROP TABLE callback_requests; --",
-    "\" OR 1=1 --",
+    '" OR 1=1 --',
     "<Response><Hangup/></Response>",
     "</Say><Redirect>https://evil.example/</Redirect><Say>",
     "<script>alert(1)</script>",

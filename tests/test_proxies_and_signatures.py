@@ -102,8 +102,9 @@ def test_signatures_are_compared_in_constant_time(app: Flask, monkeypatch: pytes
 def test_a_signed_request_that_is_not_a_form_gets_415(app: Flask) -> None:
     client = app.test_client()
     signature = sign("https://line.example.org/sms", {})
-    response = client.post("/sms", data=b'{"Body": "STOP"}', content_type="application/json",
-                           headers={"X-Twilio-Signature": signature})
+    response = client.post(
+        "/sms", data=b'{"Body": "STOP"}', content_type="application/json", headers={"X-Twilio-Signature": signature}
+    )
     assert response.status_code == 415
     assert client.post("/sms", headers={"X-Twilio-Signature": signature}).status_code == 200  # empty: still a form
 

@@ -137,4 +137,3 @@ def quote(action: str) -> str:
     if action.startswith("say "):
         return f'say "{action.removeprefix("say ")}"'
     return action
-

@@ -137,8 +137,7 @@ def test_local_mode_is_1_or_0(tmp_path: Path, value: str) -> None:
 
 @pytest.mark.parametrize(
     "header",
-    ["X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port", "X-Forwarded-Prefix",
-     "Forwarded"],
+    ["X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port", "X-Forwarded-Prefix", "Forwarded"],
 )
 def test_local_mode_refuses_any_request_carrying_forwarded_headers(tmp_path: Path, header: str) -> None:
     """Behind a proxy on this machine every client would look like 127.0.0.1: local mode refuses proxied requests."""
@@ -174,9 +173,16 @@ def test_production_needs_a_public_base_url(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["http://line.example.org", "http://localhost:5000", "http://127.0.0.1.nip.io", "ftp://line.example.org",
-     "https://line.example.org/?x=1", "https://line.example.org/#x", "https://user@line.example.org",
-     "line.example.org"],
+    [
+        "http://line.example.org",
+        "http://localhost:5000",
+        "http://127.0.0.1.nip.io",
+        "ftp://line.example.org",
+        "https://line.example.org/?x=1",
+        "https://line.example.org/#x",
+        "https://user@line.example.org",
+        "line.example.org",
+    ],
 )
 def test_public_base_url_is_https_or_plain_http_on_this_machine(tmp_path: Path, url: str) -> None:
     with pytest.raises(ConfigError, match="PUBLIC_BASE_URL"):
@@ -184,7 +190,8 @@ def test_public_base_url_is_https_or_plain_http_on_this_machine(tmp_path: Path, 
 
 
 @pytest.mark.parametrize(
-    "url", ["https://line.example.org", "https://line.example.org/careline/", "http://127.0.0.1:5000", "http://[::1]:8080"]
+    "url",
+    ["https://line.example.org", "https://line.example.org/careline/", "http://127.0.0.1:5000", "http://[::1]:8080"],
 )
 def test_public_base_urls_the_line_accepts(tmp_path: Path, url: str) -> None:
     app = create_app(app_config(tmp_path, PUBLIC_BASE_URL=url))
@@ -254,7 +261,11 @@ def test_token_outside_local_mode_needs_a_secret_key(tmp_path: Path) -> None:
 def test_python_m_ivr_without_settings_refuses_to_start_and_says_what_to_set() -> None:
     """Issue 15 item 8: no token and no LOCAL_MODE: a clear message naming both, not a traceback."""
     started = subprocess.run(
-        [sys.executable, "-m", "ivr"], cwd=REPO, env=phone.line_environment({}), capture_output=True, text=True,
+        [sys.executable, "-m", "ivr"],
+        cwd=REPO,
+        env=phone.line_environment({}),
+        capture_output=True,
+        text=True,
         timeout=60,
     )
     assert started.returncode != 0

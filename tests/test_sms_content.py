@@ -117,9 +117,35 @@ def test_every_section_message_leaves_room_for_reply_more(lang: str) -> None:
 #: Spanish words that texts used to write without their accent to stay in GSM-7. Each is a misspelling
 #: (or, like "hablara" for "hablará", another word), never right in these texts.
 UNACCENTED = (
-    "cancer", "atencion", "informacion", "numero", "dia", "dias", "habil", "medico", "sintomas", "clinico",
-    "podria", "hablara", "diran", "animo", "linea", "compañia", "cambielas", "pongase", "consejeria", "guias",
-    "empezo", "regreso", "extendio", "radiacion", "cirugia", "opcion", "sab", "mie", "menu",
+    "cancer",
+    "atencion",
+    "informacion",
+    "numero",
+    "dia",
+    "dias",
+    "habil",
+    "medico",
+    "sintomas",
+    "clinico",
+    "podria",
+    "hablara",
+    "diran",
+    "animo",
+    "linea",
+    "compañia",
+    "cambielas",
+    "pongase",
+    "consejeria",
+    "guias",
+    "empezo",
+    "regreso",
+    "extendio",
+    "radiacion",
+    "cirugia",
+    "opcion",
+    "sab",
+    "mie",
+    "menu",
 )
 
 
@@ -210,7 +236,7 @@ def broken_copy(tmp_path: Path, relative: str, old: str, new: str) -> Path:
         ("en/sms.yaml", "  more: [MORE,", "  more: [HOSPICE, MORE,", "already names the topic"),
         ("en/sms.yaml", "  more: [MORE,", "  more: [HELP, MORE,", "in both"),
         ("en/sms.yaml", "  language: [ENGLISH", "  languages: [ENGLISH", "`keywords` must list"),
-        ("en/sms.yaml", "  hospice: \"end-of-life care\"\n", "", "`topics` must name"),
+        ("en/sms.yaml", '  hospice: "end-of-life care"\n', "", "`topics` must name"),
         ("es/sms.yaml", "  clock: 24h", "  clock: 25h", "clock"),
         ("en/sms.yaml", "callback_saved:", "callback_saving:", "missing prompts"),
         ("en/sms.yaml", "Staff hours: {hours}. If", "Staff hours: {hours} {when}. If", "unknown placeholders"),
@@ -222,7 +248,7 @@ def broken_copy(tmp_path: Path, relative: str, old: str, new: str) -> Path:
             "at most 2 text segments",
         ),
         ("es/sections/hospice.yaml", "de duelo.", "de duelo. Más palabras aquí, muchas más." * 2, "at most 3"),
-        ("en/sections/hospice.yaml", "is right for you.\"", "is right for you — or not.\"", "outside GSM-7"),
+        ("en/sections/hospice.yaml", 'is right for you."', 'is right for you — or not."', "outside GSM-7"),
     ],
 )
 def test_broken_text_content_names_the_file(tmp_path: Path, relative: str, old: str, new: str, problem: str) -> None:

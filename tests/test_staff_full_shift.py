@@ -207,4 +207,3 @@ def test_the_readme_shows_the_queue() -> None:
     assert "](docs/images/staff-queue.png)" in readme
     image = Path(__file__).resolve().parent.parent / "docs" / "images" / "staff-queue.png"
     assert png_size(image)[0] >= 1000
-

@@ -244,8 +244,17 @@ def test_anything_else_gets_the_menu_with_a_kind_word(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("lang", "text"),
-    [("en", "ok"), ("en", "Thanks!"), ("en", "ok thank you so much 🙏"), ("en", "THX"), ("es", "gracias"),
-     ("es", "Muchas gracias!"), ("en", "gracias"), ("es", "ok"), ("es", "está bien, gracias")],
+    [
+        ("en", "ok"),
+        ("en", "Thanks!"),
+        ("en", "ok thank you so much 🙏"),
+        ("en", "THX"),
+        ("es", "gracias"),
+        ("es", "Muchas gracias!"),
+        ("en", "gracias"),
+        ("es", "ok"),
+        ("es", "está bien, gracias"),
+    ],
 )
 def test_ok_and_thanks_get_a_short_kind_answer(lang: str, text: str) -> None:
     """Issue 14: "ok", "thanks", "gracias" get a kind word in their own language, not "did not understand"."""
@@ -460,8 +469,10 @@ def test_menus_and_parts_are_each_their_own() -> None:
                 menu = tl.menu(CONTENT, lang, heading)
                 assert menu.startswith(f"{language.text(heading)}\n")
                 topics = language.texting.topics
-                assert all(language.text("menu_option", key=s.key, keyword=s.keyword, topic=topics[s.id]) in menu
-                           for s in language.sections.values())
+                assert all(
+                    language.text("menu_option", key=s.key, keyword=s.keyword, topic=topics[s.id]) in menu
+                    for s in language.sections.values()
+                )
             for section in language.sections.values():
                 last = len(section.sms) - 1
                 for part, message in enumerate(section.sms):

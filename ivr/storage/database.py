@@ -58,6 +58,7 @@ def migration_scripts() -> ScriptDirectory:
     """The migrations this code knows (ivr/migrations/versions)."""
     return ScriptDirectory.from_config(alembic_config())
 
+
 #: Each database's INSERT, which knows its ON CONFLICT clauses (SQLite and PostgreSQL spell them alike).
 INSERTS: dict[str, Callable[[sa.Table], Any]] = {"sqlite": sqlite_dialect.insert, "postgresql": postgresql.insert}
 

@@ -9,9 +9,9 @@ from ivr.storage.schema import callback_requests
 
 PING = sa.select(sa.literal(1))
 
-OPEN_REQUEST_COUNTS = sa.select(
-    sa.func.count(), sa.func.count().filter(callback_requests.c.urgent.is_(True))
-).where(callback_requests.c.status == "open")
+OPEN_REQUEST_COUNTS = sa.select(sa.func.count(), sa.func.count().filter(callback_requests.c.urgent.is_(True))).where(
+    callback_requests.c.status == "open"
+)
 
 
 class LineHealth(Database):

@@ -53,7 +53,7 @@ def readyz() -> tuple[Response, int]:
 
 
 def database_state(guard: DatabaseGuard) -> str:
-    """"ok", "unavailable" (failed, or no answer within READY_DATABASE_SECONDS) or "schema_not_current"."""
+    """ "ok", "unavailable" (failed, or no answer within READY_DATABASE_SECONDS) or "schema_not_current"."""
     if guard.schema_problem:
         return "schema_not_current"
     if guard.is_down():
