@@ -6,7 +6,7 @@ cursor class that notes each statement."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,13 +31,16 @@ def driver_statements(engine: sa.Engine, note: Callable[[str], None]) -> Iterato
         else:
             driver.cursor_factory = getattr(driver.cursor_factory, "traced", driver.cursor_factory)
 
-    sa.event.listen(engine.pool, "checkout", on_checkout)
-    sa.event.listen(engine.pool, "checkin", on_checkin)
+    sa.event.listen(engine, "checkout", on_checkout)
+    sa.event.listen(engine, "checkin", on_checkin)
     try:
         yield
     finally:
-        sa.event.remove(engine.pool, "checkin", on_checkin)
-        sa.event.remove(engine.pool, "checkout", on_checkout)
+        # A pool the engine made anew inside the block (engine.dispose()) carries copies of the listeners,
+        # which SQLAlchemy cannot remove by name; they go with the engine.
+        with suppress(sa.exc.InvalidRequestError):
+            sa.event.remove(engine, "checkin", on_checkin)
+            sa.event.remove(engine, "checkout", on_checkout)
 
 
 def _tracing_cursor(cursor_class: Any, note: Callable[[str], None]) -> Any:
