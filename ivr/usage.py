@@ -46,8 +46,10 @@ class UsageCounter:
 
     #: Counts held before the timer is woken early to write them.
     MAX_PENDING = 2000
-    #: Counts (and calls' places) written per transaction (see `flush`).
+    #: Counts (and calls' places) written per transaction, and the pause between two (see `flush`): a busy
+    #: second's batch (~800) is ~12 ms of Python, which this worker's request shares the GIL with.
     CHUNK = 100
+    CHUNK_PAUSE_SECONDS = 0.01
     #: Counts kept while the database is away; beyond this the oldest are dropped (and logged).
     MAX_KEPT = 50_000
 
@@ -139,10 +141,12 @@ class UsageCounter:
                         break
                     written += len(uses[: self.CHUNK]) + len(places[: self.CHUNK])
                     uses, places = uses[self.CHUNK :], places[self.CHUNK :]
-                    # A second of a busy line's counts is ~15 ms of Python: written at once, it held this
-                    # worker's request for as long (bench mix p99 27-34 ms). In chunks, with the request
-                    # let in between, no request waits for more than one chunk.
-                    time.sleep(0)
+                    # Between chunks, SQLite's write lock is left free for a moment: a text waiting for it
+                    # sleeps in SQLite's busy handler (1, 2, 5, 10 ms, ...) and, with the next chunk at
+                    # once, kept finding it taken (texts waited up to 54 ms; bench mix p99 24-26 ms). With
+                    # the pause: at most 19 ms, mix p99 17-19 ms (2-core machine, 2026-12-07 07:45).
+                    if uses or places:
+                        time.sleep(self.CHUNK_PAUSE_SECONDS)
             finally:  # whatever stopped the write (even SystemExit), what is left goes back, oldest first
                 if uses or places:
                     self._keep(uses, {note.call_sid: note for note in places})
