@@ -311,3 +311,14 @@ def test_migration_0005_keeps_one_row_per_recording(empty_database_url: str) -> 
         ]
     finally:
         storage.dispose()
+
+
+def test_the_driver_path_refuses_a_column_left_to_a_python_default(storage: Storage) -> None:
+    """ivr/storage/driver.py runs no execution context, so a column SQLAlchemy would fill in from its Python
+    default must be given: left out, the statement is refused rather than sent with NULL."""
+    from ivr.storage.schema import sms_sessions
+
+    with pytest.raises(ValueError, match="next_part, section"), driver_transaction(storage.engine) as driver:
+        driver.execute(sms_sessions.insert(), {"phone_hash": "x", "lang": "en", "updated_at": dt.datetime.now(dt.UTC)})
+    with storage.engine.connect() as connection:  # and nothing was written
+        assert connection.execute(sa.select(sa.func.count()).select_from(sms_sessions)).scalar() == 0

@@ -38,9 +38,14 @@ class _Compiled:
 
 
 def _compile(statement: Any, dialect: sa.Dialect, keys: tuple[str, ...]) -> _Compiled:
-    # An INSERT's columns are the keys given, as `Connection.execute` compiles it; a column left out
-    # whose default SQLAlchemy would fill in is a KeyError below, never a silent NULL.
+    # An INSERT's columns are the keys given, as `Connection.execute` compiles it. A column left out that
+    # SQLAlchemy would fill in from a Python default (its execution context does that, not this module)
+    # is refused here, rather than sent as NULL.
     compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+    prefetched = [*getattr(compiled, "insert_prefetch", ()), *getattr(compiled, "update_prefetch", ())]
+    if prefetched:
+        names = ", ".join(sorted(column.key for column in prefetched))
+        raise ValueError(f"give every column on the driver path; left to a Python default: {names}")
     processors = {}
     for name, bind in compiled.binds.items():
         processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
@@ -76,7 +81,7 @@ class DriverConnection:
 
     #: Each statement compiled once per database kind and set of columns given, at its first use (as
     #: SQLAlchemy's own compiled cache does for `Connection`): a handful of module constants, never data.
-    _compiled: ClassVar[dict[tuple[int, str, tuple[str, ...]], _Compiled]] = {}
+    _compiled: ClassVar[dict[tuple[int, type, str, tuple[str, ...]], _Compiled]] = {}
 
     def __init__(self, driver: Any, dialect: sa.Dialect) -> None:
         self._driver = driver
@@ -85,7 +90,7 @@ class DriverConnection:
     def execute(self, statement: Any, values: Mapping[str, Any]) -> Result:
         """Run `statement` (a SQLAlchemy Core statement built once, at import) with `values`."""
         keys = tuple(sorted(values))
-        key = (id(statement), self.dialect.name, keys)
+        key = (id(statement), type(self.dialect), self.dialect.paramstyle, keys)  # the driver's own SQL
         compiled = self._compiled.get(key)
         if compiled is None:
             compiled = self._compiled[key] = _compile(statement, self.dialect, keys)
