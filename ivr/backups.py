@@ -25,7 +25,6 @@ newer. Passwords go to them in PGPASSWORD, never on a command line.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import io
 import json
 import os
@@ -33,8 +32,7 @@ import shutil
 import sqlite3
 import subprocess
 import tarfile
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +42,7 @@ from flask import current_app
 from sqlalchemy.engine import make_url
 
 from ivr import resilience
-from ivr.spool import Spool, spool_file_name
+from ivr.spool import Spool, folder_locked, spool_file_name
 from ivr.storage import Storage, sqlite
 
 MANIFEST = "manifest.json"
@@ -101,19 +99,6 @@ def run_postgres_program(program: str, arguments: list[str], url: str) -> None:
         raise BackupError(f"{program} failed: {result.stderr.strip()}")
 
 
-@contextmanager
-def spool_locked(folder: Path) -> Iterator[None]:
-    """The spool's own lock (ivr/spool.py): no record is half-written or moved while it is held."""
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(descriptor, fcntl.LOCK_UN)
-        os.close(descriptor)
-
-
 def has_data(storage: Storage) -> bool:
     """Whether the database holds any table (PostgreSQL) or any row (SQLite, whose file is replaced whole)."""
     with storage.engine.connect() as connection:
@@ -163,7 +148,7 @@ def backup(storage: Storage, url: str, spool: Path, folder: Path) -> dict[str, A
 def archive_spool(spool: Path, archive: Path) -> int:
     """Tar every spool file of `spool` into `archive` under the spool's lock; the number of records."""
     records = 0
-    with spool_locked(spool), tarfile.open(archive, "w") as tar:
+    with folder_locked(spool), tarfile.open(archive, "w") as tar:
         for path in sorted(spool.glob("*.jsonl")):
             data = path.read_bytes()
             records += sum(1 for line in data.splitlines() if line.strip())

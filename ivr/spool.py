@@ -74,6 +74,20 @@ class Pending:
     outcomes: dict[str, str] = field(default_factory=dict)
 
 
+@contextlib.contextmanager
+def folder_locked(folder: Path) -> Iterator[None]:
+    """The spool folder's lock across processes (an flock on the folder; made 0700 when missing): while it is
+    held no record is half-written or moved in. Also taken by `flask --app ivr db backup` (ivr/backups.py)."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
+        os.close(descriptor)
+
+
 class Spool:
     """An append-only, fsync'ed JSON-lines file of records waiting for the database."""
 
@@ -90,15 +104,8 @@ class Spool:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """Exclusive use of the spool folder, across threads and processes."""
-        with self._thread_lock:
-            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            descriptor = os.open(self.folder, os.O_RDONLY)
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX)
-                yield
-            finally:
-                fcntl.flock(descriptor, fcntl.LOCK_UN)
-                os.close(descriptor)
+        with self._thread_lock, folder_locked(self.folder):
+            yield
 
     def _sync_folder(self) -> None:
         descriptor = os.open(self.folder, os.O_RDONLY)
