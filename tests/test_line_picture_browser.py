@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, expect
 
+from tests.helpers.browser import browser, png_size  # noqa: F401  # the Chromium fixture
 from tests.helpers.staff_support import OPEN_TIME, create_staff, live_server, make_app, sign_in
 from tests.helpers.support import Call, Phone, twilio_post
-from tests.test_staff_browser import browser, png_size  # noqa: F401  # the module's Chromium fixture
 
 pytestmark = pytest.mark.slow
 

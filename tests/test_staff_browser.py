@@ -8,42 +8,22 @@ texts a topic to a patient (through the real `twilio` client to the same stand-i
 from __future__ import annotations
 
 import shutil
-import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from flask import Flask
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from ivr.phone.twilio_standin import TwilioStandIn, twilio_standin
+from tests.helpers.browser import browser, png_size  # noqa: F401  # the Chromium fixture
 from tests.helpers.staff_support import ACCOUNT_SID, StaffCall, create_staff, live_server, make_app, recording_sid
 from tests.helpers.support import AUTH_TOKEN, LINE_NUMBER, TEXTABLE_CALLER
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--autoplay-policy=no-user-gesture-required",
-]
 SCREENSHOT_COPY = Path("/tmp/staff-page.png")
 #: The caller's number as the page shows it: national format, as the line's own number is in the same country.
 CALLER_SHOWN = "(555) 123-0001"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), "Debian's chromium is needed (`apt-get install -y chromium`; .ci/run does it)"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
 
 
 def leave_voice_message(app: Flask) -> None:
@@ -57,13 +37,7 @@ def leave_voice_message(app: Flask) -> None:
     call.record_ends(call.action(), 1, 12)
 
 
-def png_size(path: Path) -> tuple[int, int]:
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    return struct.unpack(">II", data[16:24])
-
-
-def test_a_staff_member_works_a_voice_message_in_a_real_browser(tmp_path: Path, browser: Browser) -> None:
+def test_a_staff_member_works_a_voice_message_in_a_real_browser(tmp_path: Path, browser: Browser) -> None:  # noqa: F811
     with twilio_standin(ACCOUNT_SID, AUTH_TOKEN) as standin:
         app = make_app(tmp_path, LINE_NUMBER=LINE_NUMBER, TWILIO_API_BASE_URL=standin.base_url)
         create_staff(app)

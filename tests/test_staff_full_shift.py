@@ -11,14 +11,14 @@ of the queue one, made by hand when the page changes.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from flask import Flask
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from ivr.phone.twilio_standin import twilio_standin
+from tests.helpers.browser import browser, png_size  # noqa: F401  # the Chromium fixture
 from tests.helpers.staff_support import (
     ACCOUNT_SID,
     StaffCall,
@@ -28,7 +28,6 @@ from tests.helpers.staff_support import (
     recording_sid,
 )
 from tests.helpers.support import AUTH_TOKEN, LINE_NUMBER, Phone, twilio_post
-from tests.test_staff_browser import CHROMIUM, CHROMIUM_ARGS, png_size
 
 pytestmark = pytest.mark.slow
 
@@ -38,15 +37,6 @@ TEXTER_SHOWN = "(555) 123-0002"
 CALLER_SHOWN = "(555) 123-0001"
 URGENT_TEXT = "I can't breathe well since this morning. Please call me."
 MESSAGE = "Hi, this is Ana. My father's pain is worse at night. Please call me back about hospice."
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), "Debian's chromium is needed (`apt-get install -y chromium`; .ci/run does it)"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
 
 
 def an_urgent_text_arrives(app: Flask) -> None:
@@ -76,7 +66,7 @@ def a_voice_message_arrives(app: Flask) -> None:
     assert twilio_post(app.test_client(), str(record.get("transcribeCallback")), form).status_code == 200
 
 
-def test_a_nurse_works_a_full_shift_in_a_real_browser(tmp_path: Path, browser: Browser) -> None:
+def test_a_nurse_works_a_full_shift_in_a_real_browser(tmp_path: Path, browser: Browser) -> None:  # noqa: F811
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with twilio_standin(ACCOUNT_SID, AUTH_TOKEN) as standin:
         # The real clock (the text line keeps its own times), with staff in round the clock so 0 rings them.
