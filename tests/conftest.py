@@ -30,6 +30,7 @@ from jinja2.bccache import Bucket
 
 from ivr import create_app
 from ivr.content import PROMPTS_DIR, Content, load_content
+from ivr.phone.twilio_standin import TwilioStandIn, twilio_standin
 from ivr.storage import Storage
 from tests.helpers.databases import (
     NO_POSTGRES_REASON,
@@ -134,6 +135,25 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def call(client: FlaskClient) -> Call:
     return Call(client)
+
+
+@pytest.fixture
+def standin() -> Iterator[TwilioStandIn]:
+    """The stand-in for Twilio's REST API (ivr/phone/twilio_standin.py), on 127.0.0.1, for this test."""
+    from tests.helpers.staff_support import ACCOUNT_SID  # here: staff_support imports this module
+
+    with twilio_standin(ACCOUNT_SID, AUTH_TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+def staff(app: Flask) -> FlaskClient:
+    """A client signed in to the staff page of the test's `app` (which has added a staff member)."""
+    from tests.helpers.staff_support import sign_in  # here: staff_support imports this module
+
+    client = app.test_client()
+    assert sign_in(client).status_code == 303
+    return client
 
 
 # -- databases: every `database_url` test runs on SQLite and on PostgreSQL --------------------------

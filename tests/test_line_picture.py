@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 from ivr import line_picture
 from ivr.services import services
 from ivr.storage import as_utc, call_places, callback_requests, metadata
-from tests.helpers.staff_support import LA, OPEN_TIME, add_staff, make_app, sign_in
+from tests.helpers.staff_support import LA, OPEN_TIME, add_staff, make_app
 from tests.helpers.support import CALLER, Call, Phone, parse_twiml, sign, twilio_post
 
 FINAL = ("completed", "busy", "failed", "no-answer", "canceled")
@@ -30,13 +30,6 @@ def app(tmp_path: Path, database_url: str) -> Iterator[Flask]:
     add_staff(app)
     yield app
     app.extensions["careline"].storage.dispose()
-
-
-@pytest.fixture
-def staff(app: Flask) -> FlaskClient:
-    client = app.test_client()
-    assert sign_in(client).status_code == 303
-    return client
 
 
 def places(app: Flask) -> list[dict[str, Any]]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,12 +46,6 @@ KEYS = {"recurrence": "1", "palliative": "3", "directives": "4", "hospice": "5"}
 PARTS = {section: len(EN.sections[section].sms) for section in KEYS}
 #: Sections that make exactly 10 messages together (the default daily limit): the next one is the 11th.
 TEN_MESSAGES = ("palliative", "directives", "recurrence")
-
-
-@pytest.fixture
-def standin() -> Iterator[TwilioStandIn]:
-    with twilio_standin(ACCOUNT_SID, AUTH_TOKEN) as server:
-        yield server
 
 
 def line(tmp_path: Path, standin: TwilioStandIn, **settings: object) -> Flask:

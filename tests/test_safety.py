@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,13 +20,13 @@ from flask import Flask
 from ivr import alerts, call_dialog, create_app, safety
 from ivr import text_dialog as tl
 from ivr.content import URGENT_KINDS
-from ivr.phone.twilio_standin import TwilioStandIn, twilio_standin
+from ivr.phone.twilio_standin import TwilioStandIn
 from ivr.services import services
 from ivr.storage import callback_requests, staff_alerts
 from tests.conftest import app_config, loaded_content
 from tests.helpers.checks import failures, report
 from tests.helpers.staff_support import ACCOUNT_SID, add_staff, sign_in
-from tests.helpers.support import AUTH_TOKEN, CALLER, LINE_NUMBER, Call, Phone, parse_twiml
+from tests.helpers.support import CALLER, LINE_NUMBER, Call, Phone, parse_twiml
 
 CONTENT = loaded_content()
 LANGS = tuple(CONTENT.languages)
@@ -229,12 +229,6 @@ def test_a_message_left_from_the_urgent_offer_comes_back_to_that_offer(kind: str
 
 
 # -- through the webhooks --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def standin() -> Iterator[TwilioStandIn]:
-    with twilio_standin(ACCOUNT_SID, AUTH_TOKEN) as server:
-        yield server
 
 
 def safety_app(tmp_path: Path, **overrides: object) -> Flask:

@@ -8,7 +8,6 @@ for its own period (AUDIT_RETENTION_DAYS), past the requests it names.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,12 +15,11 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from ivr.phone.twilio_standin import TwilioStandIn, twilio_standin
+from ivr.phone.twilio_standin import TwilioStandIn
 from ivr.services import services
 from ivr.storage import CallbackRequest, as_utc, callback_requests, staff_audit
 from ivr.storage.queue import request_callback_in
 from tests.helpers.staff_support import (
-    ACCOUNT_SID,
     OPEN_TIME,
     add_staff,
     csrf_token,
@@ -30,16 +28,10 @@ from tests.helpers.staff_support import (
     recording_url,
     sign_in,
 )
-from tests.helpers.support import AUTH_TOKEN, LINE_NUMBER, TEXTABLE_CALLER
+from tests.helpers.support import LINE_NUMBER, TEXTABLE_CALLER
 
 PATIENT = "+15551230001"
 WORDS = "I cannot breathe well since the new pills"
-
-
-@pytest.fixture
-def standin() -> Iterator[TwilioStandIn]:
-    with twilio_standin(ACCOUNT_SID, AUTH_TOKEN) as server:
-        yield server
 
 
 @pytest.fixture

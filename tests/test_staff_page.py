@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from ivr import text_dialog
-from ivr.phone.twilio_standin import TwilioStandIn, silent_mp3, twilio_standin
+from ivr.phone.twilio_standin import TwilioStandIn, silent_mp3
 from ivr.services import services
 from ivr.storage import CallbackRequest, TextChanges, Use, opt_outs
 from tests.helpers.staff_support import (
@@ -32,13 +31,7 @@ from tests.helpers.staff_support import (
     recording_url,
     sign_in,
 )
-from tests.helpers.support import AUTH_TOKEN, LINE_NUMBER, TEXTABLE_CALLER
-
-
-@pytest.fixture
-def standin() -> Iterator[TwilioStandIn]:
-    with twilio_standin(ACCOUNT_SID, AUTH_TOKEN) as server:
-        yield server
+from tests.helpers.support import LINE_NUMBER, TEXTABLE_CALLER
 
 
 @pytest.fixture
@@ -46,13 +39,6 @@ def app(tmp_path: Path, standin: TwilioStandIn) -> Flask:
     app = make_app(tmp_path, LINE_NUMBER=LINE_NUMBER, TWILIO_API_BASE_URL=standin.base_url)
     add_staff(app)
     return app
-
-
-@pytest.fixture
-def staff(app: Flask) -> FlaskClient:
-    client = app.test_client()
-    assert sign_in(client).status_code == 303
-    return client
 
 
 def page(client: FlaskClient) -> str:

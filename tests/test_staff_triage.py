@@ -90,13 +90,6 @@ def app(tmp_path: Path) -> Flask:
     return app
 
 
-@pytest.fixture
-def staff(app: Flask) -> FlaskClient:
-    client = app.test_client()
-    assert sign_in(client).status_code == 303
-    return client
-
-
 def texted(app: Flask, words: str, urgent: bool = False, at: dt.datetime = OPEN_TIME, phone: str = PATIENT) -> None:
     with app.app_context():
         storage = services().storage
