@@ -142,9 +142,10 @@ class UsageCounter:
             written = 0
             try:
                 while uses or places:
-                    if not self._write(uses[: self.CHUNK], places[: self.CHUNK]):
+                    chunk = (uses[: self.CHUNK], places[: self.CHUNK])
+                    if not self._write(*chunk):
                         break
-                    written += len(uses[: self.CHUNK]) + len(places[: self.CHUNK])
+                    written += len(chunk[0]) + len(chunk[1])
                     uses, places = uses[self.CHUNK :], places[self.CHUNK :]
                     # Between chunks, SQLite's write lock is left free for a moment: a text waiting for it
                     # sleeps in SQLite's busy handler (1, 2, 5, 10 ms, ...) and, with the next chunk at

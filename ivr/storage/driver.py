@@ -104,11 +104,16 @@ class DriverConnection:
             rows = cursor.fetchall() if cursor.description is not None else []
             return Result(rows, cursor.rowcount)
         except self.dialect.loaded_dbapi.Error as error:
-            raise sa.exc.DBAPIError.instance(
-                compiled.sql, None, error, self.dialect.loaded_dbapi.Error, hide_parameters=True, dialect=self.dialect
-            ) from error
+            raise _as_sqlalchemy_error(error, self.dialect, compiled.sql) from error
         finally:
             cursor.close()
+
+
+def _as_sqlalchemy_error(error: Exception, dialect: sa.Dialect, statement: str | None = None) -> sa.exc.StatementError:
+    """The `sqlalchemy.exc` error `Connection` would raise for the driver's `error` (parameters never shown)."""
+    return sa.exc.DBAPIError.instance(
+        statement, None, error, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect
+    )
 
 
 @contextmanager
@@ -119,7 +124,7 @@ def driver_transaction(engine: sa.Engine) -> Iterator[DriverConnection]:
     try:
         pooled = engine.raw_connection()
     except dbapi_error as error:  # the pool's events (the SQLite file check) raise the driver's errors
-        raise sa.exc.DBAPIError.instance(None, None, error, dbapi_error, dialect=engine.dialect) from error
+        raise _as_sqlalchemy_error(error, engine.dialect) from error
     try:
         yield DriverConnection(pooled.driver_connection, engine.dialect)
         pooled.commit()
@@ -130,7 +135,7 @@ def driver_transaction(engine: sa.Engine) -> Iterator[DriverConnection]:
         if isinstance(original, dbapi_error) and engine.dialect.is_disconnect(original, pooled.driver_connection, None):
             pooled.invalidate(original)  # never back in the pool
         if isinstance(error, dbapi_error):  # the commit failed
-            raise sa.exc.DBAPIError.instance(None, None, error, dbapi_error, dialect=engine.dialect) from error
+            raise _as_sqlalchemy_error(error, engine.dialect) from error
         raise
     finally:
         pooled.close()
